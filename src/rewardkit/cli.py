@@ -1,0 +1,61 @@
+"""The `rewardkit` command: parses flags (or `--config FILE.yaml`) into a command's config dataclass and dispatches.
+
+Each command lives next to the code it drives and exposes a config dataclass plus a function taking it; importing
+them lazily keeps `rewardkit --help` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rewardkit.config import add_config_arguments, config_from_args
+from rewardkit.errors import RewardkitError
+
+# command -> (module, config class, function, one-line description)
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "train-rm": ("rewardkit.models.trainer", "TrainRMConfig", "train_reward_model",
+                 "Train a reward model on pairwise, rating, ranking or binary feedback."),
+    "eval-rm": ("rewardkit.eval.command", "EvalConfig", "run_eval",
+                "Evaluate one or two reward models: accuracy with intervals, length bias, calibration, reports."),
+    "score": ("rewardkit.rewards.command", "ScoreConfig", "run_score",
+              "Score responses with a reward model or a reward spec (sparse or dense)."),
+    "rl": ("rewardkit.rl.command", "RLConfig", "run_rl",
+           "Optimize a policy against a reward spec (REINFORCE, actor-critic, PPO, GRPO, RLOO)."),
+    "serve": ("rewardkit.serve.command", "ServeConfig", "run_serve",
+              "Serve a reward model over HTTP."),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, type]]:
+    parser = argparse.ArgumentParser(prog="rewardkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    config_classes: dict[str, type] = {}
+    for name, (module, cls_name, _, description) in COMMANDS.items():
+        cls = getattr(importlib.import_module(module), cls_name)
+        config_classes[name] = cls
+        command_parser = sub.add_parser(name, help=description, description=description)
+        add_config_arguments(command_parser, cls)
+    return parser, config_classes
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser, config_classes = build_parser()
+    args = parser.parse_args(argv)
+    module, _, function, _ = COMMANDS[args.command]
+    try:
+        cfg = config_from_args(config_classes[args.command], args)
+        result = getattr(importlib.import_module(module), function)(cfg)
+    except RewardkitError as exc:
+        print(f"rewardkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rewardkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""One config dataclass per command; YAML files and command-line flags fill the same dataclass.
+
+A field's help text is its documentation: declare fields with `option(default, "help")`. `parse_config` builds the
+argparse parser from the dataclass, so a flag, a YAML key and the field always share one name (dashes on the command
+line, underscores in YAML). Precedence: field default < `--config FILE.yaml` < explicit flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from rewardkit.errors import RewardkitError
+
+C = TypeVar("C")
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
+           positional: bool = False, metavar: str | None = None) -> Any:
+    """A config field with its help text. Mutable defaults (lists) are copied per instance."""
+    meta = {"help": help, "choices": choices, "positional": positional, "metavar": metavar}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML or flag value to the field's type, or fail with a one-line error naming `where`."""
+    base, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise RewardkitError(f"{where} must not be empty")
+    origin = typing.get_origin(base)
+    if origin is list:
+        (item_tp,) = typing.get_args(base) or (str,)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [_coerce(v, item_tp, where) for v in items]
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "yes", "1", "on"):
+            return True
+        if str(value).lower() in ("false", "no", "0", "off"):
+            return False
+        raise RewardkitError(f"{where} must be true or false, got {value!r}")
+    if base in (int, float):
+        if isinstance(value, bool):
+            raise RewardkitError(f"{where} must be a number, got {value!r}")
+        try:
+            number = float(value) if base is float else int(str(value), 0) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError):
+            raise RewardkitError(f"{where} must be {'a number' if base is float else 'an integer'}, got {value!r}")
+        if base is int and isinstance(value, float) and value != int(value):
+            raise RewardkitError(f"{where} must be an integer, got {value!r}")
+        return number
+    if base is str:
+        if isinstance(value, (dict, list)):
+            raise RewardkitError(f"{where} must be a string, got {type(value).__name__}")
+        return str(value)
+    return value  # dicts and other structured values pass through as YAML gave them
+
+
+def _check_choices(cfg: Any) -> None:
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        value = getattr(cfg, f.name)
+        if choices and value is not None and value not in choices:
+            raise RewardkitError(f"--{f.name.replace('_', '-')} must be one of {', '.join(map(str, choices))}; "
+                                 f"got {value!r}")
+
+
+def load_yaml_mapping(path: str | Path) -> dict:
+    """Read a YAML file that must hold a mapping; errors name the file (and line for syntax errors)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RewardkitError(f"{path}: no such file")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RewardkitError(f"{path}: cannot read ({exc})")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise RewardkitError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RewardkitError(f"{path}: expected a mapping of option names to values")
+    return data
+
+
+def config_from_mapping(cls: type[C], mapping: dict, source: str = "config") -> C:
+    """Build `cls` from a mapping (YAML keys may use dashes or underscores); unknown keys are errors."""
+    hints = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in mapping.items():
+        name = str(key).replace("-", "_")
+        if name not in names:
+            raise RewardkitError(f"{source}: unknown option {key!r} (known: {', '.join(sorted(names))})")
+        values[name] = _coerce(value, hints[name], f"{source}: {key}")
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise RewardkitError(f"{source}: missing required option(s): {', '.join(missing)}")
+    cfg = cls(**values)
+    _check_choices(cfg)
+    return cfg
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one flag (or positional) per field of `cls`, plus `--config FILE.yaml`."""
+    hints = _field_types(cls)
+    parser.add_argument("--config", metavar="FILE.yaml", default=None,
+                        help="YAML file with the same options as the flags; flags given explicitly override it")
+    for f in dataclasses.fields(cls):
+        tp, _ = _unwrap_optional(hints[f.name])
+        meta = f.metadata
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        help_text = meta.get("help", "")
+        if default not in (None, [], "") and not meta.get("positional"):
+            help_text += f" (default: {default})"
+        kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        if meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+        if typing.get_origin(tp) is list:
+            kwargs["nargs"] = "+" if not meta.get("positional") or f.default_factory is dataclasses.MISSING else "*"
+        elif tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        if meta.get("positional"):
+            if "nargs" not in kwargs and (f.default is not dataclasses.MISSING):
+                kwargs["nargs"] = "?"
+            parser.add_argument(f.name, **kwargs)
+        else:
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
+    """Merge field defaults, the `--config` YAML file and the explicit flags into one `cls`."""
+    mapping: dict = {}
+    source = "command line"
+    if getattr(args, "config", None):
+        mapping.update(load_yaml_mapping(args.config))
+        source = str(args.config)
+    names = {f.name for f in dataclasses.fields(cls)}
+    explicit = {k: v for k, v in vars(args).items() if k in names}
+    for key in list(mapping):
+        if str(key).replace("-", "_") in explicit:
+            del mapping[key]
+    mapping.update(explicit)
+    return config_from_mapping(cls, mapping, source)
+
+
+def parse_config(cls: type[C], argv: list[str] | None = None, prog: str | None = None) -> C:
+    """Parse `argv` into `cls` (for tests and scripts; the CLI uses the same two functions)."""
+    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    add_config_arguments(parser, cls)
+    return config_from_args(cls, parser.parse_args(argv))
