@@ -1,0 +1,1 @@
+"""Reward-model evaluation: pure metric functions, the `eval-rm` command and the HTML/Markdown report."""
