@@ -1,11 +1,19 @@
 """Evaluation metrics for reward models: pure numpy functions over scores, no model and no torch import.
 
 Every function accepts lists, numpy arrays or torch tensors (anything `numpy.asarray` understands after `.detach()`),
-returns plain Python floats (or small dataclasses of floats), and is unit-tested against hand-computed values.
+returns plain Python floats (or small dataclasses of floats and arrays), and is unit-tested against hand-computed
+values. Conventions shared by all of them:
+
+- Ties count as half. Equal rewards for chosen and rejected earn 0.5 credit, in accuracy, in the length baseline
+  (equal lengths), in top-1 accuracy (a best response tied with k-1 others earns 1/k) and in ROC AUC.
+- Length is the response's length in characters (no tokenizer needed, comparable across models).
+- Correlations are NaN when one side is constant (undefined); callers report them as null.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +33,23 @@ def _paired(chosen: Any, rejected: Any) -> tuple[np.ndarray, np.ndarray]:
     return chosen, rejected
 
 
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+def sigmoid(x: Any) -> np.ndarray:
+    """Numerically stable logistic function."""
+    x = as_float_array(x)
+    out = np.empty_like(x)
+    positive = x >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-x[positive]))
+    exp_x = np.exp(x[~positive])
+    out[~positive] = exp_x / (1.0 + exp_x)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------- pairwise
+
 def pair_outcomes(chosen_scores: Any, rejected_scores: Any) -> np.ndarray:
     """Per-pair credit: 1 if chosen scores higher, 0.5 on an exact tie, 0 otherwise."""
     chosen, rejected = _paired(chosen_scores, rejected_scores)
@@ -36,5 +61,366 @@ def pairwise_accuracy(chosen_scores: Any, rejected_scores: Any) -> float:
 
     A model that gives every response the same score gets 0.5, not 0 or 1. NaN for zero pairs.
     """
-    outcomes = pair_outcomes(chosen_scores, rejected_scores)
-    return float(outcomes.mean()) if outcomes.size else float("nan")
+    return _mean(pair_outcomes(chosen_scores, rejected_scores))
+
+
+def mean_margin(chosen_scores: Any, rejected_scores: Any) -> float:
+    """Mean of r_chosen − r_rejected (in the model's reward units)."""
+    chosen, rejected = _paired(chosen_scores, rejected_scores)
+    return _mean(chosen - rejected)
+
+
+def response_lengths(texts: Sequence[str]) -> np.ndarray:
+    """Length of each response in characters."""
+    return np.fromiter((len(t) for t in texts), dtype=np.float64, count=len(texts))
+
+
+def length_baseline_accuracy(chosen_lengths: Any, rejected_lengths: Any) -> float:
+    """Accuracy of "the longer response wins" on the same pairs (equal lengths count half).
+
+    It is pairwise accuracy with length as the score; a reward model should beat it.
+    """
+    return pairwise_accuracy(chosen_lengths, rejected_lengths)
+
+
+def length_debiased_mask(chosen_lengths: Any, rejected_lengths: Any) -> np.ndarray:
+    """Pairs where "longer wins" is wrong: the chosen response is strictly shorter than the rejected one.
+
+    Equal-length pairs are excluded: the baseline is neither right nor wrong there (it earns its half by a tie).
+    """
+    chosen, rejected = _paired(chosen_lengths, rejected_lengths)
+    return chosen < rejected
+
+
+def length_debiased_accuracy(chosen_scores: Any, rejected_scores: Any,
+                             chosen_lengths: Any, rejected_lengths: Any) -> float:
+    """Accuracy on the pairs where the length baseline is wrong (chosen strictly shorter than rejected).
+
+    A model that only rewards length scores 0 here, one that ignores length scores about its plain accuracy. NaN if
+    there is no such pair. Ties in the scores count as half, as everywhere.
+    """
+    mask = length_debiased_mask(chosen_lengths, rejected_lengths)
+    return _mean(pair_outcomes(chosen_scores, rejected_scores)[mask])
+
+
+# ------------------------------------------------------------------------------------------------------- correlations
+
+def average_ranks(values: Any) -> np.ndarray:
+    """Ranks 1..n, tied values sharing the mean of their ranks (as scipy.stats.rankdata's 'average')."""
+    values = as_float_array(values)
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    # Start index of each run of equal values; every member of a run gets the run's mean rank.
+    run_starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    run_ends = np.r_[run_starts[1:], values.size]
+    run_ranks = (run_starts + run_ends + 1) / 2.0  # mean of the 1-based ranks start+1..end
+    ranks = np.empty(values.size)
+    ranks[order] = np.repeat(run_ranks, run_ends - run_starts)
+    return ranks
+
+
+def pearson(x: Any, y: Any) -> float:
+    """Pearson correlation; NaN when fewer than 2 points or either side is constant."""
+    x, y = _paired(x, y)
+    if x.size < 2:
+        return float("nan")
+    dx, dy = x - x.mean(), y - y.mean()
+    denominator = np.sqrt((dx * dx).sum() * (dy * dy).sum())
+    return float((dx * dy).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman rank correlation (Pearson on average ranks, so ties are handled as scipy does)."""
+    x, y = _paired(x, y)
+    return pearson(average_ranks(x), average_ranks(y))
+
+
+def length_correlation(scores: Any, lengths: Any) -> float:
+    """Spearman correlation between reward and response length in characters.
+
+    Spearman rather than Pearson because lengths are heavy-tailed (a few very long answers would dominate Pearson) and
+    the question is monotone: do longer answers get higher rewards? Callers pool chosen and rejected responses.
+    """
+    return spearman(scores, lengths)
+
+
+# -------------------------------------------------------------------------------------------------------- calibration
+
+def preference_probabilities(chosen_scores: Any, rejected_scores: Any, temperature: float = 1.0) -> np.ndarray:
+    """p = σ((r_chosen − r_rejected) / T): the model's probability that the chosen response is preferred."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    chosen, rejected = _paired(chosen_scores, rejected_scores)
+    return sigmoid((chosen - rejected) / temperature)
+
+
+@dataclass(frozen=True)
+class ReliabilityDiagram:
+    """Binned calibration data over symmetrized pairs (see `reliability_diagram`).
+
+    `bin_edges` has n_bins+1 entries; the other arrays have one entry per bin. Empty bins have count 0 and NaN
+    confidence/frequency.
+    """
+
+    bin_edges: np.ndarray
+    counts: np.ndarray           # points per bin (2 per pair in total)
+    mean_confidence: np.ndarray  # mean predicted probability in the bin
+    frequency: np.ndarray        # observed frequency of the event in the bin
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error: the count-weighted mean of |frequency − confidence| over the bins."""
+        filled = self.counts > 0
+        total = self.counts.sum()
+        if total == 0:
+            return float("nan")
+        gaps = np.abs(self.frequency[filled] - self.mean_confidence[filled])
+        return float((self.counts[filled] * gaps).sum() / total)
+
+
+def reliability_diagram(chosen_scores: Any, rejected_scores: Any, temperature: float = 1.0,
+                        n_bins: int = 10) -> ReliabilityDiagram:
+    """Calibration of p = σ((r_c − r_r)/T) with equal-width bins on [0, 1], on symmetrized pairs.
+
+    In a preference pair the event "chosen is preferred" is always true, so the raw (p, 1) points cannot show
+    over-confidence. The standard fix is to present each pair in both orders, as a random presentation order would:
+    every pair contributes (p, 1) for "chosen first" and (1 − p, 0) for "rejected first". The diagram is then
+    point-symmetric around (0.5, 0.5), and the ECE equals the usual top-label ECE of the model's preferred side
+    (confidence max(p, 1 − p), correct when it picks the chosen one). A tie (p = 0.5) is perfectly calibrated.
+    """
+    if n_bins < 1:
+        raise ValueError("n_bins must be at least 1")
+    p = preference_probabilities(chosen_scores, rejected_scores, temperature)
+    confidence = np.concatenate([p, 1.0 - p])
+    event = np.concatenate([np.ones_like(p), np.zeros_like(p)])
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)  # right edge 1.0 goes into the last bin
+    counts = np.bincount(bins, minlength=n_bins).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / counts
+        frequency = np.bincount(bins, weights=event, minlength=n_bins) / counts
+    return ReliabilityDiagram(np.linspace(0.0, 1.0, n_bins + 1), counts, mean_confidence, frequency)
+
+
+def expected_calibration_error(chosen_scores: Any, rejected_scores: Any, temperature: float = 1.0,
+                               n_bins: int = 10) -> float:
+    """ECE of σ((r_c − r_r)/T) over symmetrized pairs with `n_bins` equal-width bins (see `reliability_diagram`)."""
+    return reliability_diagram(chosen_scores, rejected_scores, temperature, n_bins).ece
+
+
+def preference_nll(chosen_scores: Any, rejected_scores: Any, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood −log σ((r_c − r_r)/T) of the observed preferences (the Bradley–Terry loss)."""
+    chosen, rejected = _paired(chosen_scores, rejected_scores)
+    return float(np.logaddexp(0.0, -(chosen - rejected) / temperature).mean())
+
+
+def fit_temperature(chosen_scores: Any, rejected_scores: Any, max_ratio: float = 1e4) -> float:
+    """The temperature T > 0 minimizing the preference NLL, i.e. the one that calibrates σ((r_c − r_r)/T).
+
+    The NLL is convex in β = 1/T, so its derivative −mean(m·σ(−β m)) is increasing in β and bisection on its sign
+    (over log β) finds the minimum exactly. T is kept within [s/max_ratio, s·max_ratio] where s = mean |margin|:
+    perfectly separated pairs would push T to 0, and a model no better than chance would push it to infinity (all
+    probabilities 0.5); both end at the nearest bound.
+    """
+    chosen, rejected = _paired(chosen_scores, rejected_scores)
+    margins = chosen - rejected
+    scale = float(np.abs(margins).mean()) if margins.size else 0.0
+    if scale == 0.0:
+        return 1.0  # no margins (or all ties): every temperature gives p = 0.5, keep the identity
+
+    def slope(log_beta: float) -> float:
+        return float(-(margins * sigmoid(-np.exp(log_beta) * margins)).mean())
+
+    lo, hi = np.log(1.0 / (scale * max_ratio)), np.log(max_ratio / scale)
+    if slope(lo) >= 0:
+        return float(np.exp(-lo))
+    if slope(hi) <= 0:
+        return float(np.exp(-hi))
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if slope(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.exp(-0.5 * (lo + hi)))
+
+
+# ------------------------------------------------------------------------------------------------------------ rankings
+
+def kendall_tau_b(x: Any, y: Any) -> float:
+    """Kendall's τ-b (as scipy.stats.kendalltau's default): ties in either variable shrink the denominator.
+
+    NaN when fewer than 2 items or one side is entirely tied.
+    """
+    x, y = _paired(x, y)
+    upper = np.triu_indices(x.size, k=1)
+    sx = np.sign(x[:, None] - x[None, :])[upper]
+    sy = np.sign(y[:, None] - y[None, :])[upper]
+    denominator = np.sqrt((sx * sx).sum() * (sy * sy).sum())
+    return float((sx * sy).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def ranking_top1_credit(scores_best_first: Any) -> float:
+    """1 if the human-best response (index 0) gets the highest reward; 1/k if it shares the top with k−1 others."""
+    scores = as_float_array(scores_best_first)
+    top = scores.max()
+    return float(scores[0] == top) / float((scores == top).sum())
+
+
+def ranking_kendall_tau(scores_best_first: Any) -> float:
+    """τ-b between the human ranking (index 0 is best) and the rewards of one group.
+
+    A group where every response gets the same reward carries no ordering information and counts as τ = 0 (the same
+    "ties are half" convention as accuracy) rather than being dropped.
+    """
+    scores = as_float_array(scores_best_first)
+    human_quality = -np.arange(scores.size, dtype=np.float64)  # best first → highest quality first
+    tau = kendall_tau_b(scores, human_quality)
+    return 0.0 if np.isnan(tau) else tau
+
+
+@dataclass(frozen=True)
+class RankingMetrics:
+    n_groups: int
+    top1_accuracy: float
+    mean_kendall_tau: float
+
+
+def ranking_metrics(groups: Sequence[Any]) -> RankingMetrics:
+    """Top-1 accuracy and mean Kendall τ-b over groups of rewards listed best first (groups of < 2 are skipped)."""
+    groups = [as_float_array(g) for g in groups]
+    groups = [g for g in groups if g.size >= 2]
+    top1 = np.array([ranking_top1_credit(g) for g in groups])
+    taus = np.array([ranking_kendall_tau(g) for g in groups])
+    return RankingMetrics(len(groups), _mean(top1), _mean(taus))
+
+
+# ---------------------------------------------------------------------------------------------------- binary feedback
+
+def binary_predictions(scores: Any, threshold: float = 0.0) -> np.ndarray:
+    """Thumbs-up predictions: reward above `threshold` on the logit scale (σ(r) > 0.5 for the default 0)."""
+    return (as_float_array(scores) > threshold).astype(np.float64)
+
+
+def binary_accuracy(scores: Any, labels: Any, threshold: float = 0.0) -> float:
+    """Fraction of responses whose prediction (reward > threshold) matches the 0/1 label."""
+    predictions, labels = _paired(binary_predictions(scores, threshold), labels)
+    return _mean((predictions == labels).astype(np.float64))
+
+
+def binary_f1(scores: Any, labels: Any, threshold: float = 0.0) -> float:
+    """F1 of the thumbs-up class (label 1) at the threshold: 2·TP / (2·TP + FP + FN); 0 if there is no positive."""
+    predictions, labels = _paired(binary_predictions(scores, threshold), labels)
+    tp = float((predictions * labels).sum())
+    fp_fn = float((predictions != labels).sum())
+    return 2 * tp / (2 * tp + fp_fn) if tp + fp_fn > 0 else 0.0
+
+
+def roc_auc(scores: Any, labels: Any) -> float:
+    """Area under the ROC curve: P(reward of a random positive > of a random negative), ties counted half.
+
+    Computed with the Mann–Whitney rank-sum on average ranks (ties get shared ranks, which is the half credit).
+    NaN when only one class is present. Threshold-free, so it is meaningful for pairwise-trained models whose reward
+    offset is arbitrary.
+    """
+    scores, labels = _paired(scores, labels)
+    positive = labels == 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum = average_ranks(scores)[positive].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# ---------------------------------------------------------------------------------------------- intervals, comparison
+
+def bootstrap_ci(values: Any, confidence: float = 0.95, n_resamples: int = 1000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of per-item values (per-pair outcomes, per-group τ, ...).
+
+    Items are resampled with replacement `n_resamples` times from a seeded generator (same seed → same interval).
+    Resamples are drawn in chunks so 10,000 items × 1,000 resamples stay small in memory. (NaN, NaN) for no items.
+    """
+    values = as_float_array(values)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // values.size)
+    estimates = []
+    for start in range(0, n_resamples, chunk):
+        indices = rng.integers(0, values.size, size=(min(chunk, n_resamples - start), values.size))
+        estimates.append(values[indices].mean(axis=1))
+    estimates = np.concatenate(estimates)
+    alpha = 1.0 - confidence
+    lo, hi = np.quantile(estimates, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Accuracy of model A minus model B on the same pairs, with a paired bootstrap interval."""
+
+    difference: float
+    ci95: tuple[float, float]
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the interval lies entirely above or below 0 (the difference is unlikely to be noise)."""
+        lo, hi = self.ci95
+        return bool(lo > 0 or hi < 0)
+
+
+def paired_accuracy_difference(outcomes_a: Any, outcomes_b: Any, n_resamples: int = 1000,
+                               seed: int = 0) -> PairedDifference:
+    """Compare two models' per-pair outcomes (from `pair_outcomes`) on the same pairs.
+
+    The bootstrap resamples pairs, not models: both models are scored on the same resampled pairs, so the interval of
+    the mean per-pair difference reflects only where they disagree (much tighter than two independent intervals).
+    """
+    a, b = _paired(outcomes_a, outcomes_b)
+    difference = a - b
+    return PairedDifference(_mean(difference), bootstrap_ci(difference, n_resamples=n_resamples, seed=seed))
+
+
+# ------------------------------------------------------------------------------------------------------------ summary
+
+def summarize_pairs(chosen_scores: Any, rejected_scores: Any, chosen_lengths: Any, rejected_lengths: Any,
+                    temperature: float = 1.0, n_bins: int = 10, n_resamples: int = 1000,
+                    seed: int = 0) -> dict[str, Any]:
+    """Every pairwise figure `eval-rm` reports for one set of pairs, as JSON-ready floats (NaN → None).
+
+    `temperature` is the model's current calibration temperature (ECE is of the model as it will be used);
+    `fitted_temperature` is the one that would calibrate these pairs, and `calibrated_ece` the ECE with it (in-sample).
+    """
+    chosen, rejected = _paired(chosen_scores, rejected_scores)
+    chosen_lengths, rejected_lengths = _paired(chosen_lengths, rejected_lengths)
+    outcomes = pair_outcomes(chosen, rejected)
+    debiased = length_debiased_mask(chosen_lengths, rejected_lengths)
+    fitted = fit_temperature(chosen, rejected)
+    figures = {
+        "n": int(chosen.size),
+        "accuracy": _mean(outcomes),
+        "ci95": list(bootstrap_ci(outcomes, n_resamples=n_resamples, seed=seed)),
+        "length_baseline": length_baseline_accuracy(chosen_lengths, rejected_lengths),
+        "debiased_accuracy": _mean(outcomes[debiased]),
+        "debiased_n": int(debiased.sum()),
+        "length_correlation": length_correlation(np.concatenate([chosen, rejected]),
+                                                 np.concatenate([chosen_lengths, rejected_lengths])),
+        "ece": expected_calibration_error(chosen, rejected, temperature, n_bins),
+        "mean_margin": mean_margin(chosen, rejected),
+        "temperature": fitted,
+        "calibrated_ece": expected_calibration_error(chosen, rejected, fitted, n_bins),
+    }
+    return json_ready(figures)
+
+
+def json_ready(value: Any) -> Any:
+    """Replace NaN/inf floats by None (JSON has no NaN) and numpy scalars by Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
