@@ -9,10 +9,11 @@ from rewardkit.data.types import (
     Prompt,
     RankedGroup,
     RatedResponse,
+    conversation_from_text,
     prompt_as_text,
 )
 
 __all__ = [
     "BinaryFeedback", "FeedbackRecord", "Location", "Message", "PreferencePair", "Prompt", "RankedGroup",
-    "RatedResponse", "prompt_as_text",
+    "RatedResponse", "conversation_from_text", "prompt_as_text",
 ]

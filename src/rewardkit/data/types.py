@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 # A prompt is plain text, or a conversation: a list of {"role": ..., "content": ...} messages (TRL's conversational
@@ -78,3 +79,23 @@ def prompt_as_text(prompt: Prompt) -> str:
     names = {"user": "Human", "assistant": "Assistant", "system": "System"}
     turns = "".join(f"\n\n{names.get(m['role'], m['role'].title())}: {m['content']}" for m in prompt)
     return turns + "\n\nAssistant:"
+
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant|System): ?")
+_HH_ROLES = {"Human": "user", "Assistant": "assistant", "System": "system"}
+
+
+def conversation_from_text(prompt: str) -> list[Message]:
+    """Turn an HH-style dialogue ("\\n\\nHuman: ...\\n\\nAssistant:") into messages for a chat template.
+
+    The trailing open "Assistant:" turn is dropped (the response fills it). Text without HH markers becomes one
+    user message.
+    """
+    pieces = _HH_TURN.split(prompt)
+    if len(pieces) < 3 or pieces[0].strip():
+        return [{"role": "user", "content": prompt}]
+    messages = [{"role": _HH_ROLES[role], "content": content.strip()}
+                for role, content in zip(pieces[1::2], pieces[2::2])]
+    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+        messages.pop()
+    return messages

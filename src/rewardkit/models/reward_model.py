@@ -1,0 +1,299 @@
+"""The reward model: a Hugging Face sequence-classification model with one output, plus the one tokenization rule.
+
+Training, evaluation, scoring, serving and RL all go through `RewardModel.encode`, so a text is scored the same way
+everywhere:
+- Decoders (models whose classification head is `.score`, e.g. Llama, GPT-2, Qwen) read the prompt rendered by the
+  chat template when the tokenizer has one (else plain concatenation), and the reward is read at the last real token,
+  found from the attention mask, so left or right padding and pad == eos give the same score.
+- Encoders (BERT-like, head `.classifier`) read `[CLS] prompt [SEP] response [SEP]` and score the pooled CLS token,
+  exactly as the HF class does.
+- Truncation keeps the response: the oldest prompt tokens go first; only if the response alone is too long is its
+  beginning cut. The end of the response is never cut and no pair is dropped.
+Saved folders are standard HF folders (safetensors) that `AutoModelForSequenceClassification` loads with one label;
+the few rewardkit settings (max_length, calibration temperature) sit beside them in `rewardkit.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from rewardkit.data.types import Prompt, conversation_from_text, prompt_as_text
+from rewardkit.errors import RewardkitError
+from rewardkit.models.presets import resolve_model_path
+
+METADATA_FILE = "rewardkit.json"
+
+
+@dataclass(slots=True)
+class Encoded:
+    """Token ids of one (prompt, response); `response_start` indexes the first response token in `input_ids`."""
+
+    input_ids: list[int]
+    token_type_ids: list[int] | None
+    response_start: int
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _SpecialTokens:
+    """Where a tokenizer puts its special tokens around one or two segments, with their token types."""
+
+    head: list[int]
+    middle: list[int]
+    tail: list[int]
+    types: tuple[int, int, int, int, int]  # head, first segment, middle, second segment, tail
+
+    @classmethod
+    def of(cls, tokenizer, pair: bool) -> "_SpecialTokens":
+        # v5 tokenizers no longer expose build_inputs_with_special_tokens: read the template off one call instead.
+        a, b = (tokenizer(w, add_special_tokens=False)["input_ids"] for w in ("x", "y"))
+        enc = tokenizer("x", "y") if pair else tokenizer("x")
+        ids = enc["input_ids"]
+        types = enc.get("token_type_ids") or [0] * len(ids)
+        if len(a) != 1 or len(b) != 1 or a[0] not in ids or (pair and b[0] not in ids):
+            raise RewardkitError("cannot read the tokenizer's special-token template")
+        ia = ids.index(a[0])
+        ib = ids.index(b[0], ia + 1) if pair else ia
+        return cls(ids[:ia], ids[ia + 1:ib] if pair else [], ids[ib + 1:],
+                   (types[0] if ia else 0, types[ia], types[ia], types[ib], types[-1]))
+
+    @property
+    def count(self) -> int:
+        return len(self.head) + len(self.middle) + len(self.tail)
+
+
+def _truncate_left(prompt_ids: list[int], response_ids: list[int], budget: int) -> tuple[list[int], list[int], bool]:
+    """Cut the oldest tokens first: prompt from its start, then (only if needed) the response from its start."""
+    excess = len(prompt_ids) + len(response_ids) - budget
+    if excess <= 0:
+        return prompt_ids, response_ids, False
+    cut_prompt = min(excess, len(prompt_ids))
+    prompt_ids = prompt_ids[cut_prompt:]
+    response_ids = response_ids[excess - cut_prompt:]
+    return prompt_ids, response_ids, True
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last attended position per row, whatever the padding side."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (positions * attention_mask).argmax(dim=1)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them."""
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def is_decoder_head(model: nn.Module) -> bool:
+    """HF decoder classifiers keep a linear `.score` over every position; encoders pool first and use `.classifier`."""
+    return isinstance(getattr(model, "score", None), nn.Linear)
+
+
+def _disable_dropout(config) -> None:
+    for name, value in list(vars(config).items()):
+        if "dropout" in name and isinstance(value, float):
+            setattr(config, name, 0.0)
+
+
+class RewardModel(nn.Module):
+    """A scalar-output sequence classifier plus its tokenizer and the rule that turns (prompt, response) into tokens."""
+
+    def __init__(self, model: nn.Module, tokenizer, max_length: int = 512, temperature: float = 1.0,
+                 use_chat_template: bool | None = None):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.temperature = float(temperature)
+        self.is_decoder = is_decoder_head(model)
+        if tokenizer.pad_token_id is None:
+            # Decoder tokenizers often have no pad token; any id works because padding is masked out.
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if use_chat_template is None:
+            use_chat_template = self.is_decoder and bool(getattr(tokenizer, "chat_template", None))
+        self.use_chat_template = use_chat_template
+        self._single = _SpecialTokens.of(tokenizer, pair=False)
+        self._pair = None if self.is_decoder else _SpecialTokens.of(tokenizer, pair=True)
+        # Appending eos tells a decoder the response is complete, but when eos doubles as the pad token, HF's own
+        # classifier would skip it as padding, so plain transformers would score a different token. Leave it off then.
+        eos = tokenizer.eos_token_id
+        self._append_eos = (self.is_decoder and not use_chat_template and eos is not None
+                            and eos != tokenizer.pad_token_id and eos not in self._single.tail)
+
+    # ---------------------------------------------------------------- loading and saving
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, max_length: int | None = None, dropout: bool = True,
+                        dtype: torch.dtype = torch.float32, **model_kwargs) -> "RewardModel":
+        """Load a preset, a local folder (rewardkit or any HF model) or a hub id, with a one-output head.
+
+        A backbone without a trained head gets a freshly initialised one. Only safetensors weights are read.
+        """
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        path = resolve_model_path(name_or_path)
+        local = Path(path)
+        if local.exists() and not (local / "config.json").exists():
+            raise RewardkitError(f"{path}: not a model folder (no config.json)")
+        if not local.exists() and (os.sep in name_or_path.rstrip(os.sep) and name_or_path.count("/") != 1
+                                   or name_or_path.startswith((".", "/"))):
+            raise RewardkitError(f"{name_or_path}: no such model folder")
+        metadata = {}
+        if (local / METADATA_FILE).exists():
+            metadata = json.loads((local / METADATA_FILE).read_text())
+        try:
+            config = AutoConfig.from_pretrained(path, num_labels=1)
+            if not dropout:
+                _disable_dropout(config)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, config=config, dtype=dtype, use_safetensors=True, **model_kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except OSError as exc:
+            raise RewardkitError(f"cannot load model {name_or_path!r}: {str(exc).splitlines()[0]}")
+        return cls(model, tokenizer,
+                   max_length=max_length or metadata.get("max_length", 512),
+                   temperature=metadata.get("temperature", 1.0),
+                   use_chat_template=metadata.get("use_chat_template"))
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write a standard HF folder (safetensors, one label) plus `rewardkit.json`."""
+        directory = Path(directory)
+        self.model.config.num_labels = 1
+        self.model.config.id2label = {0: "reward"}
+        self.model.config.label2id = {"reward": 0}
+        self.model.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.save_pretrained(directory)
+        self.save_metadata(directory)
+
+    def save_metadata(self, directory: str | Path) -> None:
+        """Write only `rewardkit.json` (e.g. after fitting a calibration temperature)."""
+        metadata = {"max_length": self.max_length, "temperature": self.temperature,
+                    "use_chat_template": self.use_chat_template}
+        Path(directory, METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+    # ---------------------------------------------------------------- tokenization
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def _chat_texts(self, prompt: Prompt, response: str) -> tuple[str, str]:
+        messages = prompt if isinstance(prompt, list) else conversation_from_text(prompt)
+        template = self.tokenizer.apply_chat_template
+        prefix = template(messages, add_generation_prompt=True, tokenize=False)
+        full = template(messages + [{"role": "assistant", "content": response}], tokenize=False)
+        if not full.startswith(prefix):  # templates that rewrite earlier turns: fall back to the response text
+            return prefix, response + (self.tokenizer.eos_token or "")
+        return prefix, full[len(prefix):]
+
+    def encode(self, prompt: Prompt, response: str) -> Encoded:
+        """Token ids for one (prompt, response), truncated from the left to `max_length`."""
+        if self.use_chat_template:
+            prefix, response_text = self._chat_texts(prompt, response)
+            specials, pair = _SpecialTokens([], [], [], (0, 0, 0, 0, 0)), False
+            prompt_ids, response_ids = self._ids(prefix), self._ids(response_text)
+        else:
+            prompt_text = prompt_as_text(prompt)
+            pair = self._pair is not None and bool(prompt_text)
+            specials = self._pair if pair else self._single
+            prompt_ids, response_ids = self._ids(prompt_text), self._ids(response)
+            if self._append_eos:
+                response_ids = response_ids + [self.tokenizer.eos_token_id]
+        budget = self.max_length - specials.count
+        if budget < 1:
+            raise RewardkitError(f"max_length {self.max_length} leaves no room for text")
+        prompt_ids, response_ids, truncated = _truncate_left(prompt_ids, response_ids, budget)
+        if pair:
+            parts = [specials.head, prompt_ids, specials.middle, response_ids, specials.tail]
+        else:  # one segment: prompt and response concatenated
+            parts = [specials.head, prompt_ids, [], response_ids, specials.tail]
+        input_ids = [t for part in parts for t in part]
+        token_type_ids = None
+        if not self.is_decoder:
+            types = specials.types if pair else (specials.types[0],) + (specials.types[1],) * 3 + (specials.types[4],)
+            token_type_ids = [ty for part, ty in zip(parts, types) for _ in part]
+        response_start = len(specials.head) + len(prompt_ids) + len(specials.middle)
+        return Encoded(input_ids, token_type_ids, response_start, truncated)
+
+    def collate(self, encoded: Sequence[Encoded], padding_side: str | None = None) -> dict[str, torch.Tensor]:
+        """Pad a batch to its longest member (dynamic padding).
+
+        Decoders pad on the tokenizer's side unless told otherwise (pooling and positions follow the mask). Encoders
+        always pad right: their CLS token must stay at position 0, where HF's classifier pools it.
+        """
+        side = (padding_side or self.tokenizer.padding_side) if self.is_decoder else "right"
+        width = max(len(e.input_ids) for e in encoded)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        types = torch.zeros((len(encoded), width), dtype=torch.long) if not self.is_decoder else None
+        for row, e in enumerate(encoded):
+            n = len(e.input_ids)
+            cols = slice(width - n, width) if side == "left" else slice(0, n)
+            ids[row, cols] = torch.tensor(e.input_ids)
+            mask[row, cols] = 1
+            if types is not None and e.token_type_ids is not None:
+                types[row, cols] = torch.tensor(e.token_type_ids)
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if types is not None:
+            batch["token_type_ids"] = types
+        return batch
+
+    # ---------------------------------------------------------------- scoring
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Rewards [B] with gradients: the training forward."""
+        device = self.device
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        if not self.is_decoder:
+            kwargs = {"token_type_ids": token_type_ids.to(device)} if token_type_ids is not None else {}
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[:, 0]
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                       position_ids=position_ids_from_mask(attention_mask),
+                                       use_cache=False).last_hidden_state
+        last = last_token_index(attention_mask)
+        pooled = hidden[torch.arange(hidden.shape[0], device=device), last]
+        return self.model.score(pooled)[:, 0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def score_encoded(self, encoded: Sequence[Encoded], batch_size: int = 32, progress: bool = False) -> torch.Tensor:
+        """Rewards for already-encoded texts, batched longest first (least padding), returned in input order."""
+        was_training = self.model.training
+        self.model.eval()
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))
+        scores = torch.empty(len(encoded), dtype=torch.float32)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(encoded), desc="scoring", unit="text")
+        try:
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                batch = self.collate([encoded[i] for i in rows])
+                scores[rows] = self(**batch).float().cpu()
+                if bar is not None:
+                    bar.update(len(rows))
+        finally:
+            if bar is not None:
+                bar.close()
+            self.model.train(was_training)
+        return scores
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str], batch_size: int = 32,
+              progress: bool = False) -> torch.Tensor:
+        """Rewards [B] for (prompt, response) pairs, without gradients, on CPU, in input order."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        if not responses:
+            return torch.empty(0)
+        encoded = [self.encode(p, r) for p, r in zip(prompts, responses)]
+        return self.score_encoded(encoded, batch_size=batch_size, progress=progress)

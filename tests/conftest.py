@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny random reward models built from configs (fast), real tokenizers from pip packages, and the
+location of the shared human-feedback data (read in place, never copied)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def build_tiny_reward_model(kind: str, seed: int = 0, **config_overrides):
+    """A random 2-layer BERT (minilm tokenizer) or Llama (SmolLM2 tokenizer, chat template, pad == eos) reward model."""
+    import torch
+    from transformers import (AutoTokenizer, BertConfig, BertForSequenceClassification, LlamaConfig,
+                              LlamaForSequenceClassification)
+
+    from rewardkit.models import RewardModel
+    from rewardkit.models.presets import resolve_tokenizer_path
+
+    torch.manual_seed(seed)
+    if kind == "bert":
+        tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer_path("minilm-l6"))
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, max_position_embeddings=512, num_labels=1,
+                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **config_overrides)
+        model = BertForSequenceClassification(config)
+    elif kind == "llama":
+        tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer_path("smollm2-135m"))
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             num_key_value_heads=1, intermediate_size=64, max_position_embeddings=1024,
+                             num_labels=1, pad_token_id=tokenizer.pad_token_id, **config_overrides)
+        model = LlamaForSequenceClassification(config)
+    else:
+        raise ValueError(kind)
+    return RewardModel(model, tokenizer, max_length=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A saved tiny BERT reward model folder (loadable by RewardModel.from_pretrained and plain transformers)."""
+    path = tmp_path_factory.mktemp("tiny-bert-rm")
+    build_tiny_reward_model("bert").save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A saved tiny Llama reward model folder with the SmolLM2 tokenizer (chat template, pad == eos)."""
+    path = tmp_path_factory.mktemp("tiny-llama-rm")
+    build_tiny_reward_model("llama").save_pretrained(path)
+    return path

@@ -1,0 +1,135 @@
+"""The tokenization rule, pooling and save/load of RewardModel, on tiny random models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from rewardkit.models import RewardModel
+from rewardkit.models.reward_model import _truncate_left, last_token_index
+from tests.conftest import build_tiny_reward_model
+
+PROMPTS = ["\n\nHuman: What is the capital of France?\n\nAssistant:", "Say hi.", "\n\nHuman: Count to three.\n\nAssistant:"]
+RESPONSES = [" Paris is the capital of France.", "Hi!", " One, two, three. That is all, and it is a longer reply."]
+
+
+@pytest.fixture(scope="module", params=["bert", "llama"])
+def tiny(request):
+    return build_tiny_reward_model(request.param)
+
+
+def test_truncate_left_cuts_prompt_first_then_response_start():
+    assert _truncate_left([1, 2, 3], [4, 5], 5) == ([1, 2, 3], [4, 5], False)
+    assert _truncate_left([1, 2, 3], [4, 5], 3) == ([3], [4, 5], True)
+    assert _truncate_left([1, 2, 3], [4, 5, 6], 2) == ([], [5, 6], True)
+
+
+def test_last_token_index_both_padding_sides():
+    right = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert last_token_index(right).tolist() == [2, 4]
+    assert last_token_index(left).tolist() == [4, 4]
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_truncation_keeps_the_response_end(kind):
+    rm = build_tiny_reward_model(kind)
+    rm.max_length = 40
+    response = " final answer: forty-two."
+    full = rm.encode("\n\nHuman: " + "blah " * 200 + "\n\nAssistant:", response)
+    short = rm.encode("Hi", response)
+    assert full.truncated and not short.truncated
+    assert len(full.input_ids) == 40
+    # the response tokens (and what follows them) are identical at the end of both encodings
+    tail = short.input_ids[short.response_start:]
+    assert full.input_ids[-len(tail):] == tail
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_overlong_response_loses_its_start_not_its_end(kind):
+    rm = build_tiny_reward_model(kind)
+    rm.max_length = 24
+    response = " ".join(f"w{i}" for i in range(60)) + " THE END"
+    enc = rm.encode("prompt", response)
+    assert enc.truncated and len(enc.input_ids) == 24
+    assert "end" in rm.tokenizer.decode(enc.input_ids[-6:]).lower()
+
+
+def test_scores_do_not_depend_on_padding_side_or_batch(tiny):
+    alone = torch.stack([tiny.score([p], [r])[0] for p, r in zip(PROMPTS, RESPONSES)])
+    encoded = [tiny.encode(p, r) for p, r in zip(PROMPTS, RESPONSES)]
+    with torch.no_grad():
+        tiny.eval()
+        right = tiny(**tiny.collate(encoded, padding_side="right"))
+        left = tiny(**tiny.collate(encoded, padding_side="left"))
+    assert torch.allclose(alone, right, atol=1e-5)
+    assert torch.allclose(alone, left, atol=1e-5)
+    assert torch.allclose(tiny.score(PROMPTS, RESPONSES, batch_size=2), alone, atol=1e-5)
+
+
+def test_decoder_pools_the_last_real_token_even_when_it_is_the_pad_token():
+    rm = build_tiny_reward_model("llama")
+    assert rm.tokenizer.pad_token_id == rm.tokenizer.eos_token_id  # the SmolLM2 trap
+    enc = rm.encode("Say hi.", "Hi!")
+    assert rm.tokenizer.eos_token_id in enc.input_ids[enc.response_start:]  # chat template closes the turn
+    batch = rm.collate([enc, rm.encode("Say hi.", "Hi! " * 10)], padding_side="right")
+    with torch.no_grad():
+        rm.eval()
+        hidden = rm.model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        expected = rm.model.score(hidden[0, len(enc.input_ids) - 1])[0]
+        assert torch.allclose(rm(**batch)[0], expected, atol=1e-5)
+
+
+def test_chat_template_renders_hh_dialogue_as_messages():
+    rm = build_tiny_reward_model("llama")
+    enc = rm.encode(PROMPTS[0], RESPONSES[0])
+    text = rm.tokenizer.decode(enc.input_ids)
+    assert "<|im_start|>user\nWhat is the capital of France?<|im_end|>" in text
+    assert "Human:" not in text
+    assert rm.tokenizer.decode(enc.input_ids[enc.response_start:]).lstrip().startswith("Paris is the capital")
+
+
+def test_encoder_uses_sentence_pairs():
+    rm = build_tiny_reward_model("bert")
+    enc = rm.encode("Say hi.", "Hi!")
+    tokens = rm.tokenizer.convert_ids_to_tokens(enc.input_ids)
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens.count("[SEP]") == 2
+    assert enc.token_type_ids[enc.response_start] == 1 and enc.token_type_ids[1] == 0
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_llama_dir"])
+def test_saved_model_loads_in_plain_transformers_with_identical_scores(fixture, request):
+    path = request.getfixturevalue(fixture)
+    rm = RewardModel.from_pretrained(str(path))
+    ours = rm.score(PROMPTS, RESPONSES)
+    hf_model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert hf_model.config.num_labels == 1
+    theirs = []
+    for prompt, response in zip(PROMPTS, RESPONSES):
+        if rm.is_decoder:  # a user would apply the chat template to the conversation
+            from rewardkit.data import conversation_from_text
+            messages = conversation_from_text(prompt) + [{"role": "assistant", "content": response}]
+            inputs = tokenizer.apply_chat_template(messages, return_tensors="pt", return_dict=True)
+        else:
+            inputs = tokenizer(prompt, response, return_tensors="pt")
+        with torch.no_grad():
+            theirs.append(hf_model(**inputs).logits[0, 0])
+    assert torch.allclose(ours, torch.stack(theirs), atol=1e-5)
+
+
+def test_temperature_and_max_length_survive_save(tmp_path):
+    rm = build_tiny_reward_model("bert")
+    rm.temperature, rm.max_length = 1.7, 96
+    rm.save_pretrained(tmp_path)
+    again = RewardModel.from_pretrained(str(tmp_path))
+    assert (again.temperature, again.max_length) == (1.7, 96)
+
+
+def test_missing_model_folder_is_a_one_line_user_error(tmp_path):
+    from rewardkit.errors import RewardkitError
+    with pytest.raises(RewardkitError, match="not a model folder"):
+        RewardModel.from_pretrained(str(tmp_path))
+    with pytest.raises(RewardkitError, match="no such model folder"):
+        RewardModel.from_pretrained(str(tmp_path / "nope"))
