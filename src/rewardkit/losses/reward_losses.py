@@ -1,0 +1,65 @@
+"""Losses for each shape of feedback. Each returns per-example losses [B] (`reduction="none"`) or their mean, so a
+trainer can sum over a micro-batch and divide by the global batch size: gradient accumulation then leaves the loss
+scale unchanged."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _reduce(losses: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "none":
+        return losses
+    raise ValueError(f"unknown reduction {reduction!r}")
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | None = None,
+                       reduction: str = "mean") -> torch.Tensor:
+    """−log σ(r_chosen − r_rejected − margin): chosen must beat rejected by at least `margin` (Llama 2's variant)."""
+    diff = chosen - rejected
+    if margin is not None:
+        diff = diff - margin
+    return _reduce(-F.logsigmoid(diff), reduction)
+
+
+def center_rewards_penalty(chosen: torch.Tensor, rejected: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """(r_chosen + r_rejected)²: keeps rewards centred on zero, since the Bradley–Terry loss only sees differences
+    (Eisenstein et al., 2023). Multiply by a small coefficient (e.g. 0.01)."""
+    return _reduce((chosen + rejected) ** 2, reduction)
+
+
+def normalize_ratings(ratings: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """Z-score ratings with statistics of the training set, so Likert 1–5 and 0–100 scales train alike."""
+    return (ratings - mean) / (std if std > 0 else 1.0)
+
+
+def rating_mse_loss(scores: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Squared error between predicted rewards and (optionally normalized) ratings."""
+    return _reduce((scores - targets) ** 2, reduction)
+
+
+def plackett_luce_loss(scores: torch.Tensor, mask: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    """Negative log-likelihood of a best-first ranking under Plackett–Luce.
+
+    `scores` is [B, K] in ranked order (column 0 best); `mask` [B, K] marks real entries, so groups of different sizes
+    share a batch (padding must come after the real entries). With K = 2 this is the Bradley–Terry loss.
+    """
+    if mask is None:
+        mask = torch.ones_like(scores, dtype=torch.bool)
+    mask = mask.bool()
+    masked = scores.masked_fill(~mask, float("-inf"))
+    # log Σ_{j≥k} exp(s_j): a reversed cumulative logsumexp over the still-unplaced items.
+    tail_logsumexp = torch.logcumsumexp(masked.flip(-1), dim=-1).flip(-1)
+    per_position = torch.where(mask, tail_logsumexp - scores, torch.zeros_like(scores))
+    # the last item of each group is chosen with probability 1; it contributes 0 (logsumexp of itself minus itself)
+    return _reduce(per_position.sum(-1), reduction)
+
+
+def binary_cross_entropy_loss(scores: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Thumbs up/down: the reward is the logit of P(up)."""
+    return _reduce(F.binary_cross_entropy_with_logits(scores, labels.to(scores.dtype), reduction="none"), reduction)
