@@ -1,0 +1,296 @@
+"""The HTTP app: FastAPI routes over a `MicroBatcher`, with limits, bearer auth and Prometheus metrics.
+
+Endpoints
+- `POST /score` `{"items": [{"prompt": str | [{"role", "content"}...], "response": str}, ...]}` -> `{"scores": [...]}`
+  in item order. `prompt` may be "" (no context); `response` must hold text.
+- `POST /get_reward`, OpenRLHF's remote reward model protocol (`--remote_rm_url http://HOST:PORT/get_reward`):
+  `{"query": [full texts], "prompts": [prompt texts] | null, "labels": ...}` ->
+  `{"rewards": [...], "scores": [...], "extra_logs": {"rm_prompt_split": [1.0 | 0.0, ...]}}`.
+  A query is prompt + response as the policy saw it. When `prompts[i]` is given and the query starts with it (after
+  nothing but the tokenizer's special tokens, e.g. BOS), the rest is the response; otherwise the whole query is scored
+  as the response to an empty prompt (`rm_prompt_split` says which, per item). Special tokens the policy appended to
+  the response (EOS, padding) are removed, since the reward model adds its own. `labels` are ignored.
+- `GET /health` -> 200 `{"status": "ok", "model": ..., "limits": {...}}` (no token needed; 503 if the batcher died).
+- `GET /metrics` -> Prometheus text format.
+
+Errors are JSON `{"detail": message, "field": "items[3].response"}` (field when one is at fault): 401 missing or
+wrong bearer token, 400 body not JSON, 413 body or item count over the limit, 422 invalid field, 503 queue full or
+shutting down, 504 not scored within the request timeout, 500 scorer failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull
+from rewardkit.serve.command import ServeConfig, check_limits
+from rewardkit.serve.metrics import MetricsMiddleware, ServeMetrics
+
+log = logging.getLogger("rewardkit.serve")
+ENDPOINTS = frozenset({"/score", "/get_reward", "/health", "/metrics"})
+
+
+class RequestError(Exception):
+    """An HTTP error answered as `{"detail", "field"}` and counted under `reason` in the metrics."""
+
+    def __init__(self, status: int, reason: str, detail: str, field: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.reason, self.detail, self.field, self.headers = status, reason, detail, field, headers
+
+
+def _invalid(field: str, problem: str) -> RequestError:
+    return RequestError(422, "invalid", f"{field} {problem}", field)
+
+
+# -------------------------------------------------------------------- validation
+def _check_text(value: Any, field: str, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise _invalid(field, f"must be a string, got {_json_type(value)}")
+    if not allow_empty and not value.strip():
+        raise _invalid(field, "must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid(field, "is not valid Unicode (lone surrogate)")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _check_prompt(value: Any, field: str) -> str | list[dict[str, str]]:
+    if isinstance(value, list):
+        if not value:
+            raise _invalid(field, "must not be an empty conversation")
+        for j, message in enumerate(value):
+            where = f"{field}[{j}]"
+            if not isinstance(message, dict):
+                raise _invalid(where, f"must be an object with role and content, got {_json_type(message)}")
+            unknown = set(message) - {"role", "content"}
+            if unknown:
+                raise _invalid(where, f"has unknown field(s) {', '.join(sorted(unknown))}")
+            for key in ("role", "content"):
+                if key not in message:
+                    raise _invalid(f"{where}.{key}", "is required")
+            _check_text(message["role"], f"{where}.role", allow_empty=False)
+            _check_text(message["content"], f"{where}.content", allow_empty=True)
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    return _check_text(value, field, allow_empty=True)
+
+
+def _check_count(n: int, field: str, limit: int) -> None:
+    if n == 0:
+        raise _invalid(field, "must not be empty")
+    if n > limit:
+        raise RequestError(413, "too_many_items", f"{field} has {n} items; the limit is {limit} per request "
+                                                  f"(--max-items-per-request): split it", field)
+
+
+def parse_score_request(body: Any, max_items: int) -> tuple[list, list[str]]:
+    """Prompts and responses of a /score body, or a RequestError naming the faulty field."""
+    if not isinstance(body, dict):
+        raise _invalid("body", f"must be an object with an items array, got {_json_type(body)}")
+    unknown = set(body) - {"items"}
+    if unknown:
+        raise _invalid("body", f"has unknown field(s) {', '.join(sorted(unknown))}")
+    items = body.get("items")
+    if not isinstance(items, list):
+        raise _invalid("items", f"must be an array of {{prompt, response}} objects, got {_json_type(items)}")
+    _check_count(len(items), "items", max_items)
+    prompts, responses = [], []
+    for i, item in enumerate(items):
+        where = f"items[{i}]"
+        if not isinstance(item, dict):
+            raise _invalid(where, f"must be an object with prompt and response, got {_json_type(item)}")
+        unknown = set(item) - {"prompt", "response"}
+        if unknown:
+            raise _invalid(where, f"has unknown field(s) {', '.join(sorted(unknown))}")
+        if "prompt" not in item:
+            raise _invalid(f"{where}.prompt", 'is required (use "" for none)')
+        if "response" not in item:
+            raise _invalid(f"{where}.response", "is required")
+        prompts.append(_check_prompt(item["prompt"], f"{where}.prompt"))
+        responses.append(_check_text(item["response"], f"{where}.response", allow_empty=False))
+    return prompts, responses
+
+
+def _strip_leading_special(text: str, special: Sequence[str]) -> str:
+    while True:
+        stripped = text.lstrip()
+        token = next((t for t in special if stripped.startswith(t)), None)
+        if token is None:
+            return text
+        text = stripped[len(token):]
+
+
+def _strip_trailing_special(text: str, special: Sequence[str]) -> str:
+    while True:
+        stripped = text.rstrip()
+        token = next((t for t in special if stripped.endswith(t)), None)
+        if token is None:
+            return text
+        text = stripped[:-len(token)]
+
+
+def split_query(query: str, prompt: str | None, special: Sequence[str]) -> tuple[str, str, bool]:
+    """(prompt, response, whether the prompt was found) for one OpenRLHF query; see the module docstring."""
+    if prompt:
+        start = query.find(prompt)
+        if start >= 0 and not _strip_leading_special(query[:start], special).strip():
+            return prompt, _strip_trailing_special(query[start + len(prompt):], special), True
+    return "", _strip_trailing_special(_strip_leading_special(query, special), special), False
+
+
+def parse_get_reward_request(body: Any, max_items: int, special: Sequence[str]) -> tuple[list, list[str], list[bool]]:
+    """Prompts, responses and split flags of an OpenRLHF /get_reward body."""
+    if not isinstance(body, dict):
+        raise _invalid("body", f"must be an object with a query array, got {_json_type(body)}")
+    queries = body.get("query")
+    if not isinstance(queries, list):
+        raise _invalid("query", f"must be an array of strings, got {_json_type(queries)}")
+    _check_count(len(queries), "query", max_items)
+    prompts_in = body.get("prompts")
+    if prompts_in is not None:
+        if not isinstance(prompts_in, list):
+            raise _invalid("prompts", f"must be an array of strings or null, got {_json_type(prompts_in)}")
+        if len(prompts_in) != len(queries):
+            raise _invalid("prompts", f"has {len(prompts_in)} items but query has {len(queries)}")
+    prompts, responses, found = [], [], []
+    for i, query in enumerate(queries):
+        query = _check_text(query, f"query[{i}]", allow_empty=False)
+        prompt = None
+        if prompts_in is not None and prompts_in[i] is not None:
+            prompt = _check_text(prompts_in[i], f"prompts[{i}]", allow_empty=True)
+        p, r, ok = split_query(query, prompt, special)
+        prompts.append(p)
+        responses.append(r)
+        found.append(ok)
+    return prompts, responses, found
+
+
+# -------------------------------------------------------------------- the app
+async def _read_json(request: Request, limit: int) -> Any:
+    """The JSON body, refusing more than `limit` bytes whether or not Content-Length says so."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(400, "invalid", "invalid Content-Length header")
+        if int(declared) > limit:
+            raise RequestError(413, "body_too_large", f"request body of {declared} bytes is over the limit of "
+                                                      f"{limit} (--max-body-bytes)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(413, "body_too_large", f"request body is over the limit of {limit} bytes "
+                                                      f"(--max-body-bytes)")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(400, "invalid", f"request body is not valid JSON: {exc}")
+
+
+def _special_tokens(scorer: Any) -> tuple[str, ...]:
+    tokenizer = getattr(scorer, "tokenizer", None)
+    tokens = getattr(tokenizer, "all_special_tokens", None) or ()
+    return tuple(sorted({t for t in tokens if t}, key=len, reverse=True))  # longest first: "</s>" before "<"
+
+
+def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None) -> FastAPI:
+    """An app serving `scorer` (anything with `score(prompts, responses)`; see `ScorerAdapter`) under `settings`."""
+    check_limits(settings)
+    metrics = ServeMetrics(settings.max_batch_size, settings.max_batch_tokens)
+    batcher = MicroBatcher(scorer, max_batch_size=settings.max_batch_size,
+                           max_batch_tokens=settings.max_batch_tokens, max_wait_s=settings.max_wait_ms / 1000,
+                           max_queued_items=settings.max_queued_items, metrics=metrics)
+    special = _special_tokens(scorer)
+    token = settings.api_token.encode("utf-8") if settings.api_token else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        try:
+            yield
+        finally:
+            # uvicorn runs this after in-flight requests finished (graceful shutdown); anything left is scored.
+            await batcher.close()
+
+    app = FastAPI(title="rewardkit reward model server", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=ENDPOINTS)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
+        metrics.errors.labels(endpoint, exc.reason).inc()
+        content = {"detail": exc.detail} | ({"field": exc.field} if exc.field else {})
+        return JSONResponse(content, status_code=exc.status, headers=exc.headers)
+
+    def authorize(request: Request) -> None:
+        if token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # compare_digest takes time independent of where the strings differ, so the token cannot be guessed
+        # byte by byte from response times.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), token):
+            raise RequestError(401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                               headers={"WWW-Authenticate": "Bearer"})
+
+    async def score(prompts: list, responses: list[str], field: str) -> list[float]:
+        try:
+            return await asyncio.wait_for(batcher.score(prompts, responses), settings.request_timeout_s)
+        except TimeoutError:
+            raise RequestError(504, "timeout", f"not scored within {settings.request_timeout_s:g} s "
+                                               f"(--request-timeout-s); the server is overloaded or the request "
+                                               f"too large")
+        except QueueFull as exc:
+            raise RequestError(503, "overloaded", f"{exc}; retry later", headers={"Retry-After": "1"})
+        except ItemRejected as exc:
+            raise _invalid(f"{field}[{exc.index}]", str(exc))
+        except Exception as exc:  # a scorer failure is a server bug: log it, answer JSON
+            log.exception("scoring failed")
+            raise RequestError(500, "internal", f"scoring failed: {type(exc).__name__}: {exc}")
+
+    @app.post("/score")
+    async def score_endpoint(request: Request) -> JSONResponse:
+        authorize(request)
+        prompts, responses = parse_score_request(await _read_json(request, settings.max_body_bytes),
+                                                 settings.max_items_per_request)
+        return JSONResponse({"scores": await score(prompts, responses, "items")})
+
+    @app.post("/get_reward")
+    async def get_reward_endpoint(request: Request) -> JSONResponse:
+        authorize(request)
+        prompts, responses, found = parse_get_reward_request(await _read_json(request, settings.max_body_bytes),
+                                                             settings.max_items_per_request, special)
+        rewards = await score(prompts, responses, "query")
+        return JSONResponse({"rewards": rewards, "scores": rewards,
+                             "extra_logs": {"rm_prompt_split": [float(f) for f in found]}})
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        limits = {name: getattr(settings, name) for name in
+                  ("max_batch_size", "max_items_per_request", "max_body_bytes", "request_timeout_s")}
+        status = 200 if batcher.running else 503
+        return JSONResponse({"status": "ok" if status == 200 else "unavailable", "model": model_name,
+                             "limits": limits}, status_code=status)
+
+    @app.get("/metrics")
+    async def metrics_endpoint(request: Request) -> Response:
+        authorize(request)
+        return Response(metrics.render(), media_type=ServeMetrics.CONTENT_TYPE)
+
+    return app
