@@ -42,6 +42,13 @@ def test_length_debiased_accuracy_uses_only_pairs_where_longer_loses():
     assert math.isnan(M.length_debiased_accuracy([1.0], [0.0], [5], [3]))
 
 
+def test_longer_preferred_rate():
+    # pairs (chosen len, rejected len): (10,5) model prefers chosen = longer ✓; (5,5) skipped; (5,8) model prefers
+    # rejected = longer ✓; (20,30) model prefers chosen = shorter ✗ → 2 / 3
+    assert M.longer_preferred_rate([3, 1, 2, 5], [1, 1, 4, 0], [10, 5, 5, 20], [5, 5, 8, 30]) == pytest.approx(2 / 3)
+    assert M.longer_preferred_rate([1.0], [1.0], [10], [5]) == 0.5  # a tie in reward counts half
+
+
 def test_average_ranks_share_ties():
     assert M.average_ranks([10, 20, 10, 30]).tolist() == [1.5, 3.0, 1.5, 4.0]
     values = np.random.default_rng(0).integers(0, 5, size=50)
@@ -195,21 +202,86 @@ def test_bootstrap_ci_covers_the_true_accuracy_about_95_percent_of_the_time():
     assert 0.92 <= covered / repetitions <= 0.975
 
 
-def test_paired_accuracy_difference():
+def test_paired_mean_difference():
     a, b = [1, 1, 0, 1], [1, 0, 0, 1]
-    assert M.paired_accuracy_difference(a, b).difference == 0.25
-    same = M.paired_accuracy_difference(a, a)
+    assert M.paired_mean_difference(a, b).difference == 0.25
+    same = M.paired_mean_difference(a, a)
     assert same.difference == 0 and same.ci95 == (0.0, 0.0) and not same.excludes_zero
-    better = M.paired_accuracy_difference([1.0] * 50, [0.0] * 50)
+    better = M.paired_mean_difference([1.0] * 50, [0.0] * 50)
     assert better.ci95 == (1.0, 1.0) and better.excludes_zero
     # correlated models: paired interval is much tighter than the spread of either model's own accuracy interval
     rng = np.random.default_rng(8)
     base = (rng.random(500) < 0.7).astype(float)
     other = base.copy()
     other[rng.choice(500, 10, replace=False)] = 1 - other[rng.choice(500, 10, replace=False)]
-    paired = M.paired_accuracy_difference(base, other)
+    paired = M.paired_mean_difference(base, other)
     lo, hi = M.bootstrap_ci(base)
     assert paired.ci95[1] - paired.ci95[0] < (hi - lo) / 2
+
+
+def test_bootstrap_statistic_ci_draws_the_same_resamples_as_bootstrap_ci():
+    values = np.random.default_rng(10).normal(size=120)
+    assert M.bootstrap_statistic_ci(lambda idx: values[idx].mean(), values.size, seed=3) == pytest.approx(
+        M.bootstrap_ci(values, seed=3))
+    # resamples where the statistic is undefined are left out, not propagated as NaN
+    lo, hi = M.bootstrap_statistic_ci(lambda idx: float("nan") if idx[0] == 0 else 1.0, 5, seed=0)
+    assert (lo, hi) == (1.0, 1.0)
+
+
+def test_paired_statistic_difference():
+    scores_a, scores_b, ratings = np.array([1., 2., 3., 4.]), np.array([1., 3., 2., 4.]), np.array([1., 2., 3., 4.])
+    result = M.paired_statistic_difference(lambda idx: M.spearman(scores_a[idx], ratings[idx]),
+                                           lambda idx: M.spearman(scores_b[idx], ratings[idx]), 4)
+    assert result.difference == pytest.approx(1.0 - 0.8)
+    assert result.ci95[0] <= result.difference <= result.ci95[1]
+
+
+def test_summarize_rankings_by_hand():
+    groups = [[3.0, 1.0, 2.0], [1.0, 3.0, 2.0], [9.0]]
+    lengths = [[10, 30, 20], [50, 40, 30], [5]]
+    figures = M.summarize_rankings(groups, lengths, n_resamples=200)
+    assert figures["n"] == 2 and figures["n_responses"] == 6
+    assert figures["top1_accuracy"] == 0.5
+    assert figures["chance_top1"] == pytest.approx(1 / 3)
+    # by length: group 1 picks index 1 (30 chars) ✗, group 2 picks index 0 (50 chars) ✓
+    assert figures["length_baseline_top1"] == 0.5
+    # τ per group: 1/3 and −1/3 (hand-computed in test_ranking_metrics_by_hand)
+    assert figures["mean_kendall_tau"] == pytest.approx(0.0)
+    # lengths by group: [10,30,20] → τ = (−1 −1 +1)/3 = −1/3; [50,40,30] → 1
+    assert figures["length_baseline_kendall_tau"] == pytest.approx((-1 / 3 + 1) / 2)
+    assert figures["length_correlation"] == pytest.approx(M.spearman([3, 1, 2, 1, 3, 2], [10, 30, 20, 50, 40, 30]))
+    lo, hi = figures["ci95"]
+    assert 0 <= lo <= 0.5 <= hi <= 1
+
+
+def test_compare_rankings():
+    diff = M.compare_rankings([[3.0, 1.0, 2.0], [1.0, 3.0, 2.0]], [[1.0, 2.0, 3.0], [1.0, 3.0, 2.0]])
+    assert diff["top1_accuracy"]["difference"] == 0.5       # (1 − 0 + 0 − 0) / 2
+    assert diff["mean_kendall_tau"]["difference"] == pytest.approx((1 / 3 - (-1)) / 2)
+
+
+def test_summarize_ratings_by_hand():
+    figures = M.summarize_ratings([1, 3, 2, 4], [1, 2, 3, 4], [40, 10, 20, 30], n_resamples=200)
+    assert figures["n"] == 4
+    assert figures["spearman"] == pytest.approx(0.8)
+    assert figures["pearson"] == pytest.approx(0.8)  # ranks equal values here
+    # lengths ranks [4,1,2,3] vs ratings [1,2,3,4]: Σd² = 9+1+1+1 = 12 → 1 − 72/60
+    assert figures["length_baseline_spearman"] == pytest.approx(-0.2)
+    assert M.compare_ratings([1, 2, 3, 4], [1, 3, 2, 4], [1, 2, 3, 4])["spearman"]["difference"] == pytest.approx(0.2)
+
+
+def test_summarize_binary_by_hand():
+    scores, labels, lengths = [2.0, -1.0, 0.5, -3.0, 0.0], [1, 1, 0, 0, 1], [5, 4, 3, 2, 1]
+    figures = M.summarize_binary(scores, labels, lengths, n_resamples=200)
+    assert figures["n"] == 5 and figures["positive_rate"] == pytest.approx(0.6)
+    assert figures["accuracy"] == pytest.approx(0.4) and figures["f1"] == pytest.approx(0.4)
+    # positives 2, −1, 0 vs negatives .5, −3: 2>.5, 2>−3, −1>−3, 0>−3 → 4 of 6
+    assert figures["roc_auc"] == pytest.approx(4 / 6)
+    # lengths: positives 5, 4, 1 vs negatives 3, 2 → 5>3, 5>2, 4>3, 4>2 → 4 of 6
+    assert figures["length_baseline_auc"] == pytest.approx(4 / 6)
+    diff = M.compare_binary(scores, [1.0, 1.0, -1.0, -1.0, 1.0], labels)
+    assert diff["accuracy"]["difference"] == pytest.approx(0.4 - 1.0)
+    assert diff["roc_auc"]["difference"] == pytest.approx(4 / 6 - 1.0)
 
 
 def test_summarize_pairs_matches_the_individual_metrics():
@@ -227,6 +299,10 @@ def test_summarize_pairs_matches_the_individual_metrics():
     assert figures["temperature"] == M.fit_temperature(chosen, rejected)
     assert figures["calibrated_ece"] <= figures["ece"] + 0.02
     assert figures["mean_margin"] == pytest.approx(M.mean_margin(chosen, rejected))
+    assert figures["prefers_longer"] == M.longer_preferred_rate(chosen, rejected, chosen_len, rejected_len)
+    diff = M.compare_pairs(chosen, rejected, rejected, chosen)  # the same model with chosen/rejected swapped
+    assert diff["accuracy"]["difference"] == pytest.approx(2 * figures["accuracy"] - 1)
+    assert diff["accuracy"]["excludes_zero"] is True
     assert figures["length_correlation"] == pytest.approx(
         M.spearman(np.r_[chosen, rejected], np.r_[chosen_len, rejected_len]))
 

@@ -12,7 +12,7 @@ values. Conventions shared by all of them:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,21 @@ def length_debiased_accuracy(chosen_scores: Any, rejected_scores: Any,
     """
     mask = length_debiased_mask(chosen_lengths, rejected_lengths)
     return _mean(pair_outcomes(chosen_scores, rejected_scores)[mask])
+
+
+def longer_preferred_rate(chosen_scores: Any, rejected_scores: Any, chosen_lengths: Any,
+                          rejected_lengths: Any) -> float:
+    """How often the model gives the longer response of a pair the higher reward (ties half; equal lengths skipped).
+
+    Compare with the length baseline, which is how often people preferred the longer one.
+    """
+    chosen, rejected = _paired(chosen_scores, rejected_scores)
+    chosen_lengths, rejected_lengths = _paired(chosen_lengths, rejected_lengths)
+    chosen_longer = chosen_lengths > rejected_lengths
+    unequal = chosen_lengths != rejected_lengths
+    longer = np.where(chosen_longer, chosen, rejected)[unequal]
+    shorter = np.where(chosen_longer, rejected, chosen)[unequal]
+    return pairwise_accuracy(longer, shorter)
 
 
 # ------------------------------------------------------------------------------------------------------- correlations
@@ -333,31 +348,53 @@ def roc_auc(scores: Any, labels: Any) -> float:
 
 # ---------------------------------------------------------------------------------------------- intervals, comparison
 
-def bootstrap_ci(values: Any, confidence: float = 0.95, n_resamples: int = 1000,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval for the mean of per-item values (per-pair outcomes, per-group τ, ...).
-
-    Items are resampled with replacement `n_resamples` times from a seeded generator (same seed → same interval).
-    Resamples are drawn in chunks so 10,000 items × 1,000 resamples stay small in memory. (NaN, NaN) for no items.
-    """
-    values = as_float_array(values)
-    if values.size == 0:
-        return float("nan"), float("nan")
+def _resampled_indices(n: int, n_resamples: int, seed: int):
+    """Chunks of bootstrap index rows (with replacement), seeded; chunked so 10,000 items × 1,000 resamples stay small."""
     rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // values.size)
-    estimates = []
+    chunk = max(1, 2_000_000 // n)
     for start in range(0, n_resamples, chunk):
-        indices = rng.integers(0, values.size, size=(min(chunk, n_resamples - start), values.size))
-        estimates.append(values[indices].mean(axis=1))
-    estimates = np.concatenate(estimates)
+        yield rng.integers(0, n, size=(min(chunk, n_resamples - start), n))
+
+
+def _percentile_interval(estimates: np.ndarray, confidence: float) -> tuple[float, float]:
+    estimates = estimates[np.isfinite(estimates)]
+    if estimates.size == 0:
+        return float("nan"), float("nan")
     alpha = 1.0 - confidence
     lo, hi = np.quantile(estimates, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 
 
+def bootstrap_ci(values: Any, confidence: float = 0.95, n_resamples: int = 1000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of per-item values (per-pair outcomes, per-group τ, ...).
+
+    Items are resampled with replacement `n_resamples` times from a seeded generator (same seed → same interval).
+    (NaN, NaN) for no items.
+    """
+    values = as_float_array(values)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    means = [values[rows].mean(axis=1) for rows in _resampled_indices(values.size, n_resamples, seed)]
+    return _percentile_interval(np.concatenate(means), confidence)
+
+
+def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], n: int, confidence: float = 0.95,
+                           n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval for any statistic of n items; `statistic` receives the resampled item indices.
+
+    For statistics that are not means (correlations, ROC AUC). Resamples where the statistic is undefined (NaN, e.g.
+    a constant resample) are left out. With the same seed it draws the same resamples as `bootstrap_ci`.
+    """
+    if n == 0:
+        return float("nan"), float("nan")
+    estimates = [statistic(row) for rows in _resampled_indices(n, n_resamples, seed) for row in rows]
+    return _percentile_interval(np.asarray(estimates, dtype=np.float64), confidence)
+
+
 @dataclass(frozen=True)
 class PairedDifference:
-    """Accuracy of model A minus model B on the same pairs, with a paired bootstrap interval."""
+    """A metric of model A minus model B on the same items, with a paired bootstrap interval."""
 
     difference: float
     ci95: tuple[float, float]
@@ -368,49 +405,170 @@ class PairedDifference:
         lo, hi = self.ci95
         return bool(lo > 0 or hi < 0)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"difference": self.difference, "ci95": list(self.ci95), "excludes_zero": self.excludes_zero}
 
-def paired_accuracy_difference(outcomes_a: Any, outcomes_b: Any, n_resamples: int = 1000,
-                               seed: int = 0) -> PairedDifference:
-    """Compare two models' per-pair outcomes (from `pair_outcomes`) on the same pairs.
 
-    The bootstrap resamples pairs, not models: both models are scored on the same resampled pairs, so the interval of
-    the mean per-pair difference reflects only where they disagree (much tighter than two independent intervals).
+def paired_mean_difference(values_a: Any, values_b: Any, n_resamples: int = 1000, seed: int = 0) -> PairedDifference:
+    """Compare two models' per-item values (e.g. per-pair outcomes from `pair_outcomes`) on the same items.
+
+    The bootstrap resamples items, not models: both models are judged on the same resampled items, so the interval
+    reflects only where they disagree (much tighter than two independent intervals).
     """
-    a, b = _paired(outcomes_a, outcomes_b)
+    a, b = _paired(values_a, values_b)
     difference = a - b
     return PairedDifference(_mean(difference), bootstrap_ci(difference, n_resamples=n_resamples, seed=seed))
 
 
-# ------------------------------------------------------------------------------------------------------------ summary
+def paired_statistic_difference(statistic_a: Callable[[np.ndarray], float],
+                                statistic_b: Callable[[np.ndarray], float], n: int, n_resamples: int = 1000,
+                                seed: int = 0) -> PairedDifference:
+    """Paired bootstrap of statistic_a − statistic_b, each a function of the (resampled) item indices."""
+    def difference(indices: np.ndarray) -> float:
+        return statistic_a(indices) - statistic_b(indices)
+
+    everything = np.arange(n)
+    return PairedDifference(difference(everything) if n else float("nan"),
+                            bootstrap_statistic_ci(difference, n, n_resamples=n_resamples, seed=seed))
+
+
+# ---------------------------------------------------------------------------------------------------------- summaries
+# One function per kind of feedback gathers every figure `eval-rm` reports for a set of records, as JSON-ready values
+# (NaN → None); one `compare_*` per kind gives the paired differences of two models on the same records.
 
 def summarize_pairs(chosen_scores: Any, rejected_scores: Any, chosen_lengths: Any, rejected_lengths: Any,
                     temperature: float = 1.0, n_bins: int = 10, n_resamples: int = 1000,
                     seed: int = 0) -> dict[str, Any]:
-    """Every pairwise figure `eval-rm` reports for one set of pairs, as JSON-ready floats (NaN → None).
-
-    `temperature` is the model's current calibration temperature (ECE is of the model as it will be used);
-    `fitted_temperature` is the one that would calibrate these pairs, and `calibrated_ece` the ECE with it (in-sample).
-    """
+    """Pairwise figures. `temperature` is the model's current calibration temperature (ECE is of the model as it
+    will be used); `temperature` in the result is the one fitted on these pairs, `calibrated_ece` the ECE with it
+    (in-sample, so optimistic)."""
     chosen, rejected = _paired(chosen_scores, rejected_scores)
     chosen_lengths, rejected_lengths = _paired(chosen_lengths, rejected_lengths)
     outcomes = pair_outcomes(chosen, rejected)
     debiased = length_debiased_mask(chosen_lengths, rejected_lengths)
     fitted = fit_temperature(chosen, rejected)
-    figures = {
+    return json_ready({
         "n": int(chosen.size),
         "accuracy": _mean(outcomes),
         "ci95": list(bootstrap_ci(outcomes, n_resamples=n_resamples, seed=seed)),
         "length_baseline": length_baseline_accuracy(chosen_lengths, rejected_lengths),
         "debiased_accuracy": _mean(outcomes[debiased]),
         "debiased_n": int(debiased.sum()),
+        "prefers_longer": longer_preferred_rate(chosen, rejected, chosen_lengths, rejected_lengths),
         "length_correlation": length_correlation(np.concatenate([chosen, rejected]),
                                                  np.concatenate([chosen_lengths, rejected_lengths])),
         "ece": expected_calibration_error(chosen, rejected, temperature, n_bins),
         "mean_margin": mean_margin(chosen, rejected),
         "temperature": fitted,
         "calibrated_ece": expected_calibration_error(chosen, rejected, fitted, n_bins),
-    }
-    return json_ready(figures)
+    })
+
+
+def compare_pairs(chosen_a: Any, rejected_a: Any, chosen_b: Any, rejected_b: Any, n_resamples: int = 1000,
+                  seed: int = 0) -> dict[str, Any]:
+    """Accuracy of model A minus model B on the same pairs, with its paired bootstrap interval."""
+    difference = paired_mean_difference(pair_outcomes(chosen_a, rejected_a), pair_outcomes(chosen_b, rejected_b),
+                                        n_resamples=n_resamples, seed=seed)
+    return json_ready({"accuracy": difference.as_dict()})
+
+
+def summarize_rankings(groups: Sequence[Any], group_lengths: Sequence[Any], n_resamples: int = 1000,
+                       seed: int = 0) -> dict[str, Any]:
+    """Ranking figures over groups of rewards listed best first (groups of fewer than 2 responses are skipped).
+
+    `chance_top1` is what picking at random would get (mean 1/k); the length baselines rank by length instead of
+    reward.
+    """
+    kept = [(as_float_array(g), as_float_array(lengths)) for g, lengths in zip(groups, group_lengths)
+            if len(g) >= 2]
+    top1 = np.array([ranking_top1_credit(g) for g, _ in kept])
+    taus = np.array([ranking_kendall_tau(g) for g, _ in kept])
+    scores = np.concatenate([g for g, _ in kept]) if kept else np.empty(0)
+    lengths = np.concatenate([lengths for _, lengths in kept]) if kept else np.empty(0)
+    return json_ready({
+        "n": len(kept),
+        "n_responses": int(scores.size),
+        "top1_accuracy": _mean(top1),
+        "ci95": list(bootstrap_ci(top1, n_resamples=n_resamples, seed=seed)),
+        "chance_top1": _mean(np.array([1.0 / g.size for g, _ in kept])),
+        "length_baseline_top1": _mean(np.array([ranking_top1_credit(lengths) for _, lengths in kept])),
+        "mean_kendall_tau": _mean(taus),
+        "kendall_tau_ci95": list(bootstrap_ci(taus, n_resamples=n_resamples, seed=seed)),
+        "length_baseline_kendall_tau": _mean(np.array([ranking_kendall_tau(lengths) for _, lengths in kept])),
+        "length_correlation": length_correlation(scores, lengths),
+    })
+
+
+def compare_rankings(groups_a: Sequence[Any], groups_b: Sequence[Any], n_resamples: int = 1000,
+                     seed: int = 0) -> dict[str, Any]:
+    """Top-1 accuracy and mean Kendall τ of model A minus model B on the same groups (paired over groups)."""
+    kept = [(as_float_array(a), as_float_array(b)) for a, b in zip(groups_a, groups_b) if len(a) >= 2]
+    top1 = [np.array([ranking_top1_credit(g[side]) for g in kept]) for side in (0, 1)]
+    taus = [np.array([ranking_kendall_tau(g[side]) for g in kept]) for side in (0, 1)]
+    return json_ready({
+        "top1_accuracy": paired_mean_difference(*top1, n_resamples=n_resamples, seed=seed).as_dict(),
+        "mean_kendall_tau": paired_mean_difference(*taus, n_resamples=n_resamples, seed=seed).as_dict(),
+    })
+
+
+def summarize_ratings(scores: Any, ratings: Any, lengths: Any, n_resamples: int = 1000,
+                      seed: int = 0) -> dict[str, Any]:
+    """Agreement of rewards with absolute ratings; `length_baseline_spearman` is how well length alone agrees."""
+    scores, ratings = _paired(scores, ratings)
+    return json_ready({
+        "n": int(scores.size),
+        "pearson": pearson(scores, ratings),
+        "spearman": spearman(scores, ratings),
+        "ci95": list(bootstrap_statistic_ci(lambda idx: spearman(scores[idx], ratings[idx]), scores.size,
+                                            n_resamples=n_resamples, seed=seed)),
+        "length_baseline_spearman": spearman(lengths, ratings),
+        "length_correlation": length_correlation(scores, lengths),
+    })
+
+
+def compare_ratings(scores_a: Any, scores_b: Any, ratings: Any, n_resamples: int = 1000,
+                    seed: int = 0) -> dict[str, Any]:
+    """Spearman correlation with the ratings, model A minus model B, paired bootstrap over rated responses."""
+    scores_a, scores_b, ratings = as_float_array(scores_a), as_float_array(scores_b), as_float_array(ratings)
+    difference = paired_statistic_difference(lambda idx: spearman(scores_a[idx], ratings[idx]),
+                                             lambda idx: spearman(scores_b[idx], ratings[idx]), ratings.size,
+                                             n_resamples=n_resamples, seed=seed)
+    return json_ready({"spearman": difference.as_dict()})
+
+
+def summarize_binary(scores: Any, labels: Any, lengths: Any, threshold: float = 0.0, n_resamples: int = 1000,
+                     seed: int = 0) -> dict[str, Any]:
+    """Thumbs up/down figures: accuracy and F1 at `threshold` on the reward (σ(r) > 0.5 for 0), and ROC AUC, which
+    needs no threshold; `length_baseline_auc` is the AUC of length alone."""
+    scores, labels = _paired(scores, labels)
+    correct = (binary_predictions(scores, threshold) == labels).astype(np.float64)
+    return json_ready({
+        "n": int(scores.size),
+        "positive_rate": _mean(labels),
+        "threshold": float(threshold),
+        "accuracy": _mean(correct),
+        "ci95": list(bootstrap_ci(correct, n_resamples=n_resamples, seed=seed)),
+        "f1": binary_f1(scores, labels, threshold),
+        "roc_auc": roc_auc(scores, labels),
+        "roc_auc_ci95": list(bootstrap_statistic_ci(lambda idx: roc_auc(scores[idx], labels[idx]), scores.size,
+                                                    n_resamples=n_resamples, seed=seed)),
+        "length_baseline_auc": roc_auc(lengths, labels),
+        "length_correlation": length_correlation(scores, lengths),
+    })
+
+
+def compare_binary(scores_a: Any, scores_b: Any, labels: Any, threshold: float = 0.0, n_resamples: int = 1000,
+                   seed: int = 0) -> dict[str, Any]:
+    """Accuracy and ROC AUC of model A minus model B on the same responses (paired bootstrap)."""
+    scores_a, scores_b, labels = as_float_array(scores_a), as_float_array(scores_b), as_float_array(labels)
+    correct = [(binary_predictions(s, threshold) == labels).astype(np.float64) for s in (scores_a, scores_b)]
+    auc = paired_statistic_difference(lambda idx: roc_auc(scores_a[idx], labels[idx]),
+                                      lambda idx: roc_auc(scores_b[idx], labels[idx]), labels.size,
+                                      n_resamples=n_resamples, seed=seed)
+    return json_ready({
+        "accuracy": paired_mean_difference(*correct, n_resamples=n_resamples, seed=seed).as_dict(),
+        "roc_auc": auc.as_dict(),
+    })
 
 
 def json_ready(value: Any) -> Any:
