@@ -1,0 +1,165 @@
+"""The `RewardFunction` interface every reward component and the composite implement.
+
+A reward function scores a batch: `fn(prompts, responses, references=None, finished=None) -> FloatTensor[B]`, and
+every one can also give dense rewards aligned to the policy's response tokens with `fn.per_token(...)` (potential-based
+shaping of its own prefix scores; see `rewardkit.rewards.dense`). Subclasses implement `_score`; a component whose value
+on an unfinished prefix differs from its value as a response (e.g. the no-EOS penalty) also overrides `_potentials`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+from rewardkit.data.types import Prompt
+from rewardkit.errors import RewardkitError
+
+# One reference text, or several (BLEU/chrF use them as multiple references; the others take the best match).
+Reference = str | Sequence[str]
+
+
+def as_reward_tensor(values: Any, size: int, where: str) -> torch.Tensor:
+    """Validate `values` (list, array or tensor of numbers) as one finite float per response; name `where` if not."""
+    try:
+        tensor = torch.as_tensor(values, dtype=torch.float32).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise RewardkitError(f"{where} must return a list of numbers ({exc})")
+    tensor = tensor.reshape(-1) if tensor.dim() == 2 and 1 in tensor.shape else tensor
+    if tensor.dim() != 1 or tensor.shape[0] != size:
+        raise RewardkitError(f"{where} returned {tuple(tensor.shape)} values for {size} responses")
+    bad = (~torch.isfinite(tensor)).nonzero()
+    if len(bad):
+        j = int(bad[0])
+        raise RewardkitError(f"{where} returned {float(tensor[j])} for response {j} ({len(bad)} non-finite in all)")
+    return tensor
+
+
+def reference_lists(references: Sequence[Reference | None] | None, size: int, where: str) -> list[list[str]]:
+    """Every response's references as a non-empty list of strings; a missing one is an error naming `where`."""
+    if references is None:
+        raise RewardkitError(f"{where} needs a reference for every response; none were given")
+    out = []
+    for j, ref in enumerate(references):
+        refs = [ref] if isinstance(ref, str) else list(ref or [])
+        if not refs or not all(isinstance(r, str) for r in refs):
+            raise RewardkitError(f"{where} needs a reference text for every response; response {j} has {ref!r}")
+        out.append(refs)
+    return out
+
+
+class RewardFunction:
+    """A batch of (prompt, response[, reference]) → one reward per response; dense rewards through `per_token`.
+
+    `finished[j]` (optional) says whether response j ended with the policy's EOS (True) or was cut off at the
+    generation limit (False); only components that care (the no-EOS penalty) read it.
+    """
+
+    name: str = "reward"
+    needs_reference: bool = False
+    # How `token_rewards` hands out the reward: "sparse" (total on the last token) or "dense" (per_token);
+    # `shaping` "token" scores every token's prefix, "step" only the prefixes ending at `step_separator`.
+    mode: str = "sparse"
+    shaping: str = "token"
+    step_separator: str = "\n"
+
+    def __call__(self, prompts: Sequence[Prompt], responses: Sequence[str],
+                 references: Sequence[Reference | None] | None = None, *,
+                 finished: Sequence[bool] | None = None) -> torch.Tensor:
+        check_batch(prompts, responses, references, finished)
+        if not responses:
+            return torch.empty(0)
+        scores = self._score(list(prompts), list(responses), None if references is None else list(references),
+                             None if finished is None else [bool(f) for f in finished])
+        return as_reward_tensor(scores, len(responses), f"reward {self.name!r}")
+
+    def _score(self, prompts: list[Prompt], responses: list[str], references: list | None,
+               finished: list[bool] | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _potentials(self, prompts: list[Prompt], texts: list[str], references: list | None,
+                    finished: list[bool] | None, complete: torch.Tensor) -> torch.Tensor:
+        """Φ(x, text) for response prefixes; `complete[k]` marks texts that are a whole response.
+
+        By default a prefix is scored as if it were a response. Unfinished prefixes are passed `finished=True`
+        (they were not cut off, generation simply goes on).
+        """
+        return self(prompts, texts, references, finished=finished)
+
+    def per_token(self, prompts: Sequence[Prompt], responses: Sequence[str],
+                  references: Sequence[Reference | None] | None = None, *,
+                  response_token_ids: Sequence[Sequence[int]] | None = None, tokenizer: Any = None,
+                  token_ends: Sequence[Sequence[int]] | None = None, finished: Sequence[bool] | None = None,
+                  shaping: str | None = None, step_separator: str | None = None) -> list[torch.Tensor]:
+        """Dense rewards: one FloatTensor[T_i] per response, one value per policy response token, summing to the
+        sparse reward `self(prompts, responses, references)[i]` (exactly, up to float rounding).
+
+        Token alignment (give one): `response_token_ids` + the policy `tokenizer`, or `token_ends` (the character
+        offset in `responses[i]` where each token ends), or only `tokenizer` (the response text is tokenized with it).
+        `shaping="token"`: r_t = Φ(x, y≤t) − Φ(x, y<t) with Φ(x, empty) = 0, so token 1 carries Φ(x, y≤1).
+        `shaping="step"`: only prefixes ending at `step_separator` (and the whole response) are scored; each step's
+        increment sits on the token that completes the separator, the last step's on the token closing the text.
+        """
+        plan, potentials = self._prefix_potentials(
+            prompts, responses, references, response_token_ids=response_token_ids, tokenizer=tokenizer,
+            token_ends=token_ends, finished=finished, shaping=shaping, step_separator=step_separator)
+        return plan.shape(potentials)
+
+    def _prefix_potentials(self, prompts, responses, references=None, *, response_token_ids=None, tokenizer=None,
+                           token_ends=None, finished=None, shaping=None, step_separator=None):
+        """The prefixes of `per_token` (a `PrefixPlan`) and their potentials, scored in one batched call."""
+        from rewardkit.rewards.dense import plan_prefixes, resolve_token_ends
+
+        check_batch(prompts, responses, references, finished)
+        shaping = shaping or self.shaping
+        if shaping not in ("token", "step"):
+            raise RewardkitError(f"shaping must be 'token' or 'step', got {shaping!r}")
+        ends = resolve_token_ends(responses, response_token_ids=response_token_ids, tokenizer=tokenizer,
+                                  token_ends=token_ends)
+        separator = (step_separator or self.step_separator) if shaping == "step" else None
+        plan = plan_prefixes(responses, ends, separator)
+        owner = plan.owner
+        prefix_finished = None if finished is None else [bool(finished[i]) if c else True
+                                                          for i, c in zip(owner, plan.complete)]
+        potentials = self._potentials([prompts[i] for i in owner], plan.texts,
+                                      None if references is None else [references[i] for i in owner],
+                                      prefix_finished, torch.tensor(plan.complete, dtype=torch.bool))
+        return plan, potentials
+
+    def token_rewards(self, prompts: Sequence[Prompt], responses: Sequence[str],
+                      references: Sequence[Reference | None] | None = None, *,
+                      response_token_ids: Sequence[Sequence[int]] | None = None, tokenizer: Any = None,
+                      token_ends: Sequence[Sequence[int]] | None = None,
+                      finished: Sequence[bool] | None = None) -> list[torch.Tensor]:
+        """Per-token rewards in this function's `mode`: "sparse" puts the whole reward on each response's last token,
+        "dense" is `per_token` with this function's `shaping`. Same token-alignment arguments as `per_token`."""
+        if self.mode == "dense":
+            return self.per_token(prompts, responses, references, response_token_ids=response_token_ids,
+                                  tokenizer=tokenizer, token_ends=token_ends, finished=finished)
+        from rewardkit.rewards.dense import resolve_token_ends, sparse_on_last_token
+
+        if response_token_ids is not None:
+            lengths = [len(ids) for ids in response_token_ids]
+        else:
+            lengths = [len(e) for e in resolve_token_ends(responses, tokenizer=tokenizer, token_ends=token_ends)]
+        return sparse_on_last_token(self(prompts, responses, references, finished=finished), lengths)
+
+
+def check_batch(prompts: Sequence, responses: Sequence, references: Sequence | None,
+                finished: Sequence | None) -> None:
+    """Programming errors (mismatched batch lengths, a non-string response) raise ValueError/TypeError."""
+    n = len(responses)
+    for label, seq in (("prompts", prompts), ("references", references), ("finished", finished)):
+        if seq is not None and len(seq) != n:
+            raise ValueError(f"{len(seq)} {label} for {n} responses")
+    for j, response in enumerate(responses):
+        if not isinstance(response, str):
+            raise TypeError(f"response {j} is {type(response).__name__}, not str")
+
+
+def finite_float(value: Any, where: str) -> float:
+    """A spec number (weight, clip bound): a real, finite number, or a RewardkitError naming `where`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RewardkitError(f"{where} must be a finite number, got {value!r}")
+    return float(value)

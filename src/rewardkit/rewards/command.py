@@ -1,0 +1,237 @@
+"""`rewardkit score`: score responses with a reward model or a reward spec, sparse or dense.
+
+    rewardkit score MODEL --input FILE [--output OUT.jsonl]
+    rewardkit score --reward SPEC.yaml --input FILE.jsonl --output OUT.jsonl [--dense]
+
+Input records are `{prompt, response[, reference][, finished][, id]}` (prompt: text or chat messages; reference: text
+or list of texts) or pairwise `{prompt, chosen, rejected}` / HH `{chosen, rejected}`, whose two responses are both
+scored. Output: one JSON line per record, in input order:
+    {"source": "in.jsonl:3", "total": 1.2, "components": {"reward_model": 0.9, "rouge": 0.41, ...}}
+pairwise: {"source": ..., "chosen": {"total", "components"}, "rejected": {...}, "margin": chosen − rejected}.
+With --dense (or `mode: dense` in the spec) each scored response also has "tokens", "token_rewards" (summing to
+"total") and "token_components" (each component's weighted term, shaped on its own).
+
+Nothing heavy is imported at module level (torch, transformers): `rewardkit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from rewardkit.config import option
+from rewardkit.errors import RewardkitError
+
+
+@dataclass
+class ScoreConfig:
+    """Score responses with a reward model or a reward spec (sparse or dense)."""
+
+    input: str = option(help="records to score: JSONL/JSON/CSV(.gz) with prompt, response[, reference][, finished], "
+                             "or pairwise prompt, chosen, rejected (both responses are scored)", metavar="FILE")
+    model: str | None = option(None, "reward model (preset such as minilm-l6, rewardkit or HF sequence-classification "
+                                     "folder); the same as a spec with one reward_model component",
+                               positional=True, metavar="MODEL")
+    reward: str | None = option(None, "reward spec YAML: components with weights, normalization, clipping, mode",
+                                metavar="SPEC.yaml")
+    output: str | None = option(None, "output JSONL, one line per input record (default: stdout)", metavar="OUT.jsonl")
+    dense: bool = option(False, "also write per-token rewards (potential-based shaping; they sum to the total)")
+    tokenizer: str | None = option(None, "tokenizer that defines the tokens for --dense (default: the first reward "
+                                         "model's)")
+    batch_size: int = option(256, "responses per scoring call (rank normalization ranks within this batch)")
+    max_length: int | None = option(None, "max tokens for MODEL (default: its saved setting or 512)")
+    progress: bool = option(True, "show a progress bar on stderr")
+
+
+@dataclass
+class _Item:
+    """One input record: one response, or a chosen/rejected pair."""
+
+    source: str
+    prompt: Any
+    responses: list[str]          # [response] or [chosen, rejected]
+    reference: Any = None
+    finished: bool | None = None
+    record_id: Any = None
+
+
+def _text(row: dict, key: str, where: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, str) or not value.strip():
+        kind = "missing" if value is None else f"{type(value).__name__} {value!r}"[:60]
+        raise RewardkitError(f"{where}: field {key!r} must be non-empty text, got {kind}")
+    return value
+
+
+def _prompt(row: dict, where: str) -> Any:
+    prompt = row.get("prompt", "")
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                        and isinstance(m.get("content"), str) for m in prompt):
+        return prompt
+    raise RewardkitError(f"{where}: field 'prompt' must be text or a list of {{role, content}} messages")
+
+
+def _reference(row: dict, where: str) -> Any:
+    ref = row.get("reference")
+    if ref is None or isinstance(ref, str) or (isinstance(ref, list) and ref and all(isinstance(r, str) for r in ref)):
+        return ref
+    raise RewardkitError(f"{where}: field 'reference' must be text or a list of texts")
+
+
+def _hh_split(chosen: str, rejected: str) -> tuple[str, str, str] | None:
+    """HH dialogues with an implicit prompt: split at the last "\\n\\nAssistant:" the two texts share."""
+    marker = "\n\nAssistant:"
+    cut = chosen.rfind(marker)
+    while cut != -1:
+        end = cut + len(marker)
+        if rejected[:end] == chosen[:end]:
+            return chosen[:end], chosen[end:].lstrip(" "), rejected[end:].lstrip(" ")
+        cut = chosen.rfind(marker, 0, cut)
+    return None
+
+
+def read_items(path: str) -> Iterator[_Item]:
+    """The records of `path` (through rewardkit.data's readers, so errors name file:line)."""
+    from rewardkit.data.readers import expand_sources, iter_rows
+
+    def fail(location, reason):
+        raise RewardkitError(f"{location}: {reason}")
+
+    for source in expand_sources(path):
+        for location, row in iter_rows(source, fail):
+            where = str(location)
+            if not isinstance(row, dict):
+                raise RewardkitError(f"{where}: expected an object with prompt and response fields")
+            finished = row.get("finished")
+            if finished is not None and not isinstance(finished, bool):
+                raise RewardkitError(f"{where}: field 'finished' must be true or false")
+            common = dict(reference=_reference(row, where), finished=finished, record_id=row.get("id"))
+            if "response" in row:
+                yield _Item(where, _prompt(row, where), [_text(row, "response", where)], **common)
+            elif "chosen" in row and "rejected" in row:
+                chosen, rejected = _text(row, "chosen", where), _text(row, "rejected", where)
+                prompt = _prompt(row, where)
+                if "prompt" not in row:
+                    split = _hh_split(chosen, rejected)
+                    if split is None:
+                        raise RewardkitError(f"{where}: no 'prompt' field and chosen/rejected share no "
+                                             f"'\\n\\nAssistant:' turn to take it from")
+                    prompt, chosen, rejected = split
+                yield _Item(where, prompt, [chosen, rejected], **common)
+            else:
+                raise RewardkitError(f"{where}: expected a 'response' field (or 'chosen' and 'rejected'); "
+                                     f"found {', '.join(sorted(map(str, row))) or 'no fields'}")
+
+
+def _batches(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
+    batch: list[_Item] = []
+    for item in items:
+        batch.append(item)
+        if sum(len(i.responses) for i in batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def build_score_reward(cfg: ScoreConfig):
+    """The composite reward the command scores with: the spec, or one reward_model component for MODEL."""
+    from rewardkit.rewards.spec import build_reward
+
+    if bool(cfg.model) == bool(cfg.reward):
+        raise RewardkitError("give either a MODEL or --reward SPEC.yaml (exactly one)")
+    if cfg.reward:
+        return build_reward(cfg.reward)
+    component = {"type": "reward_model", "path": cfg.model}
+    if cfg.max_length:
+        component["max_length"] = cfg.max_length
+    return build_reward({"components": [component]}, source=f"model {cfg.model}")
+
+
+def _dense_tokenizer(cfg: ScoreConfig, reward) -> Any:
+    from rewardkit.rewards.learned import LearnedReward
+    from rewardkit.rewards.rules import load_tokenizer
+
+    if cfg.tokenizer:
+        return load_tokenizer(cfg.tokenizer)
+    for component in reward.components:
+        if isinstance(component.reward, LearnedReward):
+            return component.reward.tokenizer
+    raise RewardkitError("--dense needs --tokenizer to define the tokens (the spec has no reward_model to take one from)")
+
+
+def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
+    """Output records for one batch of items (all their responses scored in one call per component)."""
+    prompts = [i.prompt for i in items for _ in i.responses]
+    responses = [r for i in items for r in i.responses]
+    references = None
+    if any(i.reference is not None for i in items):
+        references = [i.reference for i in items for _ in i.responses]
+    finished = None
+    if any(i.finished is not None for i in items):
+        finished = [True if i.finished is None else i.finished for i in items for _ in i.responses]
+    scored: list[dict] = []
+    if tokenizer is None:
+        totals = reward(prompts, responses, references, finished=finished)
+    else:
+        encodings = [tokenizer(r, add_special_tokens=False, return_offsets_mapping=True) for r in responses]
+        ends = [[end for _, end in e["offset_mapping"]] for e in encodings]
+        token_rewards = reward.per_token(prompts, responses, references, token_ends=ends, finished=finished)
+        totals = reward.last_total
+        per_component = reward.last_token_contributions
+    for k in range(len(responses)):
+        entry = {"total": float(totals[k]),
+                 "components": {name: float(values[k]) for name, values in reward.last_components.items()}}
+        if tokenizer is not None:
+            entry["tokens"] = tokenizer.convert_ids_to_tokens(encodings[k]["input_ids"])
+            entry["token_rewards"] = token_rewards[k].tolist()
+            entry["token_components"] = {name: values[k].tolist() for name, values in per_component.items()}
+        scored.append(entry)
+    out, k = [], 0
+    for item in items:
+        record: dict[str, Any] = {"source": item.source}
+        if item.record_id is not None:
+            record["id"] = item.record_id
+        if len(item.responses) == 1:
+            record.update(scored[k])
+        else:
+            record["chosen"], record["rejected"] = scored[k], scored[k + 1]
+            record["margin"] = scored[k]["total"] - scored[k + 1]["total"]
+        k += len(item.responses)
+        out.append(record)
+    return out
+
+
+def run_score(cfg: ScoreConfig) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tqdm.auto import tqdm
+
+    if cfg.batch_size < 1:
+        raise RewardkitError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    reward = build_score_reward(cfg)
+    tokenizer = _dense_tokenizer(cfg, reward) if cfg.dense or reward.mode == "dense" else None
+    items = list(read_items(cfg.input))  # read everything first: a bad record fails before any scoring
+    n_responses = sum(len(i.responses) for i in items)
+    sink = open(cfg.output, "w", encoding="utf-8") if cfg.output else sys.stdout
+    bar = tqdm(total=n_responses, unit="resp", desc="scoring", disable=not cfg.progress, file=sys.stderr)
+    start = time.perf_counter()
+    try:
+        for batch in _batches(iter(items), cfg.batch_size):
+            for record in score_batch(reward, batch, tokenizer):
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            bar.update(sum(len(i.responses) for i in batch))
+    finally:
+        bar.close()
+        if sink is not sys.stdout:
+            sink.close()
+    seconds = time.perf_counter() - start
+    print(f"scored {n_responses} responses from {len(items)} records in {seconds:.1f} s "
+          f"({n_responses / max(seconds, 1e-9):.1f} responses/s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,200 @@
+"""The composite reward: a weighted sum of components, each normalized (none | running | rank | rank_centered) and
+optionally clipped, with an optional clip of the total. It is itself a `RewardFunction`.
+
+    total = clip_total( Σ_k w_k · clip_k( normalize_k( R_k(x, y) ) ) )
+
+Normalizations:
+- `running`: (v − mean) / std with a running mean and population std over every response scored so far (Welford/Chan
+  merge per batch, state kept across calls); the current batch is included before normalizing. While the std is ~0
+  (first batch of one, or constant scores) values are only centered.
+- `rank`: the average rank within the batch mapped to [0, 1] (ties share their mean rank; a batch of one gives 0.5);
+  `rank_centered`: the same minus 0.5, in [−0.5, 0.5].
+After each call, `last_components` holds every component's raw values, `last_contributions` its weighted,
+normalized, clipped term, and `last_total` the total, for logging.
+
+Dense rewards shape the composite's total as a potential. The normalization statistics are updated on the whole
+responses only and then applied frozen to every prefix (a prefix's rank is its place among the batch's whole
+responses), so the per-token rewards sum to the sparse total.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from rewardkit.errors import RewardkitError
+from rewardkit.rewards.base import RewardFunction
+
+NORMALIZATIONS = ("none", "running", "rank", "rank_centered")
+
+
+class RunningMeanStd:
+    """Mean and population variance over all values seen, merged batch by batch (Chan et al.'s parallel Welford)."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, values: torch.Tensor) -> None:
+        values = values.double()
+        n = values.numel()
+        if n == 0:
+            return
+        batch_mean = float(values.mean())
+        batch_m2 = float(((values - batch_mean) ** 2).sum())
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta ** 2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.count) if self.count else 0.0
+
+    def normalize(self, values: torch.Tensor) -> torch.Tensor:
+        scale = self.std if self.std > 1e-6 else 1.0
+        return (values - self.mean) / scale
+
+
+def rank_normalize(values: torch.Tensor, among: torch.Tensor | None = None) -> torch.Tensor:
+    """(average 1-based rank − 1) / (n − 1) of each value among `among` (default: the values themselves), in [0, 1].
+
+    A value absent from `among` lands between its neighbours' ranks; a batch of one gives 0.5.
+    """
+    among = values if among is None else among
+    n = among.numel()
+    if n <= 1:
+        return torch.full_like(values, 0.5, dtype=torch.float32)
+    below = (among.unsqueeze(0) < values.unsqueeze(1)).sum(1).float()
+    equal = (among.unsqueeze(0) == values.unsqueeze(1)).sum(1).float()
+    return ((below + 0.5 * equal - 0.5) / (n - 1)).clamp(0.0, 1.0)
+
+
+class Normalizer:
+    """One component's normalization: `fit_apply` on a batch of whole responses (updates the state), `apply` with
+    the state frozen (for prefixes in dense mode)."""
+
+    def __init__(self, kind: str = "none"):
+        if kind not in NORMALIZATIONS:
+            raise RewardkitError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {kind!r}")
+        self.kind = kind
+        self.running = RunningMeanStd()
+        self.rank_reference = torch.empty(0)
+
+    def fit_apply(self, values: torch.Tensor) -> torch.Tensor:
+        if self.kind == "running":
+            self.running.update(values)
+        elif self.kind.startswith("rank"):
+            self.rank_reference = values.clone()
+        return self.apply(values)
+
+    def apply(self, values: torch.Tensor) -> torch.Tensor:
+        if self.kind == "none":
+            return values
+        if self.kind == "running":
+            return self.running.normalize(values).float()
+        ranks = rank_normalize(values, self.rank_reference)
+        return ranks - 0.5 if self.kind == "rank_centered" else ranks
+
+
+def clip_values(values: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tensor:
+    return values if bounds is None else values.clamp(bounds[0], bounds[1])
+
+
+@dataclass
+class Component:
+    """A reward function with its name in logs, weight, normalization and clip bounds."""
+
+    reward: RewardFunction
+    name: str
+    weight: float = 1.0
+    normalize: str = "none"
+    clip: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        self.normalizer = Normalizer(self.normalize)
+
+
+class CompositeReward(RewardFunction):
+    """Weighted sum of normalized, clipped components; see the module docstring."""
+
+    name = "composite"
+
+    def __init__(self, components: list[Component], clip: tuple[float, float] | None = None, mode: str = "sparse",
+                 shaping: str = "token", step_separator: str = "\n"):
+        if not components:
+            raise RewardkitError("a composite reward needs at least one component")
+        names = [c.name for c in components]
+        if len(set(names)) != len(names):
+            raise RewardkitError(f"component names must be unique, got {names}")
+        if mode not in ("sparse", "dense") or shaping not in ("token", "step"):
+            raise RewardkitError(f"mode must be sparse|dense and shaping token|step, got {mode!r}, {shaping!r}")
+        self.components, self.clip = components, clip
+        self.mode, self.shaping, self.step_separator = mode, shaping, step_separator
+        self.needs_reference = any(c.reward.needs_reference for c in components)
+        self.last_components: dict[str, torch.Tensor] = {}
+        self.last_contributions: dict[str, torch.Tensor] = {}
+        self.last_total = torch.empty(0)
+        self.last_token_contributions: dict[str, list[torch.Tensor]] = {}
+        self._prefix_contributions: dict[str, torch.Tensor] = {}
+
+    def _raw(self, index: int, component: Component, values: torch.Tensor) -> torch.Tensor:
+        if torch.isnan(values).any():  # components validate their own output; nested ones may still pass NaN on
+            j = int(torch.isnan(values).nonzero()[0])
+            raise RewardkitError(f"reward component {index + 1} ({component.name}) returned NaN for response {j}")
+        return values
+
+    def _combine(self, raw: dict[str, torch.Tensor], fit_rows: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """Total and per-component terms; `fit_rows` (whole responses) update the normalizers first."""
+        contributions = {}
+        for component in self.components:
+            values = raw[component.name]
+            if fit_rows is not None:
+                component.normalizer.fit_apply(values[fit_rows])
+            normalized = component.normalizer.apply(values)
+            contributions[component.name] = component.weight * clip_values(normalized, component.clip)
+        total = clip_values(torch.stack(list(contributions.values())).sum(0), self.clip)
+        return total, contributions
+
+    def _remember(self, raw, contributions, total, rows: torch.Tensor) -> None:
+        self.last_components = {k: v[rows] for k, v in raw.items()}
+        self.last_contributions = {k: v[rows] for k, v in contributions.items()}
+        self.last_total = total[rows]
+
+    def _score(self, prompts, responses, references, finished):
+        raw = {}
+        for index, component in enumerate(self.components):
+            raw[component.name] = self._raw(index, component, _named(component, index, lambda: component.reward(
+                prompts, responses, references, finished=finished)))
+        every = torch.arange(len(responses))
+        total, contributions = self._combine(raw, every)
+        self._remember(raw, contributions, total, every)
+        return total
+
+    def _potentials(self, prompts, texts, references, finished, complete):
+        raw = {}
+        for index, component in enumerate(self.components):
+            raw[component.name] = self._raw(index, component, _named(
+                component, index, lambda: component.reward._potentials(prompts, texts, references, finished, complete)))
+        whole = complete.nonzero().reshape(-1)
+        total, contributions = self._combine(raw, whole)
+        self._remember(raw, contributions, total, whole)
+        self._prefix_contributions = contributions
+        return total
+
+    def per_token(self, prompts, responses, references=None, **alignment) -> list[torch.Tensor]:
+        """As `RewardFunction.per_token`; also fills `last_token_contributions` (each component's weighted term shaped
+        on its own; they add up to the total's per-token rewards unless a total clip is active)."""
+        plan, potentials = self._prefix_potentials(prompts, responses, references, **alignment)
+        self.last_token_contributions = {k: plan.shape(v) for k, v in self._prefix_contributions.items()}
+        return plan.shape(potentials)
+
+
+def _named(component: Component, index: int, call):
+    """Run one component, prefixing any user error with the component's 1-based index and name."""
+    try:
+        return call()
+    except RewardkitError as exc:
+        raise RewardkitError(f"reward component {index + 1} ({component.name}): {exc}")

@@ -1,0 +1,60 @@
+"""Learned rewards: a rewardkit reward model or any HF sequence-classification folder (one class, through
+`RewardModel`), and a remote scoring server (`POST /score {"items": [{"prompt", "response"}]}` → `{"scores": [...]}`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rewardkit.errors import RewardkitError
+from rewardkit.rewards.base import RewardFunction
+
+
+class LearnedReward(RewardFunction):
+    """Scores from a `RewardModel` (preset, rewardkit folder or any HF sequence-classification folder).
+
+    With `calibrated: true` the score is divided by the model's saved calibration temperature.
+    """
+
+    name = "reward_model"
+
+    def __init__(self, path: str, max_length: int | None = None, batch_size: int = 32, calibrated: bool = False):
+        from rewardkit.models import RewardModel
+
+        self._use(RewardModel.from_pretrained(path, max_length=max_length), batch_size, calibrated)
+
+    @classmethod
+    def from_model(cls, model: Any, batch_size: int = 32, calibrated: bool = False) -> "LearnedReward":
+        """Wrap an already loaded `RewardModel` (e.g. the one the RL loop or the server holds)."""
+        reward = cls.__new__(cls)
+        reward._use(model, batch_size, calibrated)
+        return reward
+
+    def _use(self, model: Any, batch_size: int, calibrated: bool) -> None:
+        self.model, self.batch_size, self.calibrated = model, int(batch_size), calibrated
+        self.progress = False  # the score command turns the model's own progress bar on for long batches
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def _score(self, prompts, responses, references, finished):
+        scores = self.model.score(prompts, responses, batch_size=self.batch_size, progress=self.progress)
+        return scores / self.model.temperature if self.calibrated else scores
+
+
+class RemoteReward(RewardFunction):
+    """Scores from a `rewardkit serve` server at `url` (its base URL or .../score), through
+    `rewardkit.serve.client.RewardClient`: chunked under the server's limits, transient failures retried `retries`
+    times with backoff, bearer token from $REWARDKIT_API_TOKEN when set."""
+
+    name = "remote"
+
+    def __init__(self, url: str, timeout: float = 30.0, retries: int = 3):
+        from rewardkit.serve.client import RewardClient
+
+        if not url.startswith(("http://", "https://")):
+            raise RewardkitError(f"url must start with http:// or https://, got {url!r}")
+        self.client = RewardClient(url, timeout=timeout, retries=retries)
+
+    def _score(self, prompts, responses, references, finished):
+        return self.client.score(prompts, responses)
