@@ -8,8 +8,9 @@ Endpoints
   `{"rewards": [...], "scores": [...], "extra_logs": {"rm_prompt_split": [1.0 | 0.0, ...]}}`.
   A query is prompt + response as the policy saw it. When `prompts[i]` is given and the query starts with it (after
   nothing but the tokenizer's special tokens, e.g. BOS), the rest is the response; otherwise the whole query is scored
-  as the response to an empty prompt (`rm_prompt_split` says which, per item). Special tokens the policy appended to
-  the response (EOS, padding) are removed, since the reward model adds its own. `labels` are ignored.
+  as the response to an empty prompt (`rm_prompt_split` says which, per item). Special tokens around the response
+  (separators, EOS, padding) are removed, since the reward model adds its own. `labels` are ignored. The pair is then
+  scored by the model's own rule, exactly as /score would score it.
 - `GET /health` -> 200 `{"status": "ok", "model": ..., "limits": {...}}` (no token needed; 503 if the batcher died).
 - `GET /metrics` -> Prometheus text format.
 
@@ -145,11 +146,14 @@ def _strip_trailing_special(text: str, special: Sequence[str]) -> str:
 
 def split_query(query: str, prompt: str | None, special: Sequence[str]) -> tuple[str, str, bool]:
     """(prompt, response, whether the prompt was found) for one OpenRLHF query; see the module docstring."""
+    found = False
     if prompt:
         start = query.find(prompt)
         if start >= 0 and not _strip_leading_special(query[:start], special).strip():
-            return prompt, _strip_trailing_special(query[start + len(prompt):], special), True
-    return "", _strip_trailing_special(_strip_leading_special(query, special), special), False
+            query, found = query[start + len(prompt):], True
+    # Separators and BOS before the response, EOS and padding after it: the reward model adds its own.
+    response = _strip_trailing_special(_strip_leading_special(query, special), special)
+    return (prompt if found else ""), response, found
 
 
 def parse_get_reward_request(body: Any, max_items: int, special: Sequence[str]) -> tuple[list, list[str], list[bool]]:

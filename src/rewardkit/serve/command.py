@@ -76,20 +76,25 @@ def run_serve(cfg: ServeConfig) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import uvicorn
-
     from rewardkit.models import RewardModel
     from rewardkit.serve.app import create_app
 
     model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length)
     model.eval()
-    app = create_app(model, cfg, model_name=cfg.model)
+    serve_app(create_app(model, cfg, model_name=cfg.model), cfg)
+    return 0
+
+
+def serve_app(app, cfg: ServeConfig) -> None:
+    """Run `app` under uvicorn until SIGINT/SIGTERM.
+
+    On the signal uvicorn stops accepting connections, lets in-flight requests finish (each is bounded by the request
+    timeout, so the wait is too), then runs the app's shutdown, which drains the batcher.
+    """
+    import uvicorn
+
     server = uvicorn.Server(uvicorn.Config(
         app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, access_log=cfg.log_level == "debug",
-        # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests finish (each is bounded by the request
-        # timeout), then runs the app's shutdown, which drains the batcher.
-        timeout_graceful_shutdown=int(cfg.request_timeout_s) + 5,
-        limit_concurrency=None, timeout_keep_alive=30,
+        timeout_graceful_shutdown=int(cfg.request_timeout_s) + 5, timeout_keep_alive=30,
     ))
     server.run()
-    return 0
