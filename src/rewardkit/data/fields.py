@@ -1,0 +1,191 @@
+"""Reading and validating the fields of one row: the column mapping, text, numbers, conversations.
+
+Every problem with a row raises BadRecord with a message naming the field as the user's file spells it; the loader
+adds the row's location and applies the on_bad_record policy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from rewardkit.data.readers import Row, Source, json_type
+from rewardkit.data.report import LoadReport
+from rewardkit.data.types import BinaryFeedback, Location, Message, PreferencePair, Prompt, RankedGroup, RatedResponse
+from rewardkit.errors import RewardkitError
+
+# The fields rewardkit knows; a column mapping renames them ({"prompt": "question"}); mapping "prompt" to None means
+# the data has no prompt (e.g. sentiment-labelled texts) and every record gets the empty prompt.
+ROLES = ("prompt", "chosen", "rejected", "margin", "subset", "response", "score", "label", "responses", "ranks")
+# Other usual names tried when a field is neither mapped nor present under its own name (TRL's unpaired format).
+ALIASES = {"response": ("completion",)}
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class BadRecord(Exception):
+    """A problem with one record; the message names the field, the loader adds the location."""
+
+
+def check_columns(columns: Mapping[str, str | None] | None) -> dict[str, str | None]:
+    columns = dict(columns or {})
+    for role, name in columns.items():
+        if role not in ROLES:
+            raise RewardkitError(f"unknown field {role!r} in the column mapping (known: {', '.join(ROLES)})")
+        if name is None and role != "prompt":
+            raise RewardkitError(f"only 'prompt' may be mapped to None (no such column), not {role!r}")
+        if name is not None and not isinstance(name, str):
+            raise RewardkitError(f"the column mapping must give column names as text, got {name!r} for {role!r}")
+    return columns
+
+
+class RowContext:
+    """Reads fields of the rows of one source and turns them into records under the load's policies."""
+
+    def __init__(self, source: Source, columns: dict[str, str | None], keys: set[str], report: LoadReport):
+        self.source, self.report = source, report
+        self.names: dict[str, str | None] = {}
+        for role in ROLES:
+            if role in columns:
+                self.names[role] = columns[role]
+            else:
+                alternatives = [alias for alias in ALIASES.get(role, ()) if alias in keys and role not in keys]
+                self.names[role] = alternatives[0] if alternatives else role
+
+    def has(self, keys: set[str], *roles: str) -> bool:
+        """Whether the columns for all `roles` are among `keys` (an unmapped prompt counts as present)."""
+        return all(self.names[r] is None or self.names[r] in keys for r in roles)
+
+    def field(self, role: str) -> str:
+        name = self.names[role]
+        return f"'{name}'" if name == role else f"'{name}' ({role})"
+
+    # -- raw values -------------------------------------------------------------------------------------------------
+    def get(self, row: Row, role: str, required: bool = True) -> Any:
+        value = row.get(self.names[role])
+        if value == "" and not required and self.source.is_tabular:
+            value = None  # an empty cell leaves an optional field out
+        if value is None and required:
+            raise BadRecord(f"missing field {self.field(role)}")
+        return value
+
+    def text(self, row: Row, role: str) -> str:
+        return check_text(self.get(row, role), self.field(role))
+
+    def prompt(self, row: Row) -> Prompt:
+        if self.names["prompt"] is None:
+            return ""
+        value = self.get(row, "prompt")
+        if isinstance(value, list):
+            conversation = messages(value, self.field("prompt"))
+            if not conversation:
+                raise BadRecord(f"empty conversation in {self.field('prompt')}")
+            return conversation
+        prompt = check_text(value, self.field("prompt"))
+        if not prompt.strip():
+            raise BadRecord(f"empty text in {self.field('prompt')}")
+        return prompt
+
+    def number(self, row: Row, role: str, required: bool = True) -> float | None:
+        value = self.get(row, role, required)
+        return None if value is None else check_number(value, self.field(role))
+
+    def list(self, row: Row, role: str, required: bool = True) -> list | None:
+        value = self.get(row, role, required)
+        if isinstance(value, str) and self.source.is_tabular:  # a list in a CSV cell is written as JSON
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise BadRecord(f"{self.field(role)} must be a JSON list in this CSV cell") from None
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise BadRecord(f"{self.field(role)} must be a list, got {json_type(value)}")
+        return None if value is None else list(value)
+
+    def subset(self, row: Row) -> str | None:
+        value = self.get(row, "subset", required=False)
+        if value is None:
+            return self.source.subset
+        if not isinstance(value, str):
+            raise BadRecord(f"{self.field('subset')} must be text, got {json_type(value)}")
+        return value or self.source.subset
+
+    # -- records under the load's policies ------------------------------------------------------------------------
+    def pair(self, location: Location, prompt: Prompt, chosen: str, rejected: str, margin: float | None,
+             subset: str | None) -> list[PreferencePair]:
+        if chosen == rejected:
+            self.report.keep_identical(location)
+            return []
+        if not self._keep_if_empty(location, {"chosen": chosen, "rejected": rejected}):
+            return []
+        return [PreferencePair(prompt, chosen, rejected, margin, subset, location)]
+
+    def group(self, location: Location, prompt: Prompt, responses: list[str],
+              subset: str | None) -> list[RankedGroup]:
+        if len(responses) < 2:
+            raise BadRecord(f"a ranking needs at least 2 responses, got {len(responses)}")
+        if len(set(responses)) < len(responses):
+            self.report.keep_identical(location, "the ranking holds the same response twice")
+            return []
+        named = {f"response {i + 1}": text for i, text in enumerate(responses)}
+        if not self._keep_if_empty(location, named):
+            return []
+        return [RankedGroup(prompt, responses, subset, location)]
+
+    def rated(self, location: Location, prompt: Prompt, response: str, score: float,
+              subset: str | None) -> list[RatedResponse]:
+        if not self._keep_if_empty(location, {self.names["response"]: response}):
+            return []
+        return [RatedResponse(prompt, response, score, subset, location)]
+
+    def binary(self, location: Location, prompt: Prompt, response: str, label: int,
+               subset: str | None) -> list[BinaryFeedback]:
+        if not self._keep_if_empty(location, {self.names["response"]: response}):
+            return []
+        return [BinaryFeedback(prompt, response, label, subset, location)]
+
+    def _keep_if_empty(self, location: Location, responses: dict[str, str]) -> bool:
+        empty = [name for name, text in responses.items() if not text.strip()]
+        if not empty:
+            return True
+        return self.report.keep_empty_response(location, f"empty {' and '.join(empty)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Value checks
+# ---------------------------------------------------------------------------------------------------------------------
+def check_text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise BadRecord(f"{field} must be text, got {json_type(value)}")
+    if not value.isascii() and _LONE_SURROGATE.search(value):
+        raise BadRecord(f"{field} is not valid Unicode text (a lone surrogate escape)")
+    return value
+
+
+def check_number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BadRecord(f"{field} must be a number, got {json_type(value)}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadRecord(f"{field} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise BadRecord(f"{field} must be a finite number, got {value!r}")
+    return number
+
+
+def messages(value: list, field: str) -> list[Message]:
+    """A conversation as a list of {"role", "content"} text messages (other keys dropped)."""
+    conversation = []
+    for index, message in enumerate(value):
+        where = f"{field} message {index + 1}"
+        if not isinstance(message, dict):
+            raise BadRecord(f"{where} must be an object with 'role' and 'content', got {json_type(message)}")
+        if "role" not in message or "content" not in message:
+            raise BadRecord(f"{where} lacks {'role' if 'role' not in message else 'content'}")
+        role = check_text(message["role"], f"{where} role")
+        content = check_text(message["content"], f"{where} content")
+        conversation.append({"role": role, "content": content})
+    return conversation
