@@ -118,7 +118,7 @@ class RowContext:
         if chosen == rejected:
             self.report.keep_identical(location)
             return []
-        if not self._keep_if_empty(location, {"chosen": chosen, "rejected": rejected}):
+        if not self._keep_if_empty(location, {self.field("chosen"): chosen, self.field("rejected"): rejected}):
             return []
         return [PreferencePair(prompt, chosen, rejected, margin, subset, location)]
 
@@ -129,20 +129,20 @@ class RowContext:
         if len(set(responses)) < len(responses):
             self.report.keep_identical(location, "the ranking holds the same response twice")
             return []
-        named = {f"response {i + 1}": text for i, text in enumerate(responses)}
+        named = {f"response {i + 1} of the ranking": text for i, text in enumerate(responses)}
         if not self._keep_if_empty(location, named):
             return []
         return [RankedGroup(prompt, responses, subset, location)]
 
     def rated(self, location: Location, prompt: Prompt, response: str, score: float,
               subset: str | None) -> list[RatedResponse]:
-        if not self._keep_if_empty(location, {self.names["response"]: response}):
+        if not self._keep_if_empty(location, {self.field("response"): response}):
             return []
         return [RatedResponse(prompt, response, score, subset, location)]
 
     def binary(self, location: Location, prompt: Prompt, response: str, label: int,
                subset: str | None) -> list[BinaryFeedback]:
-        if not self._keep_if_empty(location, {self.names["response"]: response}):
+        if not self._keep_if_empty(location, {self.field("response"): response}):
             return []
         return [BinaryFeedback(prompt, response, label, subset, location)]
 
@@ -150,7 +150,7 @@ class RowContext:
         empty = [name for name, text in responses.items() if not text.strip()]
         if not empty:
             return True
-        return self.report.keep_empty_response(location, f"empty {' and '.join(empty)}")
+        return self.report.keep_empty_response(location, f"empty response in {' and '.join(empty)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

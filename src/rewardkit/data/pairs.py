@@ -73,6 +73,10 @@ def split_conversations(prompt: Prompt | None, chosen: list[Message], rejected: 
     for field, conversation in zip(fields, (chosen, rejected)):
         if not conversation:
             raise BadRecord(f"empty conversation in {field}")
+    if prompt is None and shared == 0:
+        raise BadRecord(f"{fields[0]} and {fields[1]} share no messages, so the prompt cannot be found "
+                        f"(give a 'prompt' field)")
+    for field, conversation in zip(fields, (chosen, rejected)):
         if len(conversation) - shared != 1:
             raise BadRecord(f"{field} must end in one assistant reply after the messages it shares with the other "
                             f"side; it has {len(conversation) - shared} messages after them")
@@ -81,9 +85,6 @@ def split_conversations(prompt: Prompt | None, chosen: list[Message], rejected: 
     history = chosen[:shared]
     replies = chosen[-1]["content"], rejected[-1]["content"]
     if prompt is None:
-        if not history:
-            raise BadRecord(f"{fields[0]} and {fields[1]} share no messages, so the prompt cannot be found "
-                            f"(give a 'prompt' field)")
         return (history, *replies)
     if not history:
         return (prompt, *replies)

@@ -306,7 +306,8 @@ def _json_rows(text: str, label: str, undecodable: dict[int, str],
 def _json_array(text, start, label, undecodable, bad_record, decoder, lines) -> Iterator[tuple[Location, Row]]:
     position = _WHITESPACE.match(text, start + 1).end()
     if position == len(text):
-        raise _json_error(label, lines.at(position), undecodable, "invalid JSON: the array is never closed")
+        raise _json_error(label, lines.at(len(text.rstrip())), undecodable,
+                          "invalid JSON: the file ends before the array is closed")
     if text[position] == "]":
         raise RewardkitError(f"{label}: empty JSON array (no records)")
     while True:
@@ -326,8 +327,11 @@ def _json_array(text, start, label, undecodable, bad_record, decoder, lines) -> 
             position = _WHITESPACE.match(text, position + 1).end()
         elif position < len(text) and text[position] == "]":
             return
+        elif position == len(text):
+            raise _json_error(label, lines.at(len(text.rstrip())), undecodable,
+                              "invalid JSON: the file ends before the array is closed")
         else:
-            raise _json_error(label, lines.at(min(position, len(text) - 1)), undecodable,
+            raise _json_error(label, lines.at(position), undecodable,
                               "invalid JSON: expected ',' or ']' after an array element")
 
 
