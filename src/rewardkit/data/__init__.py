@@ -13,12 +13,13 @@ from rewardkit.data.types import (
     Prompt,
     RankedGroup,
     RatedResponse,
+    conversation_from_text,
     prompt_as_text,
 )
 
 __all__ = [
     "BinaryFeedback", "FeedbackRecord", "Location", "Message", "PreferencePair", "Prompt", "RankedGroup",
-    "RatedResponse", "prompt_as_text",
+    "RatedResponse", "conversation_from_text", "prompt_as_text",
     "load_pairs", "load_rankings", "load_ratings", "load_binary", "load_records", "read_rows",
     "rankings_to_pairs", "ratings_to_pairs", "train_val_split", "LoadReport", "LoadedRecords", "Problem",
 ]
