@@ -26,10 +26,10 @@ def load_tokenizer(name_or_path: str) -> Any:
     """A tokenizer from a preset, folder or hub id (offline presets resolve through rewardkit.models.presets)."""
     from transformers import AutoTokenizer
 
-    from rewardkit.models.presets import resolve_model_path
+    from rewardkit.models.presets import resolve_tokenizer_path
 
     try:
-        return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+        return AutoTokenizer.from_pretrained(resolve_tokenizer_path(name_or_path))
     except OSError as exc:
         raise RewardkitError(f"cannot load tokenizer {name_or_path!r}: {str(exc).splitlines()[0]}")
 
