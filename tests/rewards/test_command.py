@@ -1,0 +1,114 @@
+"""`rewardkit score` end to end on a tiny model: MODEL form, spec form, --dense, pairwise input, errors."""
+
+import json
+
+import pytest
+
+from rewardkit.config import parse_config
+from rewardkit.errors import RewardkitError
+from rewardkit.models import RewardModel
+from rewardkit.rewards.command import ScoreConfig, run_score
+
+RECORDS = [
+    {"prompt": "Name a pet.", "response": "A cat is a fine pet.", "reference": "A cat.", "id": "a"},
+    {"prompt": [{"role": "user", "content": "Say hi"}], "response": "Hi there!\nHow are you?", "reference": "Hello!"},
+]
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def score(argv):
+    cfg = parse_config(ScoreConfig, argv + ["--no-progress"])
+    assert run_score(cfg) == 0
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_score_model_writes_one_score_per_record(tiny_bert_dir, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    score([str(tiny_bert_dir), "--input", str(data)])  # default output: stdout
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    expected = RewardModel.from_pretrained(str(tiny_bert_dir)).score([r["prompt"] for r in RECORDS],
+                                                                     [r["response"] for r in RECORDS])
+    assert [line["total"] for line in lines] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert [line["components"]["reward_model"] for line in lines] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert lines[0]["id"] == "a" and lines[1]["source"] == f"{data}:2"
+    assert "responses/s" in captured.err
+
+
+def test_score_spec_dense_writes_components_and_token_rewards(tiny_bert_dir, tmp_path):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text(f"""components:
+  - {{type: reward_model, path: {tiny_bert_dir}, weight: 1.0}}
+  - {{type: rouge, variant: rougeL, weight: 0.5}}
+  - {{type: length, target: 10, tolerance: 5, unit: chars, weight: 0.2}}
+""")
+    data = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    out = tmp_path / "out.jsonl"
+    score(["--reward", str(spec), "--input", str(data), "--output", str(out), "--dense"])
+    lines = read_jsonl(out)
+    assert len(lines) == 2
+    for line in lines:
+        components = line["components"]
+        assert set(components) == {"reward_model", "rouge", "length"}
+        total = components["reward_model"] + 0.5 * components["rouge"] + 0.2 * components["length"]
+        assert line["total"] == pytest.approx(total, abs=1e-5)
+        assert len(line["tokens"]) == len(line["token_rewards"]) > 1
+        assert sum(line["token_rewards"]) == pytest.approx(line["total"], abs=1e-4)
+        assert sum(line["token_components"]["rouge"]) == pytest.approx(0.5 * components["rouge"], abs=1e-5)
+    # sparse scoring of the same file gives the same totals
+    sparse_out = tmp_path / "sparse.jsonl"
+    score(["--reward", str(spec), "--input", str(data), "--output", str(sparse_out)])
+    assert [r["total"] for r in read_jsonl(sparse_out)] == pytest.approx([r["total"] for r in lines], abs=1e-4)
+
+
+def test_score_pairwise_and_hh_records(tmp_path):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text("components: [{type: length, target: 5, unit: chars}]\n")
+    data = write_jsonl(tmp_path / "pairs.jsonl", [
+        {"prompt": "q", "chosen": "short", "rejected": "much longer answer"},
+        {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go away now"},
+    ])
+    out = tmp_path / "out.jsonl"
+    score(["--reward", str(spec), "--input", str(data), "--output", str(out)])
+    first, second = read_jsonl(out)
+    assert first["chosen"]["total"] == 0.0 and first["rejected"]["total"] == pytest.approx(-13 / 5)
+    assert first["margin"] == pytest.approx(13 / 5)
+    assert second["chosen"]["total"] == 0.0  # "hello": the HH prompt was split off
+    assert second["rejected"]["total"] == pytest.approx(-(len("go away now") - 5) / 5)
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"prompt": "q"}, "in.jsonl:2: expected a 'response' field"),
+    ({"prompt": "q", "response": ""}, "in.jsonl:2: field 'response' must be non-empty text"),
+    ({"prompt": "q", "response": "a", "finished": "yes"}, "in.jsonl:2: field 'finished' must be true or false"),
+])
+def test_bad_records_name_file_and_line(tmp_path, record, message):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text("components: [{type: length, target: 5}]\n")
+    data = write_jsonl(tmp_path / "in.jsonl", [RECORDS[0], record])
+    with pytest.raises(RewardkitError, match=message):
+        score(["--reward", str(spec), "--input", str(data)])
+
+
+def test_model_or_spec_exactly_one(tmp_path):
+    data = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    with pytest.raises(RewardkitError, match="exactly one"):
+        score(["--input", str(data)])
+
+
+def test_dense_without_a_tokenizer_source(tmp_path):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text("components: [{type: length, target: 5}]\n")
+    data = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    with pytest.raises(RewardkitError, match="--tokenizer"):
+        score(["--reward", str(spec), "--input", str(data), "--dense"])
+    out = tmp_path / "out.jsonl"
+    score(["--reward", str(spec), "--input", str(data), "--dense", "--tokenizer", "minilm-l6", "--output", str(out)])
+    assert all(sum(r["token_rewards"]) == pytest.approx(r["total"]) for r in read_jsonl(out))
