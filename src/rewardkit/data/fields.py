@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,9 +21,6 @@ from rewardkit.errors import RewardkitError
 ROLES = ("prompt", "chosen", "rejected", "margin", "subset", "response", "score", "label", "responses", "ranks")
 # Other usual names tried when a field is neither mapped nor present under its own name (TRL's unpaired format).
 ALIASES = {"response": ("completion",)}
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
 
 class BadRecord(Exception):
     """A problem with one record; the message names the field, the loader adds the location."""
@@ -56,7 +52,7 @@ class RowContext:
                 self.names[role] = alternatives[0] if alternatives else role
 
     def has(self, keys: set[str], *roles: str) -> bool:
-        """Whether the columns for all `roles` are among `keys` (an unmapped prompt counts as present)."""
+        """Whether the columns for all `roles` are among `keys` (a prompt mapped to None counts as present)."""
         return all(self.names[r] is None or self.names[r] in keys for r in roles)
 
     def field(self, role: str) -> str:
@@ -85,7 +81,7 @@ class RowContext:
                 raise BadRecord(f"empty conversation in {self.field('prompt')}")
             return conversation
         prompt = check_text(value, self.field("prompt"))
-        if not prompt.strip():
+        if is_blank(prompt):
             raise BadRecord(f"empty text in {self.field('prompt')}")
         return prompt
 
@@ -147,7 +143,7 @@ class RowContext:
         return [BinaryFeedback(prompt, response, label, subset, location)]
 
     def _keep_if_empty(self, location: Location, responses: dict[str, str]) -> bool:
-        empty = [name for name, text in responses.items() if not text.strip()]
+        empty = [name for name, text in responses.items() if is_blank(text)]
         if not empty:
             return True
         return self.report.keep_empty_response(location, f"empty response in {' and '.join(empty)}")
@@ -159,9 +155,12 @@ class RowContext:
 def check_text(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise BadRecord(f"{field} must be text, got {json_type(value)}")
-    if not value.isascii() and _LONE_SURROGATE.search(value):
-        raise BadRecord(f"{field} is not valid Unicode text (a lone surrogate escape)")
     return value
+
+
+def is_blank(text: str) -> bool:
+    """Empty or whitespace only (isspace stops at the first other character; strip would copy the text)."""
+    return not text or text.isspace()
 
 
 def check_number(value: Any, field: str) -> float:

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from rewardkit.data.fields import BadRecord, RowContext, check_text, messages
+from rewardkit.data.fields import BadRecord, RowContext, check_text, is_blank, messages
 from rewardkit.data.readers import Row, json_type
 from rewardkit.data.types import Location, Message, PreferencePair, Prompt
 
@@ -30,7 +30,7 @@ def parse_implicit_pair(row: Row, location: Location, ctx: RowContext) -> list[P
 
 def parse_llmbar_pair(row: Row, location: Location, ctx: RowContext) -> list[PreferencePair]:
     prompt = _literal_text(row, "input")
-    if not prompt.strip():
+    if is_blank(prompt):
         raise BadRecord("empty text in 'input'")
     first, second = _literal_text(row, "output_1"), _literal_text(row, "output_2")
     label = row.get("label")

@@ -37,6 +37,7 @@ _GENERIC_STEMS = _SPLIT_NAMES | {"dataset", "data"}
 _CONTAINER_KEYS = {"data", "records", "examples", "rows", "items", "instances", "pairs", "rankings", "ratings"}
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a JSON "\\udXXX" escape without its pair: not valid text
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def _read_text(source: Source) -> tuple[str, dict[int, str]]:
         undecodable = _undecodable_lines(text)
     if text.startswith("\ufeff"):
         text = text[1:]
-    if not text.strip():
+    if not text or text.isspace():
         raise RewardkitError(f"{label}: empty file (no records)")
     return text, undecodable
 
@@ -273,8 +274,9 @@ def _jsonl_rows(text: str, label: str, undecodable: dict[int, str], bad_record: 
         except json.JSONDecodeError as error:
             bad_record(location, f"invalid JSON: {error.msg} (column {error.colno})")
             continue
-        if not isinstance(value, dict):
-            bad_record(location, f"expected a JSON object, got {json_type(value)}")
+        problem = _object_problem(value, line)
+        if problem:
+            bad_record(location, problem)
             continue
         yield location, value
 
@@ -297,7 +299,7 @@ def _json_rows(text: str, label: str, undecodable: dict[int, str],
         return
     key = _records_key(value, label)
     if key is None:  # one object is one record
-        yield Location(label, lines.at(start)), value
+        yield from _checked_element(value, text, start, end, lines.at(start), label, undecodable, bad_record)
         return
     yield from _json_array(text, _array_start(text, start, key, decoder), label, undecodable, bad_record, decoder,
                            lines)
@@ -313,15 +315,7 @@ def _json_array(text, start, label, undecodable, bad_record, decoder, lines) -> 
     while True:
         element_line = lines.at(position)
         value, end = _decode(decoder, text, position, label, lines, undecodable)
-        # Bytes that are not UTF-8 inside this element (they can only sit inside its strings to get this far).
-        end_line = element_line + text.count("\n", position, end)
-        bad_line = next((n for n in range(element_line, end_line + 1) if n in undecodable), None)
-        if bad_line is not None:
-            bad_record(Location(label, bad_line), undecodable[bad_line])
-        elif not isinstance(value, dict):
-            bad_record(Location(label, element_line), f"expected a JSON object, got {json_type(value)}")
-        else:
-            yield Location(label, element_line), value
+        yield from _checked_element(value, text, position, end, element_line, label, undecodable, bad_record)
         position = _WHITESPACE.match(text, end).end()
         if position < len(text) and text[position] == ",":
             position = _WHITESPACE.match(text, position + 1).end()
@@ -333,6 +327,40 @@ def _json_array(text, start, label, undecodable, bad_record, decoder, lines) -> 
         else:
             raise _json_error(label, lines.at(position), undecodable,
                               "invalid JSON: expected ',' or ']' after an array element")
+
+
+def _checked_element(value, text, start, end, line, label, undecodable, bad_record) -> Iterator[tuple[Location, Row]]:
+    """The parsed JSON value text[start:end] (starting on `line`) as a row, unless it cannot be one."""
+    # Bytes that are not UTF-8 inside the value (they can only sit inside its strings to get this far).
+    last_line = line + text.count("\n", start, end)
+    bad_line = next((n for n in range(line, last_line + 1) if n in undecodable), None) if undecodable else None
+    if bad_line is not None:
+        bad_record(Location(label, bad_line), undecodable[bad_line])
+    elif problem := _object_problem(value, text[start:end]):
+        bad_record(Location(label, line), problem)
+    else:
+        yield Location(label, line), value
+
+
+def _object_problem(value: Any, source_text: str) -> str | None:
+    """Why a parsed JSON value cannot be a record: not an object, or text that is not valid Unicode."""
+    if not isinstance(value, dict):
+        return f"expected a JSON object, got {json_type(value)}"
+    if "\\ud" in source_text or "\\uD" in source_text:  # only surrogate escapes can leave lone surrogates
+        for key, item in value.items():
+            if _holds_lone_surrogate(item):
+                return f"field '{key}' holds a lone surrogate escape (not valid Unicode text)"
+    return None
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.isascii() and _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_lone_surrogate(k) or _holds_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_lone_surrogate(item) for item in value)
+    return False
 
 
 def _decode(decoder, text, position, label, lines, undecodable):
