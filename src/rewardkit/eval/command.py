@@ -1,0 +1,318 @@
+"""`rewardkit eval-rm MODEL [MODEL2] DATA...`: evaluate one or two reward models on feedback data.
+
+Each DATA argument is one dataset (a file, a folder such as LLMBar's or hh-rlhf/, or hf:NAME[:SPLIT]); its kind —
+pairwise, rankings, ratings or thumbs up/down — is what the loader finds in it, and its subsets are the files or
+folders it contains (or the records' `subset` field). The second positional argument is read as a second model when
+it is a model folder (it has a config.json) or a preset name; otherwise it is data. Two models are scored on the same
+records and compared with paired bootstrap intervals.
+
+No torch or transformers at import time: `rewardkit --help` imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rewardkit.config import option
+from rewardkit.errors import RewardkitError
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate one or two reward models: accuracy with intervals, length bias, calibration, reports."""
+
+    paths: list[str] = option(help="MODEL, an optional second MODEL2 to compare with (a model folder or preset name), "
+                                   "then one or more DATA files or folders, each evaluated as its own dataset",
+                              positional=True, metavar="MODEL [MODEL2] DATA")
+    json: bool = option(False, "print exactly one JSON object with every figure on stdout (progress stays on stderr)")
+    report: str | None = option(None, "write report.html (self-contained, plots embedded), report.md and its PNG "
+                                      "plots to this folder", metavar="DIR")
+    batch_size: int = option(32, "texts scored per forward pass")
+    max_length: int | None = option(None, "token limit per (prompt, response); longer texts lose their oldest "
+                                          "context first (default: the model's saved max_length, else 512)")
+    save_temperature: bool = option(False, "store the temperature fitted on all pairwise data with each model "
+                                           "(in its rewardkit.json) so later scores can be calibrated")
+    limit: int | None = option(None, "evaluate a seeded random sample of at most N records per dataset (quick looks)",
+                               metavar="N")
+    split: str = option("all", "which records of each DATA to evaluate: all, or the train / validation side of the "
+                               "same deterministic split train-rm makes (same --validation-fraction and --seed)",
+                        choices=("all", "train", "validation"))
+    validation_fraction: float = option(0.1, "share of records in the validation side for --split")
+    seed: int = option(0, "seed of the --split (as in train-rm), of --limit sampling and of bootstrap resampling")
+    bootstrap_resamples: int = option(1000, "bootstrap resamples for the 95% intervals")
+    calibration_bins: int = option(10, "equal-width probability bins for ECE and the reliability diagram")
+    binary_threshold: float = option(0.0, "thumbs-up data: predict thumbs up when reward > this (0 is σ(reward) > "
+                                          "0.5, right for models trained with binary cross-entropy)")
+    on_bad_record: str = option("fail", "what to do with a malformed record: stop with its file:line, or skip it "
+                                        "and say how many were skipped", choices=("fail", "skip"))
+    progress: bool = option(True, "show a progress bar on stderr while scoring (only when stderr is a terminal)")
+
+
+@dataclass
+class Dataset:
+    name: str
+    kind: str  # pairwise | rankings | ratings | binary
+    records: list
+    sources: list[str]
+
+
+# ------------------------------------------------------------------------------------------------------- arguments
+
+def looks_like_model(path: str) -> bool:
+    """A model folder (config.json inside) or a preset name; anything else is read as data."""
+    from rewardkit.models.presets import PRESETS
+
+    candidate = Path(path)
+    if candidate.is_dir():
+        return (candidate / "config.json").exists()
+    return not candidate.exists() and path in PRESETS
+
+
+def split_arguments(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(models, data) from the positional arguments MODEL [MODEL2] DATA..."""
+    if len(paths) < 2:
+        raise RewardkitError("eval-rm needs a model and at least one data path: rewardkit eval-rm MODEL [MODEL2] "
+                             "DATA...")
+    if looks_like_model(paths[1]):
+        if len(paths) < 3:
+            raise RewardkitError(f"{paths[1]} is a model; give at least one data path after it")
+        return paths[:2], paths[2:]
+    return paths[:1], paths[1:]
+
+
+def dataset_name(path: str, taken: set[str]) -> str:
+    """A short readable name: the folder's name, or the file name without format and split suffixes."""
+    from rewardkit.data.readers import subset_from_path
+
+    if path.startswith("hf:"):
+        name = path[3:]
+    else:
+        candidate = Path(path)
+        name = candidate.resolve().name if candidate.is_dir() else subset_from_path(candidate)
+    return name if name not in taken else path
+
+
+# ------------------------------------------------------------------------------------------------------------ data
+
+def load_dataset(path: str, name: str, cfg: EvalConfig) -> Dataset:
+    from rewardkit.data import load_records, train_val_split
+
+    records = load_records(path, on_bad_record=cfg.on_bad_record)
+    if records and cfg.split != "all":
+        train, validation = train_val_split(records, cfg.validation_fraction, cfg.seed)
+        records = validation if cfg.split == "validation" else train
+    if not records:
+        raise RewardkitError(f"{path}: no records to evaluate")
+    kinds = {type(r).__name__ for r in records}
+    if len(kinds) > 1:
+        raise RewardkitError(f"{path}: mixes kinds of feedback ({', '.join(sorted(kinds))}); evaluate them as "
+                             f"separate DATA arguments")
+    kind = {"PreferencePair": "pairwise", "RankedGroup": "rankings", "RatedResponse": "ratings",
+            "BinaryFeedback": "binary"}[kinds.pop()]
+    if cfg.limit is not None and len(records) > cfg.limit:
+        import numpy as np
+
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), cfg.limit, replace=False))
+        records = [records[i] for i in keep]
+    sources = sorted({str(r.source.file) for r in records if r.source is not None})
+    return Dataset(name, kind, records, sources)
+
+
+# --------------------------------------------------------------------------------------------------------- scoring
+
+def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> "ScoredDataset":
+    """Score every response of a dataset with every model; keep only floats, lengths and labels."""
+    import numpy as np
+
+    from rewardkit.eval.metrics import response_lengths
+    from rewardkit.eval.scoring import ScoredDataset, score_texts
+
+    records = data.records
+    subsets = [r.subset for r in records]
+    if data.kind == "pairwise":
+        prompts = [r.prompt for r in records] * 2
+        responses = [r.chosen for r in records] + [r.rejected for r in records]
+    elif data.kind == "rankings":
+        prompts = [r.prompt for r in records for _ in r.responses]
+        responses = [text for r in records for text in r.responses]
+    else:
+        prompts = [r.prompt for r in records]
+        responses = [r.response for r in records]
+    lengths = response_lengths(responses)
+    all_scores = [score_texts(rm, prompts, responses, batch_size=cfg.batch_size, progress=cfg.progress,
+                              description=f"{data.name} · model {m + 1}", stats=stats[m])
+                  for m, rm in enumerate(models)]
+
+    if data.kind == "pairwise":
+        n = len(records)
+        return ScoredDataset(data.name, data.kind, subsets, (lengths[:n], lengths[n:]),
+                             [(s[:n], s[n:]) for s in all_scores], sources=data.sources)
+    if data.kind == "rankings":
+        bounds = np.cumsum([0] + [len(r.responses) for r in records])
+        split = lambda values: [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]  # noqa: E731
+        return ScoredDataset(data.name, data.kind, subsets, split(lengths), [split(s) for s in all_scores],
+                             sources=data.sources)
+    targets = np.array([r.score if data.kind == "ratings" else r.label for r in records], dtype=np.float64)
+    return ScoredDataset(data.name, data.kind, subsets, lengths, all_scores, targets=targets, sources=data.sources)
+
+
+# --------------------------------------------------------------------------------------------------------- figures
+
+def _select(data: "ScoredDataset", rows) -> "ScoredDataset":
+    """The same dataset restricted to the records at `rows` (for per-subset figures)."""
+    from rewardkit.eval.scoring import ScoredDataset
+
+    def take(value):
+        if isinstance(value, tuple):
+            return tuple(take(v) for v in value)
+        if isinstance(value, list):
+            return [value[i] for i in rows]
+        return value[rows]
+
+    return ScoredDataset(data.name, data.kind, [data.subsets[i] for i in rows], take(data.lengths),
+                         [take(s) for s in data.scores],
+                         targets=None if data.targets is None else data.targets[rows], sources=data.sources)
+
+
+def summarize(data: "ScoredDataset", model: int, temperature: float, cfg: EvalConfig) -> dict:
+    from rewardkit.eval import metrics
+
+    common = {"n_resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
+    scores = data.scores[model]
+    if data.kind == "pairwise":
+        return metrics.summarize_pairs(*scores, *data.lengths, temperature=temperature,
+                                       n_bins=cfg.calibration_bins, **common)
+    if data.kind == "rankings":
+        return metrics.summarize_rankings(scores, data.lengths, **common)
+    if data.kind == "ratings":
+        return metrics.summarize_ratings(scores, data.targets, data.lengths, **common)
+    return metrics.summarize_binary(scores, data.targets, data.lengths, threshold=cfg.binary_threshold, **common)
+
+
+def compare(data: "ScoredDataset", cfg: EvalConfig) -> dict:
+    from rewardkit.eval import metrics
+
+    common = {"n_resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
+    a, b = data.scores
+    if data.kind == "pairwise":
+        return metrics.compare_pairs(*a, *b, **common)
+    if data.kind == "rankings":
+        return metrics.compare_rankings(a, b, **common)
+    if data.kind == "ratings":
+        return metrics.compare_ratings(a, b, data.targets, **common)
+    return metrics.compare_binary(a, b, data.targets, threshold=cfg.binary_threshold, **common)
+
+
+def dataset_figures(data: "ScoredDataset", temperatures: list[float], cfg: EvalConfig) -> dict:
+    """The JSON block of one dataset: model 1's figures, per-subset figures, and with two models `model2` (the same
+    shape) and `difference` (paired, per subset too)."""
+    subsets = {name: [i for i, s in enumerate(data.subsets) if s == name] for name in data.subset_names}
+    parts = {name: _select(data, rows) for name, rows in subsets.items()}
+
+    def block(model: int) -> dict:
+        figures = summarize(data, model, temperatures[model], cfg)
+        if parts:
+            figures["subsets"] = {name: summarize(part, model, temperatures[model], cfg)
+                                  for name, part in parts.items()}
+        return figures
+
+    entry = {"kind": data.kind, "sources": data.sources, **block(0)}
+    if len(data.scores) == 2:
+        entry["model2"] = block(1)
+        entry["difference"] = compare(data, cfg)
+        if parts:
+            entry["difference"]["subsets"] = {name: compare(part, cfg) for name, part in parts.items()}
+    return entry
+
+
+def pooled_temperature(scored: list["ScoredDataset"], model: int) -> float | None:
+    """The temperature fitted on every pairwise dataset together (what --save-temperature stores)."""
+    import numpy as np
+
+    from rewardkit.eval.metrics import fit_temperature
+
+    pairs = [data.scores[model] for data in scored if data.kind == "pairwise"]
+    if not pairs:
+        return None
+    return fit_temperature(np.concatenate([c for c, _ in pairs]), np.concatenate([r for _, r in pairs]))
+
+
+# ------------------------------------------------------------------------------------------------------------- run
+
+def run_eval(cfg: EvalConfig) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    model_paths, data_paths = split_arguments(cfg.paths)
+    if cfg.batch_size < 1:
+        raise RewardkitError("--batch-size must be at least 1")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise RewardkitError("--limit must be at least 1")
+    if cfg.save_temperature:
+        for path in model_paths:
+            if not (Path(path) / "config.json").exists():
+                raise RewardkitError(f"--save-temperature writes into the model folder, but {path} is not a local "
+                                     f"model folder")
+
+    names: set[str] = set()
+    datasets = []
+    for path in data_paths:
+        name = dataset_name(path, names)
+        names.add(name)
+        datasets.append(load_dataset(path, name, cfg))
+
+    from rewardkit.eval.scoring import ScoreStats
+    from rewardkit.models import RewardModel
+
+    models = [RewardModel.from_pretrained(path, max_length=cfg.max_length) for path in model_paths]
+    model_names = display_names(model_paths)
+    temperatures = [rm.temperature for rm in models]
+    stats = [ScoreStats() for _ in models]
+    scored = [score_dataset(data, models, cfg, stats) for data in datasets]
+
+    results = {
+        "models": [{"name": name, "path": path, "temperature": rm.temperature, "max_length": rm.max_length,
+                    "fitted_temperature": pooled_temperature(scored, m), "texts_scored": stats[m].n_texts,
+                    "texts_truncated": stats[m].n_truncated}
+                   for m, (name, path, rm) in enumerate(zip(model_names, model_paths, models))],
+        "datasets": {data.name: dataset_figures(data, temperatures, cfg) for data in scored},
+    }
+    for m, info in enumerate(results["models"]):
+        if info["texts_truncated"]:
+            print(f"note: {info['texts_truncated']:,} of {info['texts_scored']:,} texts were longer than "
+                  f"{info['max_length']} tokens for {info['name']}; their oldest context was cut, the response kept",
+                  file=sys.stderr)
+
+    if cfg.save_temperature:
+        for rm, path, info in zip(models, model_paths, results["models"]):
+            if info["fitted_temperature"] is None:
+                raise RewardkitError("--save-temperature needs pairwise data to fit a temperature on")
+            rm.temperature = info["fitted_temperature"]
+            rm.save_metadata(path)
+            info["saved_temperature"] = True
+            print(f"saved temperature {rm.temperature:.4g} to {Path(path) / 'rewardkit.json'}", file=sys.stderr)
+
+    if cfg.report:
+        from rewardkit.eval.report import write_report
+
+        html_path, markdown_path = write_report(cfg.report, results, scored, model_names, temperatures,
+                                                n_bins=cfg.calibration_bins)
+        print(f"report: {html_path} and {markdown_path}", file=sys.stderr)
+
+    if cfg.json:
+        print(json.dumps(results, indent=2))
+    else:
+        from rewardkit.eval.report import render_text
+
+        print(render_text(results, model_names))
+    return 0
+
+
+def display_names(paths: list[str]) -> list[str]:
+    """Short names for the models (folder names), disambiguated when two are the same."""
+    names = [Path(p.rstrip("/\\")).name or p for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{name} ({i + 1})" for i, name in enumerate(names)]
+    return names

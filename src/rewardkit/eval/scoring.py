@@ -1,0 +1,83 @@
+"""Scoring many (prompt, response) texts with bounded memory, and the scored datasets the command and report share.
+
+`RewardModel.score` tokenizes all its inputs before scoring them; for 10,000 pairs that is 20,000 token lists held at
+once. `score_texts` instead orders texts by character length (a cheap proxy for token length, so batches stay tightly
+padded across chunks), then tokenizes and scores one chunk at a time, keeping only one float per text.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rewardkit.data.types import Prompt, prompt_as_text
+
+# Texts tokenized at once: large enough to sort well within the chunk, small enough to keep token lists negligible.
+CHUNK_SIZE = 1024
+
+
+@dataclass
+class ScoreStats:
+    """What scoring did besides returning scores."""
+
+    n_texts: int = 0
+    n_truncated: int = 0  # texts cut to max_length (oldest context first; see RewardModel.encode)
+
+
+def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_size: int = 32,
+                progress: bool = True, description: str = "scoring", stats: ScoreStats | None = None,
+                chunk_size: int = CHUNK_SIZE) -> np.ndarray:
+    """Rewards (float64, input order) for each (prompt, response) through `rm.encode` and `rm.score_encoded`.
+
+    Longest texts go first so that an out-of-memory batch shows up at the start, not after an hour. The progress bar
+    goes to stderr and only when it is a terminal.
+    """
+    from tqdm.auto import tqdm
+
+    n = len(responses)
+    if len(prompts) != n:
+        raise ValueError(f"{len(prompts)} prompts but {n} responses")
+    character_lengths = np.fromiter((len(prompt_as_text(p)) + len(r) for p, r in zip(prompts, responses)),
+                                    dtype=np.int64, count=n)
+    order = np.argsort(-character_lengths, kind="stable")
+    scores = np.empty(n, dtype=np.float64)
+    # disable=None lets tqdm hide the bar when stderr is not a terminal (logs, CI)
+    with tqdm(total=n, desc=description, unit="text", file=sys.stderr, disable=True if not progress else None,
+              leave=False) as bar:
+        for start in range(0, n, chunk_size):
+            rows = order[start:start + chunk_size]
+            encoded = [rm.encode(prompts[i], responses[i]) for i in rows]
+            if stats is not None:
+                stats.n_texts += len(encoded)
+                stats.n_truncated += sum(e.truncated for e in encoded)
+            scores[rows] = rm.score_encoded(encoded, batch_size=batch_size).double().numpy()
+            bar.update(len(rows))
+    return scores
+
+
+@dataclass
+class ScoredDataset:
+    """One dataset's records reduced to what the metrics need: per-model rewards, lengths, labels, subsets.
+
+    kind "pairwise": `scores[m]` is (chosen, rejected) arrays, `lengths` likewise.
+    kind "rankings": `scores[m]` is a list of per-group arrays (best first), `lengths` the matching list.
+    kind "ratings" / "binary": `scores[m]` is one array, `lengths` one array, `targets` the ratings or 0/1 labels.
+    `subsets[i]` names the subset of record i (None when the data has none).
+    """
+
+    name: str
+    kind: str
+    subsets: list[str | None]
+    lengths: object
+    scores: list[object] = field(default_factory=list)
+    targets: np.ndarray | None = None
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def subset_names(self) -> list[str]:
+        """Subsets in order of first appearance; empty unless there are at least two (one would repeat the whole)."""
+        names = list(dict.fromkeys(s for s in self.subsets if s is not None))
+        return names if len(names) > 1 else []
