@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -44,7 +43,8 @@ def test_ranking_bad_records(make_file, row, reason):
 
 
 def test_ranking_with_a_repeated_response_follows_on_identical(make_file):
-    path = make_file("ranks.jsonl", [{"prompt": "p", "responses": ["a", "b"]}, {"prompt": "p", "responses": ["a", "a"]}])
+    path = make_file("ranks.jsonl", [{"prompt": "p", "responses": ["a", "b"]},
+                                     {"prompt": "p", "responses": ["a", "a"]}])
     assert len(load_rankings(path)) == 1
     with fails_at(path, 2, "the ranking holds the same response twice"):
         load_rankings(path, on_identical="fail")

@@ -15,7 +15,8 @@ ROWS = [
     {"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Rome", "margin": 2.5},
 ]
 GOOD = json.dumps(ROWS[0])
-HF_ROWS = [{**row, "margin": row.get("margin")} for row in ROWS]  # datasets takes columns from the first row; null = absent
+# datasets takes its columns from the first row; a null margin means no margin.
+HF_ROWS = [{**row, "margin": row.get("margin")} for row in ROWS]
 EXPECTED = [PreferencePair("What is 2+2?", "4", "5"), PreferencePair("Capital of France?", "Paris", "Rome", 2.5)]
 
 
@@ -28,7 +29,7 @@ def strip_subset(pairs):
     return [PreferencePair(p.prompt, p.chosen, p.rejected, p.margin) for p in pairs]
 
 
-# -- formats ------------------------------------------------------------------------------------------------------------
+# -- formats ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["pairs.jsonl", "pairs.jsonl.gz", "pairs.ndjson"])
 def test_jsonl(make_file, name):
     pairs = load_pairs(make_file(name, ROWS))
@@ -170,7 +171,8 @@ def test_unknown_columns_name_the_expected_shapes(make_file):
 
 def test_wrong_kind_points_to_the_right_loader(make_file):
     path = make_file("ratings.jsonl", [{"prompt": "p", "response": "r", "score": 3}])
-    with fails_at(path, 1, "holds ratings (prompt/response/score), not pairwise preferences; load it with load_ratings"):
+    with fails_at(path, 1, "holds ratings (prompt/response/score), not pairwise preferences; load it with "
+                           "load_ratings"):
         load_pairs(path)
 
 

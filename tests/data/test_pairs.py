@@ -43,8 +43,8 @@ def test_hh_split_skips_markers_only_one_side_has():
 
 
 def test_hh_without_shared_turn_is_a_bad_record(make_file):
-    path = make_file("hh.jsonl", [{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: x\n\nAssistant: y"},
-                                  {"chosen": "no turns", "rejected": "at all"}])
+    different_first_turns = {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: x\n\nAssistant: y"}
+    path = make_file("hh.jsonl", [different_first_turns, {"chosen": "no turns", "rejected": "at all"}])
     with pytest.raises(RewardkitError, match=re.escape(f"{path}:1: chosen and rejected share no")):
         load_pairs(path)
 
@@ -138,6 +138,9 @@ def test_column_mapping_errors_name_the_users_column(make_file):
     path = make_file("qa.jsonl", [{"question": "q", "good": "yes", "bad": "no"}, {"question": "q", "good": "yes"}])
     with pytest.raises(RewardkitError, match=re.escape(f"{path}:2: missing field 'bad' (rejected)")):
         load_pairs(path, columns={"prompt": "question", "chosen": "good", "rejected": "bad"})
+    # A mapped prompt column that is absent is reported as missing (not taken for HH dialogues without a prompt).
+    with pytest.raises(RewardkitError, match=re.escape(f"{path}:1: missing field 'query' (prompt)")):
+        load_pairs(path, columns={"prompt": "query", "chosen": "good", "rejected": "bad"})
     with pytest.raises(RewardkitError, match="unknown field 'answer' in the column mapping"):
         load_pairs(path, columns={"answer": "good"})
     with pytest.raises(RewardkitError, match="only 'prompt' may be mapped to None"):
@@ -148,7 +151,8 @@ def test_column_mapping_errors_name_the_users_column(make_file):
 def mixed_file(make_file):
     good = {"prompt": "p", "chosen": "c", "rejected": "r"}
     lines = [json.dumps(good), "{not json", json.dumps({"prompt": "p", "chosen": "c"}), json.dumps(good),
-             json.dumps({**good, "rejected": "c"}), json.dumps({**good, "margin": "x"}), json.dumps({**good, "chosen": " "}),
+             json.dumps({**good, "rejected": "c"}), json.dumps({**good, "margin": "x"}),
+             json.dumps({**good, "chosen": " "}),
              json.dumps({**good, "score": float("nan")})]
     return make_file("mixed.jsonl", "\n".join(lines) + "\n")
 

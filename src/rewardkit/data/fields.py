@@ -43,6 +43,7 @@ class RowContext:
 
     def __init__(self, source: Source, columns: dict[str, str | None], keys: set[str], report: LoadReport):
         self.source, self.report = source, report
+        self.mapped = set(columns)
         self.names: dict[str, str | None] = {}
         for role in ROLES:
             if role in columns:
@@ -52,8 +53,9 @@ class RowContext:
                 self.names[role] = alternatives[0] if alternatives else role
 
     def has(self, keys: set[str], *roles: str) -> bool:
-        """Whether the columns for all `roles` are among `keys` (a prompt mapped to None counts as present)."""
-        return all(self.names[r] is None or self.names[r] in keys for r in roles)
+        """Whether the data has all `roles`: their columns are among `keys`, or the user mapped them (a mapped column
+        that is missing is then reported as missing, not taken for another shape)."""
+        return all(r in self.mapped or self.names[r] in keys for r in roles)
 
     def field(self, role: str) -> str:
         name = self.names[role]
