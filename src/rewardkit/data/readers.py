@@ -249,13 +249,16 @@ def _undecodable_lines(text: str) -> dict[int, str]:
 
 
 class _LineCounter:
-    """Line numbers of increasing character offsets, counting newlines only once."""
+    """The line of a character offset, counting only the newlines since the last offset asked (mostly increasing)."""
 
     def __init__(self, text: str):
         self.text, self.offset, self.line = text, 0, 1
 
     def at(self, offset: int) -> int:
-        self.line += self.text.count("\n", self.offset, offset)
+        if offset >= self.offset:
+            self.line += self.text.count("\n", self.offset, offset)
+        else:
+            self.line -= self.text.count("\n", offset, self.offset)
         self.offset = offset
         return self.line
 
