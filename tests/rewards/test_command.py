@@ -71,21 +71,22 @@ def test_score_spec_dense_writes_components_and_token_rewards(tiny_bert_dir, tmp
 def test_score_pairwise_and_hh_records(tmp_path):
     spec = tmp_path / "reward.yaml"
     spec.write_text("components: [{type: length, target: 5, unit: chars}]\n")
-    data = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"prompt": "q", "chosen": "short", "rejected": "much longer answer"},
-        {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go away now"},
-    ])
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "short", "rejected": "much longer answer"}])
+    hh = write_jsonl(tmp_path / "hh.jsonl", [
+        {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go away now"}])
     out = tmp_path / "out.jsonl"
-    score(["--reward", str(spec), "--input", str(data), "--output", str(out)])
-    first, second = read_jsonl(out)
+    score(["--reward", str(spec), "--input", str(pairs), "--output", str(out)])
+    (first,) = read_jsonl(out)
     assert first["chosen"]["total"] == 0.0 and first["rejected"]["total"] == pytest.approx(-13 / 5)
     assert first["margin"] == pytest.approx(13 / 5)
+    score(["--reward", str(spec), "--input", str(hh), "--output", str(out)])
+    (second,) = read_jsonl(out)
     assert second["chosen"]["total"] == 0.0  # "hello": the HH prompt was split off
     assert second["rejected"]["total"] == pytest.approx(-(len("go away now") - 5) / 5)
 
 
 @pytest.mark.parametrize("record, message", [
-    ({"prompt": "q"}, "in.jsonl:2: expected a 'response' field"),
+    ({"prompt": "q"}, "in.jsonl:2: field 'response' must be non-empty text, got missing"),
     ({"prompt": "q", "response": ""}, "in.jsonl:2: field 'response' must be non-empty text"),
     ({"prompt": "q", "response": "a", "finished": "yes"}, "in.jsonl:2: field 'finished' must be true or false"),
 ])
@@ -94,6 +95,14 @@ def test_bad_records_name_file_and_line(tmp_path, record, message):
     spec.write_text("components: [{type: length, target: 5}]\n")
     data = write_jsonl(tmp_path / "in.jsonl", [RECORDS[0], record])
     with pytest.raises(RewardkitError, match=message):
+        score(["--reward", str(spec), "--input", str(data)])
+
+
+def test_records_of_no_known_shape_fail_with_the_pair_loaders_message(tmp_path):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text("components: [{type: length, target: 5}]\n")
+    data = write_jsonl(tmp_path / "in.jsonl", [{"question": "q", "answer": "a"}])
+    with pytest.raises(RewardkitError, match="in.jsonl"):
         score(["--reward", str(spec), "--input", str(data)])
 
 

@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Iterator
 
 from rewardkit.config import option
@@ -83,49 +84,30 @@ def _reference(row: dict, where: str) -> Any:
     raise RewardkitError(f"{where}: field 'reference' must be text or a list of texts")
 
 
-def _hh_split(chosen: str, rejected: str) -> tuple[str, str, str] | None:
-    """HH dialogues with an implicit prompt: split at the last "\\n\\nAssistant:" the two texts share."""
-    marker = "\n\nAssistant:"
-    cut = chosen.rfind(marker)
-    while cut != -1:
-        end = cut + len(marker)
-        if rejected[:end] == chosen[:end]:
-            return chosen[:end], chosen[end:].lstrip(" "), rejected[end:].lstrip(" ")
-        cut = chosen.rfind(marker, 0, cut)
-    return None
+def _response_item(location, row: Any) -> _Item:
+    where = str(location)
+    if not isinstance(row, dict):
+        raise RewardkitError(f"{where}: expected an object with prompt and response fields")
+    finished = row.get("finished")
+    if finished is not None and not isinstance(finished, bool):
+        raise RewardkitError(f"{where}: field 'finished' must be true or false")
+    return _Item(where, _prompt(row, where), [_text(row, "response", where)], reference=_reference(row, where),
+                 finished=finished, record_id=row.get("id"))
 
 
-def read_items(path: str) -> Iterator[_Item]:
-    """The records of `path` (through rewardkit.data's readers, so errors name file:line)."""
-    from rewardkit.data.readers import expand_sources, iter_rows
+def read_items(path: str) -> list[_Item]:
+    """The records of `path`, read with rewardkit.data (errors name file:line): response records through
+    `read_rows`; anything else as pairs through `load_pairs` (explicit, HH, TRL conversational, LLMBar)."""
+    from rewardkit.data.loaders import load_pairs, read_rows
 
-    def fail(location, reason):
-        raise RewardkitError(f"{location}: {reason}")
-
-    for source in expand_sources(path):
-        for location, row in iter_rows(source, fail):
-            where = str(location)
-            if not isinstance(row, dict):
-                raise RewardkitError(f"{where}: expected an object with prompt and response fields")
-            finished = row.get("finished")
-            if finished is not None and not isinstance(finished, bool):
-                raise RewardkitError(f"{where}: field 'finished' must be true or false")
-            common = dict(reference=_reference(row, where), finished=finished, record_id=row.get("id"))
-            if "response" in row:
-                yield _Item(where, _prompt(row, where), [_text(row, "response", where)], **common)
-            elif "chosen" in row and "rejected" in row:
-                chosen, rejected = _text(row, "chosen", where), _text(row, "rejected", where)
-                prompt = _prompt(row, where)
-                if "prompt" not in row:
-                    split = _hh_split(chosen, rejected)
-                    if split is None:
-                        raise RewardkitError(f"{where}: no 'prompt' field and chosen/rejected share no "
-                                             f"'\\n\\nAssistant:' turn to take it from")
-                    prompt, chosen, rejected = split
-                yield _Item(where, prompt, [chosen, rejected], **common)
-            else:
-                raise RewardkitError(f"{where}: expected a 'response' field (or 'chosen' and 'rejected'); "
-                                     f"found {', '.join(sorted(map(str, row))) or 'no fields'}")
+    rows = read_rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise RewardkitError(f"{path}: no records")
+    if isinstance(first[1], dict) and "response" in first[1]:
+        return [_response_item(location, row) for location, row in chain([first], rows)]
+    pairs = load_pairs(path, on_empty_response="fail")  # an empty response has no tokens to score densely
+    return [_Item(str(p.source), p.prompt, [p.chosen, p.rejected]) for p in pairs]
 
 
 def _batches(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
@@ -217,7 +199,7 @@ def run_score(cfg: ScoreConfig) -> int:
         raise RewardkitError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     reward = build_score_reward(cfg)
     tokenizer = _dense_tokenizer(cfg, reward) if cfg.dense or reward.mode == "dense" else None
-    items = list(read_items(cfg.input))  # read everything first: a bad record fails before any scoring
+    items = read_items(cfg.input)  # read everything first: a bad record fails before any scoring
     n_responses = sum(len(i.responses) for i in items)
     sink = open(cfg.output, "w", encoding="utf-8") if cfg.output else sys.stdout
     bar = tqdm(total=n_responses, unit="resp", desc="scoring", disable=not cfg.progress, file=sys.stderr)

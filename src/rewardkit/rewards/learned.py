@@ -31,14 +31,13 @@ class LearnedReward(RewardFunction):
 
     def _use(self, model: Any, batch_size: int, calibrated: bool) -> None:
         self.model, self.batch_size, self.calibrated = model, int(batch_size), calibrated
-        self.progress = False  # the score command turns the model's own progress bar on for long batches
 
     @property
     def tokenizer(self) -> Any:
         return self.model.tokenizer
 
     def _score(self, prompts, responses, references, finished):
-        scores = self.model.score(prompts, responses, batch_size=self.batch_size, progress=self.progress)
+        scores = self.model.score(prompts, responses, batch_size=self.batch_size)
         return scores / self.model.temperature if self.calibrated else scores
 
 
