@@ -42,7 +42,7 @@ class Paragraph:
 class Table:
     header: list[str]
     rows: list[list[str]]
-    first_column_is_label: bool = True
+    text_columns: int = 1  # leading label columns, left-aligned; the rest are figures, right-aligned
 
 
 @dataclass
@@ -137,7 +137,7 @@ def plot_accuracy_by_subset(entry: dict, model_names: list[str]) -> bytes:
     ax.set_xlim(max(0.0, np.floor(min(shown) * 10 - 0.5) / 10), min(1.0, np.ceil(max(shown) * 10 + 0.5) / 10))
     ax.set_xlabel("share of pairs where the human-preferred answer gets the higher reward")
     ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False, fontsize=9)
+    fig.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2 + len(model_names), frameon=False, fontsize=9)
     fig.tight_layout()
     return _png(fig)
 
@@ -411,7 +411,7 @@ def kind_table(kind: str, first_column: str, rows: list[tuple[str, dict]], model
     title, columns = KIND_COLUMNS[kind]
     body = [[label] + ([model] if two else []) + kind_cells(kind, _model_figures(entry, m))
             for label, entry in rows for m, model in enumerate(model_names)]
-    return Table([first_column or title] + (["model"] if two else []) + columns, body)
+    return Table([first_column or title] + (["model"] if two else []) + columns, body, text_columns=1 + two)
 
 
 def subset_table(entry: dict, model_names: list[str]) -> Table | None:
@@ -425,21 +425,26 @@ def subset_table(entry: dict, model_names: list[str]) -> Table | None:
     return kind_table(entry["kind"], "subset", rows, model_names)
 
 
-def difference_table(results: dict, model_names: list[str]) -> list[Block]:
+def difference_table(results: dict, model_names: list[str], dataset: str | None = None) -> list[Block]:
+    """Model 1 minus model 2: per dataset (dataset=None, for the summary) or per subset of one dataset."""
+    if dataset is None:
+        items = [(name, entry["difference"]) for name, entry in results["datasets"].items()]
+    else:
+        items = list(results["datasets"][dataset]["difference"].get("subsets", {}).items())
     rows = []
-    for name, entry in results["datasets"].items():
-        for label, diffs in [(name, entry["difference"])] + [
-                (f"{name} / {subset}", d) for subset, d in entry["difference"].get("subsets", {}).items()]:
-            for metric, diff in diffs.items():
-                if metric == "subsets":
-                    continue
-                value = "—" if diff["difference"] is None else f"{diff['difference']:+.3f}"
-                rows.append([label, metric.replace("_", " "), value,
-                             f"[{fmt(diff['ci95'][0])}, {fmt(diff['ci95'][1])}]",
-                             "yes" if diff["excludes_zero"] else "no"])
+    for label, diffs in items:
+        for metric, diff in diffs.items():
+            if metric == "subsets":
+                continue
+            value = "—" if diff["difference"] is None else f"{diff['difference']:+.3f}"
+            rows.append([label, metric.replace("_", " "), value, f"[{fmt(diff['ci95'][0])}, {fmt(diff['ci95'][1])}]",
+                         "yes" if diff["excludes_zero"] else "no"])
+    if not rows:
+        return []
     return [Paragraph(f"**{model_names[0]} minus {model_names[1]}** on the same records (paired bootstrap 95% "
                       f"interval; \"excludes 0\" means the difference is unlikely to be chance)."),
-            Table(["data", "metric", "difference", "95% CI", "excludes 0"], rows)]
+            Table(["data" if dataset is None else "subset", "metric", "difference", "95% CI", "excludes 0"], rows,
+                  text_columns=2)]
 
 
 def summary_blocks(results: dict, model_names: list[str]) -> list[Block]:
@@ -456,18 +461,27 @@ def summary_blocks(results: dict, model_names: list[str]) -> list[Block]:
 
 
 def summary_sentences(results: dict, model_names: list[str]) -> list[Block]:
-    """One plain sentence per pairwise dataset: accuracy versus the length baseline and the length bias."""
-    sentences = []
+    """A few plain sentences per pairwise dataset: accuracy against the length baseline, then the length bias."""
+    paragraphs = []
     for name, entry in results["datasets"].items():
         if entry["kind"] != "pairwise":
             continue
-        sentences.append(
-            f"**{name}** ({entry['n']:,} pairs): accuracy {fmt_ci(entry)}, "
-            f"{_versus(entry['accuracy'], entry['length_baseline'])} \"longer answer wins\" "
-            f"({fmt(entry['length_baseline'])}). The model gives the longer answer the higher reward in "
-            f"{percent(entry['prefers_longer'])} of pairs; on the {entry['debiased_n']:,} pairs where people preferred "
-            f"the shorter answer its accuracy is {fmt(entry['debiased_accuracy'])}.")
-    return [Paragraph(s) for s in sentences]
+        per_model = [(model, _model_figures(entry, m)) for m, model in enumerate(model_names)]
+        accuracy = "; ".join(
+            f"{model + ' ' if len(model_names) > 1 else ''}accuracy {fmt_ci(f)}, "
+            f"{_versus(f['accuracy'], f['length_baseline'])} \"longer answer wins\" ({fmt(f['length_baseline'])})"
+            for model, f in per_model)
+        text = f"**{name}** ({entry['n']:,} pairs): {accuracy}."
+        if "difference" in entry:
+            diff = entry["difference"]["accuracy"]
+            text += (f" The difference {diff['difference']:+.3f} [{fmt(diff['ci95'][0])}, {fmt(diff['ci95'][1])}] "
+                     f"{'excludes 0' if diff['excludes_zero'] else 'includes 0: no clear winner on this data'}.")
+        text += " " + "; ".join(
+            f"{model if len(model_names) > 1 else 'The model'} gives the longer answer the higher reward in "
+            f"{percent(f['prefers_longer'])} of pairs and is {fmt(f['debiased_accuracy'])} accurate on the "
+            f"{f['debiased_n']:,} pairs where people preferred the shorter answer" for model, f in per_model) + "."
+        paragraphs.append(Paragraph(text))
+    return paragraphs
 
 
 # ------------------------------------------------------------------------------------------------------ the page
@@ -475,7 +489,7 @@ def summary_sentences(results: dict, model_names: list[str]) -> list[Block]:
 def build_blocks(results: dict, scored: list[ScoredDataset], model_names: list[str], temperatures: list[float],
                  n_bins: int = 10) -> list[Block]:
     blocks: list[Block] = [Heading("Summary")]
-    blocks += summary_sentences(results, model_names[:1])
+    blocks += summary_sentences(results, model_names)
     blocks += summary_blocks(results, model_names)
     blocks.append(Paragraph(
         "How to read these figures: **accuracy** is the share of pairs where the human-preferred answer gets the higher "
@@ -494,6 +508,8 @@ def build_blocks(results: dict, scored: list[ScoredDataset], model_names: list[s
         table = subset_table(entry, model_names)
         if table is not None:
             blocks.append(table)
+        if "difference" in entry:
+            blocks += difference_table(results, model_names, data.name)
         if data.kind == "pairwise":
             blocks.append(Figure(f"{base}-accuracy.png", plot_accuracy_by_subset(entry, model_names),
                                  "Accuracy by subset", accuracy_caption(entry, model_names)))
@@ -545,7 +561,8 @@ def render_markdown(title: str, subtitle: str, blocks: list[Block]) -> str:
         elif isinstance(block, Table):
             escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731
             lines.append("| " + " | ".join(map(escape, block.header)) + " |")
-            lines.append("|" + "|".join(["---"] + ["---:"] * (len(block.header) - 1)) + "|")
+            lines.append("|" + "|".join(["---"] * block.text_columns
+                                        + ["---:"] * (len(block.header) - block.text_columns)) + "|")
             lines += ["| " + " | ".join(map(escape, row)) + " |" for row in block.rows]
             lines.append("")
         elif isinstance(block, Figure):
@@ -560,6 +577,8 @@ def render_text(results: dict, model_names: list[str]) -> str:
         table = subset_table(entry, model_names)
         if table is not None:
             blocks += [Heading(f"{name}: by subset"), table]
+        if "difference" in entry:
+            blocks += difference_table(results, model_names, name)
     lines = []
     for block in blocks:
         if isinstance(block, Heading):
@@ -569,7 +588,8 @@ def render_text(results: dict, model_names: list[str]) -> str:
         elif isinstance(block, Table):
             widths = [max(len(cell) for cell in column) for column in zip(block.header, *block.rows)]
             for row in [block.header] + block.rows:
-                cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+                cells = [c.ljust(w) if i < block.text_columns else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths))]
                 lines.append("  ".join(cells).rstrip())
             lines.append("")
     return "\n".join(lines).strip("\n") + "\n"
@@ -587,7 +607,7 @@ p { margin: 8px 0 12px; max-width: 1000px; }
 table { border-collapse: collapse; margin: 10px 0 18px; font-size: 13px; }
 th, td { padding: 5px 10px; border-bottom: 1px solid #e3e6ea; text-align: right; white-space: nowrap; }
 th { background: #eef1f5; font-weight: 600; }
-th:first-child, td:first-child { text-align: left; }
+th.l, td.l { text-align: left; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 .table-wrap { overflow-x: auto; }
 figure { margin: 14px 0 26px; }
@@ -606,8 +626,11 @@ def render_html(title: str, subtitle: str, blocks: list[Block]) -> str:
         elif isinstance(block, Paragraph):
             body.append(f"<p>{_inline_html(block.text)}</p>")
         elif isinstance(block, Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+            def cell(tag: str, i: int, text: str) -> str:
+                return f'<{tag}{" class=l" if i < block.text_columns else ""}>{html.escape(text)}</{tag}>'
+
+            head = "".join(cell("th", i, h) for i, h in enumerate(block.header))
+            rows = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>"
                            for row in block.rows)
             body.append(f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
                         f"</table></div>")

@@ -1,0 +1,204 @@
+"""`eval-rm` end to end with tiny random BERT reward models on small slices of real LLMBar, HH and OASST data."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rewardkit.config import parse_config
+from rewardkit.errors import RewardkitError
+from rewardkit.eval import metrics
+from rewardkit.eval.command import EvalConfig, run_eval, split_arguments
+from tests.conftest import build_tiny_reward_model
+
+FIGURES = {"n", "accuracy", "ci95", "length_baseline", "debiased_accuracy", "debiased_n", "prefers_longer",
+           "length_correlation", "ece", "mean_margin", "temperature", "calibrated_ece"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # The CI machine is shared: two spinning OpenMP threads under contention make tiny models ~15x slower.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def second_model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-bert-rm-2")
+    build_tiny_reward_model("bert", seed=1).save_pretrained(path)
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = run_eval(parse_config(EvalConfig, [str(a) for a in argv]))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys, *argv: str) -> dict:
+    code, out, _ = run(capsys, *argv, "--json", "--bootstrap-resamples", "100", "--no-progress")
+    assert code == 0
+    return json.loads(out)  # exactly one JSON object: anything else on stdout fails here
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+PAIRS = [{"prompt": f"Question {i}?", "chosen": "yes " * (i % 5 + 1) + f"answer {i}", "rejected": f"no {i}",
+          "subset": "odd" if i % 2 else "even"} for i in range(14)]
+
+
+def test_json_figures_match_direct_scoring(tiny_bert_dir, tmp_path, capsys):
+    from rewardkit.models import RewardModel
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    result = run_json(capsys, tiny_bert_dir, data)
+    entry = result["datasets"]["pairs"]
+    assert entry["kind"] == "pairwise" and FIGURES <= set(entry)
+    rm = RewardModel.from_pretrained(str(tiny_bert_dir))
+    prompts = [p["prompt"] for p in PAIRS]
+    chosen = rm.score(prompts, [p["chosen"] for p in PAIRS]).numpy()
+    rejected = rm.score(prompts, [p["rejected"] for p in PAIRS]).numpy()
+    assert entry["n"] == 14
+    assert entry["accuracy"] == metrics.pairwise_accuracy(chosen, rejected)
+    assert entry["mean_margin"] == pytest.approx(float(np.mean(chosen.astype(np.float64) - rejected)), abs=1e-6)
+    assert entry["length_baseline"] == 1.0  # every chosen answer here is the longer one
+    assert entry["debiased_n"] == 0 and entry["debiased_accuracy"] is None
+    assert set(entry["subsets"]) == {"even", "odd"}
+    even = [i for i in range(14) if i % 2 == 0]
+    assert entry["subsets"]["even"]["accuracy"] == metrics.pairwise_accuracy(chosen[even], rejected[even])
+    assert result["models"][0]["path"] == str(tiny_bert_dir)
+    assert result["models"][0]["temperature"] == 1.0
+
+
+def test_real_llmbar_and_hh_slices_per_dataset_and_subset(tiny_bert_dir, shared_data, capsys):
+    result = run_json(capsys, tiny_bert_dir, shared_data / "llmbar", shared_data / "hh-rlhf", "--limit", "40")
+    assert set(result["datasets"]) == {"llmbar", "hh-rlhf"}
+    for entry in result["datasets"].values():
+        assert FIGURES <= set(entry) and entry["n"] == 40
+        lo, hi = entry["ci95"]
+        assert 0 <= lo <= entry["accuracy"] <= hi <= 1
+        assert sum(s["n"] for s in entry["subsets"].values()) == 40
+        for figures in entry["subsets"].values():
+            assert FIGURES <= set(figures)
+    assert set(result["datasets"]["hh-rlhf"]["subsets"]) == {"harmless-base", "helpful-base"}
+    assert all(name.startswith(("LLMBar_", "Processed_", "CaseStudy_"))
+               for name in result["datasets"]["llmbar"]["subsets"])
+    assert result["models"][0]["texts_scored"] == 4 * 40
+
+
+def test_rankings_ratings_and_binary_data(tiny_bert_dir, shared_data, tmp_path, capsys):
+    ratings = write_jsonl(tmp_path / "likert.jsonl", [
+        {"prompt": f"p{i}", "response": "word " * i, "score": i % 5 + 1} for i in range(1, 13)])
+    thumbs = write_jsonl(tmp_path / "thumbs.jsonl", [
+        {"prompt": f"p{i}", "response": "reply " * i, "label": i % 2} for i in range(1, 13)])
+    result = run_json(capsys, tiny_bert_dir, shared_data / "oasst_sample" / "en_100_tree.jsonl", ratings, thumbs,
+                      "--limit", "25")
+    ranked, rated, binary = (result["datasets"][name] for name in ("en_100_tree", "likert", "thumbs"))
+    assert ranked["kind"] == "rankings" and ranked["n"] == 25
+    assert 0 <= ranked["top1_accuracy"] <= 1 and -1 <= ranked["mean_kendall_tau"] <= 1
+    assert 0 < ranked["chance_top1"] <= 0.5
+    assert rated["kind"] == "ratings" and rated["n"] == 12 and -1 <= rated["spearman"] <= 1
+    # lengths grow with i and ratings cycle 2,3,4,5,1,...: the length baseline is computed, not copied
+    expected = metrics.spearman([len("word " * i) for i in range(1, 13)], [i % 5 + 1 for i in range(1, 13)])
+    assert rated["length_baseline_spearman"] == pytest.approx(expected)
+    assert binary["kind"] == "binary" and binary["n"] == 12 and binary["positive_rate"] == 0.5
+    assert {"accuracy", "f1", "roc_auc", "length_baseline_auc"} <= set(binary)
+    assert result["models"][0]["fitted_temperature"] is None  # no pairwise data to fit on
+
+
+def test_two_models_give_per_model_figures_and_paired_difference(tiny_bert_dir, second_model_dir, tmp_path,
+                                                                 capsys):
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    result = run_json(capsys, tiny_bert_dir, second_model_dir, data)
+    assert [m["path"] for m in result["models"]] == [str(tiny_bert_dir), str(second_model_dir)]
+    entry = result["datasets"]["pairs"]
+    assert FIGURES <= set(entry["model2"])
+    diff = entry["difference"]["accuracy"]
+    assert diff["difference"] == pytest.approx(entry["accuracy"] - entry["model2"]["accuracy"])
+    lo, hi = diff["ci95"]
+    assert lo <= diff["difference"] <= hi
+    assert diff["excludes_zero"] == (lo > 0 or hi < 0)
+    assert set(entry["difference"]["subsets"]) == {"even", "odd"}
+
+
+def test_report_is_self_contained_html_plus_markdown_with_pngs(tiny_bert_dir, second_model_dir, shared_data,
+                                                               tmp_path, capsys):
+    report = tmp_path / "report"
+    code, out, err = run(capsys, tiny_bert_dir, second_model_dir, shared_data / "llmbar",
+                         shared_data / "oasst_sample" / "en_100_tree.jsonl", "--limit", "30", "--report", report,
+                         "--bootstrap-resamples", "100", "--no-progress")
+    assert code == 0
+    assert "accuracy [95% CI]" in out and "excludes 0" in out  # the human tables
+    pngs = sorted(p.name for p in report.glob("*.png"))
+    assert {"llmbar-accuracy.png", "llmbar-rewards.png", "llmbar-reliability.png", "llmbar-length.png",
+            "en_100_tree-ranking.png"} <= set(pngs)
+    page = (report / "report.html").read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(embedded) == len(pngs)
+    assert all(base64.b64decode(data).startswith(b"\x89PNG") for data in embedded)
+    assert not re.search(r'(src|href)="(?!data:)', page)  # nothing to fetch: works offline as one file
+    markdown = (report / "report.md").read_text()
+    assert sorted(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)) == pngs
+    assert "longer answer" in markdown and "| subset |" in markdown
+
+
+def test_save_temperature_writes_the_fitted_temperature_with_the_model(tiny_bert_dir, tmp_path, capsys):
+    from rewardkit.models import RewardModel
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    first = run_json(capsys, model, data, "--save-temperature")
+    fitted = first["models"][0]["fitted_temperature"]
+    assert fitted > 0 and fitted != 1.0
+    assert json.loads((model / "rewardkit.json").read_text())["temperature"] == pytest.approx(fitted)
+    assert RewardModel.from_pretrained(str(model)).temperature == pytest.approx(fitted)
+    # the next evaluation reads the model as calibrated: its ECE is the calibrated one, its fit stays put
+    second = run_json(capsys, model, data)["datasets"]["pairs"]
+    assert second["ece"] == pytest.approx(first["datasets"]["pairs"]["calibrated_ece"], abs=1e-6)
+
+
+def test_split_validation_uses_the_trainers_split(tiny_bert_dir, tmp_path, capsys):
+    from rewardkit.data import load_records, train_val_split
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    _, validation = train_val_split(load_records(data), 0.3, seed=2)
+    result = run_json(capsys, tiny_bert_dir, data, "--split", "validation", "--validation-fraction", "0.3",
+                      "--seed", "2")
+    assert result["datasets"]["pairs"]["n"] == len(validation) < len(PAIRS)
+
+
+def test_arguments_tell_models_from_data(tiny_bert_dir, shared_data):
+    data = str(shared_data / "llmbar")
+    assert split_arguments([str(tiny_bert_dir), data]) == ([str(tiny_bert_dir)], [data])
+    assert split_arguments([str(tiny_bert_dir), str(tiny_bert_dir), data]) == ([str(tiny_bert_dir)] * 2, [data])
+    assert split_arguments(["minilm-l6", "smollm2-135m", data]) == (["minilm-l6", "smollm2-135m"], [data])
+    with pytest.raises(RewardkitError, match="at least one data path"):
+        split_arguments([str(tiny_bert_dir)])
+    with pytest.raises(RewardkitError, match="is a model"):
+        split_arguments([str(tiny_bert_dir), str(tiny_bert_dir)])
+
+
+def test_user_errors_are_one_line(tiny_bert_dir, tmp_path, capsys):
+    with pytest.raises(RewardkitError, match="file not found"):
+        run(capsys, tiny_bert_dir, tmp_path / "missing.jsonl")
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    with pytest.raises(RewardkitError, match="not a local model folder"):
+        run(capsys, "minilm-l6", data, "--save-temperature")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(PAIRS[0]) + "\n" + '{"prompt": "p", "chosen": "a"}\n')
+    with pytest.raises(RewardkitError, match=r"bad\.jsonl:2"):
+        run(capsys, tiny_bert_dir, bad)
