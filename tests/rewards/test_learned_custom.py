@@ -111,3 +111,14 @@ def test_custom_results_accept_arrays_and_tensors():
 
     assert as_reward_tensor(np.array([1, 2]), 2, "f").tolist() == [1.0, 2.0]
     assert as_reward_tensor(torch.tensor([[1.0], [2.0]]), 2, "f").tolist() == [1.0, 2.0]
+
+
+def test_load_reward_takes_a_spec_file_or_a_model(tiny_bert_dir, tmp_path):
+    from rewardkit.rewards.spec import load_reward
+
+    spec = tmp_path / "r.yml"
+    spec.write_text("components: [{type: length, target: 3}]\n")
+    assert [c.name for c in load_reward(str(spec)).components] == ["length"]
+    model = load_reward(str(tiny_bert_dir), max_length=64)
+    assert [c.name for c in model.components] == ["reward_model"]
+    assert model.components[0].reward.model.max_length == 64

@@ -33,6 +33,9 @@ rouge (Rouge), embedding_similarity (EmbeddingSimilarity), token_similarity (Tok
 `build_reward(spec_or_path)` returns a `CompositeReward` (itself a RewardFunction) whose `last_components` (raw values),
 `last_contributions` (weighted, normalized, clipped terms) and `last_total` describe the last batch for logging.
 
+`load_reward(spec_or_model)` takes a spec file (.yaml/.yml) or a reward model (preset/folder) and returns a composite
+either way (what `rewardkit rl --reward` and `rewardkit serve` can call).
+
 Names are imported lazily so that `rewardkit --help` does not load torch.
 """
 
@@ -44,7 +47,7 @@ _EXPORTS = {
     "RewardFunction": "base", "as_reward_tensor": "base",
     "CompositeReward": "composite", "Component": "composite", "RunningMeanStd": "composite",
     "rank_normalize": "composite",
-    "build_reward": "spec", "COMPONENT_TYPES": "spec",
+    "build_reward": "spec", "load_reward": "spec", "COMPONENT_TYPES": "spec",
     "LearnedReward": "learned", "RemoteReward": "learned",
     "TargetLength": "rules", "RegexMatch": "rules", "RepetitionPenalty": "rules", "Keywords": "rules",
     "NoEOSPenalty": "rules", "OverlongPenalty": "rules",

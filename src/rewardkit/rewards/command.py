@@ -123,16 +123,11 @@ def _batches(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
 
 def build_score_reward(cfg: ScoreConfig):
     """The composite reward the command scores with: the spec, or one reward_model component for MODEL."""
-    from rewardkit.rewards.spec import build_reward
+    from rewardkit.rewards.spec import build_reward, load_reward
 
     if bool(cfg.model) == bool(cfg.reward):
         raise RewardkitError("give either a MODEL or --reward SPEC.yaml (exactly one)")
-    if cfg.reward:
-        return build_reward(cfg.reward)
-    component = {"type": "reward_model", "path": cfg.model}
-    if cfg.max_length:
-        component["max_length"] = cfg.max_length
-    return build_reward({"components": [component]}, source=f"model {cfg.model}")
+    return build_reward(cfg.reward) if cfg.reward else load_reward(cfg.model, max_length=cfg.max_length)
 
 
 def _dense_tokenizer(cfg: ScoreConfig, reward) -> Any:

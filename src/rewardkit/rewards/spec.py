@@ -154,3 +154,14 @@ def build_reward(spec: dict | str | Path, source: str | None = None) -> Composit
                                step_separator=separator)
     except RewardkitError as exc:
         raise RewardkitError(f"{source}: {exc}")
+
+
+def load_reward(spec_or_model: str, max_length: int | None = None) -> CompositeReward:
+    """A reward from a spec file (.yaml/.yml) or a reward model (preset, folder or hub id), the latter as a composite
+    with one `reward_model` component, so callers (score, rl, serve) accept either."""
+    if Path(spec_or_model).suffix.lower() in (".yaml", ".yml"):
+        return build_reward(spec_or_model)
+    component: dict[str, Any] = {"type": "reward_model", "path": spec_or_model}
+    if max_length:
+        component["max_length"] = max_length
+    return build_reward({"components": [component]}, source=f"model {spec_or_model}")
