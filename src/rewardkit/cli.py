@@ -28,25 +28,27 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, type]]:
+def build_parser(command: str | None) -> tuple[argparse.ArgumentParser, type | None]:
+    """The top-level parser; only `command`'s module is imported and its flags added (the others stay lazy)."""
     parser = argparse.ArgumentParser(prog="rewardkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    config_classes: dict[str, type] = {}
+    config_class = None
     for name, (module, cls_name, _, description) in COMMANDS.items():
-        cls = getattr(importlib.import_module(module), cls_name)
-        config_classes[name] = cls
         command_parser = sub.add_parser(name, help=description, description=description)
-        add_config_arguments(command_parser, cls)
-    return parser, config_classes
+        if name == command:
+            config_class = getattr(importlib.import_module(module), cls_name)
+            add_config_arguments(command_parser, config_class)
+    return parser, config_class
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser, config_classes = build_parser()
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    parser, config_class = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     module, _, function, _ = COMMANDS[args.command]
     try:
-        cfg = config_from_args(config_classes[args.command], args)
+        cfg = config_from_args(config_class, args)
         result = getattr(importlib.import_module(module), function)(cfg)
     except RewardkitError as exc:
         print(f"rewardkit {args.command}: error: {exc}", file=sys.stderr)
@@ -55,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rewardkit {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(result) if isinstance(result, int) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

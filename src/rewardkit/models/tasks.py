@@ -1,0 +1,136 @@
+"""How each shape of feedback becomes texts to score, a loss, and a validation accuracy.
+
+A training example is a few encoded texts (a pair, a ranked group, or one rated/judged response) plus its target.
+All texts of a micro-batch go through the model in one forward pass; the task then splits the flat scores back into
+examples. Losses come back per example so the trainer can normalize by the global batch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from rewardkit.data.types import BinaryFeedback, FeedbackRecord, PreferencePair, RankedGroup, RatedResponse
+from rewardkit.eval.metrics import pairwise_accuracy
+from rewardkit.losses import (binary_cross_entropy_loss, bradley_terry_loss, center_rewards_penalty,
+                              normalize_ratings, plackett_luce_loss, rating_mse_loss)
+from rewardkit.models.reward_model import Encoded
+
+
+@dataclass(slots=True)
+class Example:
+    """Encoded texts of one record (chosen first for pairs, best first for rankings) and its numeric target."""
+
+    texts: list[Encoded]
+    target: float | None = None  # margin for pairs, rating, or binary label
+
+    @property
+    def length(self) -> int:
+        return max(len(t.input_ids) for t in self.texts)
+
+    @property
+    def truncated(self) -> bool:
+        return any(t.truncated for t in self.texts)
+
+
+def texts_of(record: FeedbackRecord) -> tuple[list[str], float | None]:
+    """The responses a record asks to score, in the order its loss expects, and its target."""
+    if isinstance(record, PreferencePair):
+        return [record.chosen, record.rejected], record.margin
+    if isinstance(record, RankedGroup):
+        return list(record.responses), None
+    if isinstance(record, RatedResponse):
+        return [record.response], float(record.score)
+    if isinstance(record, BinaryFeedback):
+        return [record.response], float(record.label)
+    raise TypeError(f"not a feedback record: {type(record).__name__}")
+
+
+def split_scores(scores: torch.Tensor, examples: Sequence[Example]) -> list[torch.Tensor]:
+    sizes = [len(e.texts) for e in examples]
+    return list(torch.split(scores, sizes))
+
+
+@dataclass(frozen=True)
+class Task:
+    """Loss and accuracy for one shape of feedback; `loss` returns per-example losses [B]."""
+
+    name: str
+    loss: Callable[[torch.Tensor, Sequence[Example]], torch.Tensor]
+    correct: Callable[[torch.Tensor, Sequence[Example]], torch.Tensor]  # per-example accuracy in [0, 1]
+
+
+def pair_task(use_margin: bool = True, center_rewards_coefficient: float = 0.0) -> Task:
+    def loss(scores, examples):
+        chosen, rejected = scores[0::2], scores[1::2]
+        margin = None
+        if use_margin and any(e.target is not None for e in examples):
+            margin = torch.tensor([e.target or 0.0 for e in examples], dtype=scores.dtype, device=scores.device)
+        losses = bradley_terry_loss(chosen, rejected, margin, reduction="none")
+        if center_rewards_coefficient:
+            losses = losses + center_rewards_coefficient * center_rewards_penalty(chosen, rejected, reduction="none")
+        return losses
+
+    def correct(scores, examples):
+        chosen, rejected = scores[0::2], scores[1::2]
+        return (chosen > rejected).float() + 0.5 * (chosen == rejected).float()
+
+    return Task("pairs", loss, correct)
+
+
+def ranking_task() -> Task:
+    def padded(scores, examples):
+        groups = split_scores(scores, examples)
+        width = max(len(g) for g in groups)
+        matrix = scores.new_zeros((len(groups), width))
+        mask = torch.zeros((len(groups), width), dtype=torch.bool, device=scores.device)
+        for row, group in enumerate(groups):
+            matrix[row, :len(group)] = group
+            mask[row, :len(group)] = True
+        return matrix, mask
+
+    def loss(scores, examples):
+        matrix, mask = padded(scores, examples)
+        return plackett_luce_loss(matrix, mask, reduction="none")
+
+    def correct(scores, examples):
+        # fraction of the implied pairs (better, worse) that the scores order right, ties half
+        result = []
+        for group in split_scores(scores, examples):
+            better, worse = torch.triu_indices(len(group), len(group), offset=1)
+            result.append(pairwise_accuracy(group[better].detach().cpu(), group[worse].detach().cpu()))
+        return torch.tensor(result, dtype=torch.float32)
+
+    return Task("rankings", loss, correct)
+
+
+def rating_task(mean: float = 0.0, std: float = 1.0) -> Task:
+    """MSE on ratings z-scored with training statistics (pass mean 0, std 1 to train on raw ratings)."""
+
+    def targets(scores, examples):
+        raw = torch.tensor([e.target for e in examples], dtype=scores.dtype, device=scores.device)
+        return normalize_ratings(raw, mean, std)
+
+    def loss(scores, examples):
+        return rating_mse_loss(scores, targets(scores, examples), reduction="none")
+
+    def correct(scores, examples):
+        # a rating has no right/wrong: count the score as right within half a standard deviation of the rating
+        return ((scores - targets(scores, examples)).abs() < 0.5).float()
+
+    return Task("ratings", loss, correct)
+
+
+def binary_task() -> Task:
+    def labels(scores, examples):
+        return torch.tensor([e.target for e in examples], dtype=scores.dtype, device=scores.device)
+
+    def loss(scores, examples):
+        return binary_cross_entropy_loss(scores, labels(scores, examples), reduction="none")
+
+    def correct(scores, examples):
+        return ((scores > 0).float() == labels(scores, examples)).float()
+
+    return Task("binary", loss, correct)

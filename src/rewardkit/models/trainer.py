@@ -1,0 +1,436 @@
+"""`rewardkit train-rm`: train a reward model on feedback files, on Accelerate (1 process, DDP, FSDP or DeepSpeed).
+
+The loop is deliberately plain. Global batches are built on every process from the seed and the epoch (length-grouped,
+then shuffled); each process takes its share of every global batch, so N processes compute the same optimizer step as
+one process with the same global batch. Losses are summed per micro-batch and divided by the global batch size, so
+gradient accumulation and the process count leave the loss scale unchanged. Checkpoints hold everything a resumed run
+needs (weights, optimizer, scheduler, RNG, step) and are written to a temporary folder, then renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rewardkit.config import option
+
+HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data/hh-rlhf/harmless-base.test.jsonl.gz"]
+FEEDBACK_KINDS = ("pairs", "rankings", "ratings", "binary")
+
+
+@dataclass
+class TrainRMConfig:
+    """Train a reward model on pairwise, ranking, rating or binary feedback."""
+
+    model: str = option("minilm-l6", "backbone: a preset (minilm-l6, smollm2-135m), a local folder or a hub id")
+    data: list[str] = option(HH_FILES, "feedback files or folders (JSONL, JSON, CSV, each optionally .gz; LLMBar "
+                                       "and OASST layouts; hf:NAME[:split])", metavar="PATH")
+    feedback: str = option("pairs", "shape of the feedback, which also picks the loss: pairs (Bradley-Terry), "
+                                    "rankings (Plackett-Luce), ratings (MSE), binary (cross-entropy)",
+                           choices=FEEDBACK_KINDS)
+    val_data: list[str] = option([], "validation files; when empty, val_fraction of --data is held out",
+                                 metavar="PATH")
+    val_fraction: float = option(0.1, "fraction of --data held out for validation when --val-data is not given")
+    columns: list[str] = option([], "column renames FIELD=COLUMN, e.g. prompt=question chosen=good",
+                                metavar="FIELD=COLUMN")
+    on_bad_record: str = option("fail", "what to do with a malformed record: fail, or skip and report it",
+                                choices=("fail", "skip"))
+    on_identical: str = option("skip", "pairs whose chosen equals rejected carry no signal: skip (each reported "
+                                       "with its file:line) or fail", choices=("fail", "skip"))
+    output_dir: str = option("runs/hh-rm", "where the model, train_summary.json, metrics and checkpoints go")
+    max_length: int = option(512, "maximum tokens per text; longer texts lose their oldest context first")
+    batch_size: int = option(16, "examples (pairs, groups, ...) per optimizer step, over all processes")
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step on each process")
+    learning_rate: float = option(5e-5, "peak AdamW learning rate")
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and norms)")
+    warmup_ratio: float = option(0.1, "fraction of steps of linear warmup before cosine decay")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 disables)")
+    epochs: int = option(1, "passes over the training data")
+    max_steps: int = option(-1, "stop after this many optimizer steps (overrides --epochs when > 0)")
+    dropout: bool = option(False, "keep the backbone's dropout (off by default: pairwise losses train more stably)")
+    use_margin: bool = option(True, "subtract a pair's margin inside the Bradley-Terry loss when the data has one")
+    center_rewards_coefficient: float = option(0.0, "weight of the (r_chosen + r_rejected)^2 centering penalty")
+    normalize_ratings: bool = option(True, "z-score ratings with training statistics before the MSE loss")
+    seed: int = option(0, "seed for the split, batch order and initialization")
+    eval_every: int = option(0, "validate every N steps (0: at the end of each epoch)")
+    early_stopping_patience: int = option(0, "stop after N validations without a better accuracy and keep the best "
+                                             "weights (0 disables)")
+    save_every: int = option(100, "write a resumable checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = option(2, "how many of the newest checkpoints to keep")
+    resume: bool = option(False, "continue from the newest checkpoint in output_dir")
+    log_every: int = option(10, "write training metrics every N steps")
+    eval_batch_size: int = option(64, "texts per forward pass when validating")
+    num_threads: int = option(0, "torch CPU threads per process (0: cores divided by processes)")
+    tensorboard: bool = option(True, "also write metrics for TensorBoard in output_dir/tensorboard")
+    progress: bool = option(True, "show a progress bar")
+
+
+# ------------------------------------------------------------------------------------------------ data preparation
+
+def parse_columns(pairs: list[str]) -> dict[str, str] | None:
+    from rewardkit.errors import RewardkitError
+
+    mapping = {}
+    for item in pairs:
+        field, sep, column = item.partition("=")
+        if not sep or not field or not column:
+            raise RewardkitError(f"--columns expects FIELD=COLUMN, got {item!r}")
+        mapping[field] = column
+    return mapping or None
+
+
+def load_feedback(paths: list[str], kind: str, cfg: TrainRMConfig) -> list:
+    from rewardkit.data import loaders
+
+    kwargs = {"columns": parse_columns(cfg.columns), "on_bad_record": cfg.on_bad_record}
+    if kind == "pairs":
+        return loaders.load_pairs(paths, on_identical=cfg.on_identical, **kwargs)
+    load = {"rankings": loaders.load_rankings, "ratings": loaders.load_ratings, "binary": loaders.load_binary}[kind]
+    return load(paths, **kwargs)
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group_factor: int = 50) -> list[list[int]]:
+    """Global batches of similar lengths (little padding) in a random but seed-determined order.
+
+    Shuffle, cut into mega-batches of `group_factor` batches, sort each by length (longest first), split into batches,
+    then shuffle the batches so long and short ones alternate across the epoch.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = batch_size * group_factor
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = sorted(order[start:start + mega], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def shard(batch: list[int], rank: int, world: int, micro_batches: int) -> list[list[int]]:
+    """This process's micro-batches of one global batch (strided, so shares stay balanced in length)."""
+    mine = batch[rank::world]
+    return [mine[i::micro_batches] for i in range(micro_batches) if mine[i::micro_batches]]
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    root = output_dir / "checkpoints"
+    found = [p for p in root.glob("step-*") if (p / "trainer_state.json").exists()] if root.exists() else []
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def write_atomically(target: Path, write) -> None:
+    """Fill a temporary sibling folder, then rename it into place: a kill mid-write leaves no half checkpoint."""
+    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+# ------------------------------------------------------------------------------------------------ the trainer
+
+class RewardModelTrainer:
+    """Wires data, RewardModel, loss task, optimizer and Accelerate; `train()` runs to the end and returns a summary."""
+
+    def __init__(self, cfg: TrainRMConfig):
+        import torch
+        from accelerate import Accelerator
+
+        from rewardkit.models.reward_model import RewardModel
+
+        self.cfg = cfg
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        if cfg.num_threads > 0 or self.world > 1 or not torch.cuda.is_available():
+            torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // self.world))
+        if cfg.batch_size % (self.world * cfg.gradient_accumulation_steps):
+            from rewardkit.errors import RewardkitError
+            raise RewardkitError(f"--batch-size {cfg.batch_size} must be divisible by processes ({self.world}) x "
+                                 f"--gradient-accumulation-steps ({cfg.gradient_accumulation_steps})")
+        self.output_dir = Path(cfg.output_dir)
+        torch.manual_seed(cfg.seed)
+        self.reward_model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length, dropout=cfg.dropout)
+        self.train_examples, self.val_examples, self.task = self._prepare_data()
+
+    # -------------------------------------------------------------- data
+    def _log(self, message: str) -> None:
+        if self.accelerator.is_main_process:
+            print(message, file=sys.stderr, flush=True)
+
+    def _prepare_data(self):
+        from rewardkit.data import train_val_split
+        from rewardkit.errors import RewardkitError
+        from rewardkit.models import tasks
+
+        cfg = self.cfg
+        records = load_feedback(cfg.data, cfg.feedback, cfg)
+        if cfg.val_data:
+            train_records, val_records = records, load_feedback(cfg.val_data, cfg.feedback, cfg)
+        else:
+            train_records, val_records = train_val_split(records, cfg.val_fraction, seed=cfg.seed)
+        if not train_records:
+            raise RewardkitError(f"no training records in {', '.join(cfg.data)}")
+        if cfg.feedback == "pairs":
+            task = tasks.pair_task(cfg.use_margin, cfg.center_rewards_coefficient)
+        elif cfg.feedback == "rankings":
+            task = tasks.ranking_task()
+        elif cfg.feedback == "ratings":
+            ratings = [r.score for r in train_records]
+            mean = sum(ratings) / len(ratings)
+            std = math.sqrt(sum((x - mean) ** 2 for x in ratings) / len(ratings))
+            task = tasks.rating_task(mean, std) if cfg.normalize_ratings else tasks.rating_task()
+        else:
+            task = tasks.binary_task()
+        train, val = self._encode(train_records), self._encode(val_records)
+        truncated = sum(e.truncated for e in train)
+        self._log(f"train-rm: {len(train)} training and {len(val)} validation {cfg.feedback}; "
+                  f"{truncated} training examples ({100 * truncated / len(train):.1f}%) were longer than "
+                  f"{cfg.max_length} tokens and lost their oldest context (none dropped)")
+        return train, val, task
+
+    def _encode(self, records) -> list:
+        from rewardkit.models.tasks import Example, texts_of
+
+        examples = []
+        for record in records:
+            responses, target = texts_of(record)
+            examples.append(Example([self.reward_model.encode(record.prompt, r) for r in responses], target))
+        return examples
+
+    # -------------------------------------------------------------- evaluation
+    def validate(self) -> float:
+        """Mean per-example accuracy on the validation set (pairs: chosen scored higher, ties half)."""
+        import torch
+
+        from rewardkit.models.tasks import split_scores
+
+        if not self.val_examples:
+            return float("nan")
+        model = self.accelerator.unwrap_model(self.reward_model)
+        mine = self.val_examples[self.rank::self.world]
+        texts = [t for e in mine for t in e.texts]
+        scores = model.score_encoded(texts, batch_size=self.cfg.eval_batch_size) if texts else torch.empty(0)
+        correct = self.task.correct(scores, mine) if mine else torch.empty(0)
+        total = torch.tensor([float(correct.sum()), float(len(mine))])
+        total = self.accelerator.reduce(total, reduction="sum") if self.world > 1 else total
+        return float(total[0] / total[1])
+
+    # -------------------------------------------------------------- checkpoints
+    def _save_checkpoint(self, step: int, state: dict) -> None:
+        import torch
+
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            model = self.accelerator.unwrap_model(self.reward_model)
+
+            def write(folder: Path):
+                model.save_pretrained(folder)
+                torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+                torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+                torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, folder / "rng.pt")
+                (folder / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+
+            write_atomically(self.output_dir / "checkpoints" / f"step-{step}", write)
+            for old in checkpoint_dirs(self.output_dir)[:-self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def _load_checkpoint(self, folder: Path) -> dict:
+        import torch
+        from safetensors.torch import load_file
+
+        model = self.accelerator.unwrap_model(self.reward_model)
+        model.model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        # weights_only: checkpoints hold tensors and numbers only, never arbitrary pickled objects
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+        rng = torch.load(folder / "rng.pt", weights_only=True)
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        return json.loads((folder / "trainer_state.json").read_text())
+
+    # -------------------------------------------------------------- training
+    def _optimizer(self):
+        import torch
+
+        decay, no_decay = [], []
+        for name, param in self.reward_model.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 else decay).append(param)
+        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.cfg.learning_rate)
+
+    def accumulate_gradients(self, batch: list[int]) -> tuple[float, float]:
+        """Backpropagate one global batch (this process's share, in micro-batches); return its mean loss and accuracy.
+
+        Each micro-batch's loss is summed over examples and divided by the global batch size (times the process count
+        that DDP averages over), so the gradient equals that of the mean loss over the global batch whatever the
+        accumulation steps and processes.
+        """
+        import torch
+
+        acc, model = self.accelerator, self.reward_model
+        totals = torch.zeros(2)
+        micro_batches = shard(batch, self.rank, self.world, self.cfg.gradient_accumulation_steps)
+        for i, micro in enumerate(micro_batches):
+            examples = [self.train_examples[j] for j in micro]
+            inputs = acc.unwrap_model(model).collate([t for e in examples for t in e.texts])
+            last = i == len(micro_batches) - 1
+            with acc.no_sync(model) if not last and self.world > 1 else contextlib.nullcontext():
+                scores = model(**inputs)
+                losses = self.task.loss(scores, examples)
+                acc.backward(losses.sum() * self.world / len(batch))
+            totals += torch.stack([losses.detach().sum(), self.task.correct(scores.detach(), examples).sum()]).cpu()
+        if self.world > 1:
+            totals = acc.reduce(totals.to(acc.device), reduction="sum").cpu()
+        return float(totals[0]) / len(batch), float(totals[1]) / len(batch)
+
+    def train(self) -> dict:
+        import torch
+        from transformers import get_cosine_schedule_with_warmup
+
+        from rewardkit.errors import RewardkitError
+        from rewardkit.tracking import MetricsLog
+
+        cfg, acc = self.cfg, self.accelerator
+        lengths = [e.length for e in self.train_examples]
+        steps_per_epoch = math.ceil(len(self.train_examples) / cfg.batch_size)
+        total_steps = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
+        self.optimizer = self._optimizer()
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * total_steps),
+                                                         total_steps)
+        self.reward_model, self.optimizer = acc.prepare(self.reward_model, self.optimizer)
+
+        state = {"step": 0, "best_accuracy": None, "evals_without_improvement": 0, "train_seconds": 0.0,
+                 "pairs_seen": 0}
+        checkpoints = checkpoint_dirs(self.output_dir)
+        if cfg.resume and checkpoints:
+            state = self._load_checkpoint(checkpoints[-1])
+            self._log(f"train-rm: resumed from {checkpoints[-1]} at step {state['step']}")
+        elif cfg.resume:
+            self._log(f"train-rm: --resume given but no checkpoint in {self.output_dir}; starting fresh")
+        elif checkpoints:
+            raise RewardkitError(f"{self.output_dir} already holds checkpoints; pass --resume to continue or "
+                                 f"choose another --output-dir")
+        best_state = None
+        log = MetricsLog(self.output_dir, enabled=acc.is_main_process, tensorboard=cfg.tensorboard)
+        bar = None
+        if cfg.progress and acc.is_main_process:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total_steps, initial=state["step"], desc="train-rm", unit="step", dynamic_ncols=True)
+
+        model = self.reward_model
+        model.train()
+        eval_every = cfg.eval_every or steps_per_epoch
+        stopped_early = False
+        window_start, window_pairs = time.perf_counter(), 0
+        step = state["step"]
+        while step < total_steps and not stopped_early:
+            epoch, offset = divmod(step, steps_per_epoch)
+            batches = length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed + epoch)
+            for batch in batches[offset:]:
+                if step >= total_steps:
+                    break
+                started = time.perf_counter()
+                batch_loss, batch_accuracy = self.accumulate_gradients(batch)
+                if not math.isfinite(batch_loss):
+                    last = checkpoint_dirs(self.output_dir)
+                    raise RewardkitError(f"loss became {batch_loss} at step {step + 1}; stopped. "
+                                         f"Last good checkpoint: {last[-1] if last else 'none'} "
+                                         f"(try a lower --learning-rate)")
+                grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0 \
+                    else None
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                step += 1
+                state["step"] = step
+                state["pairs_seen"] += len(batch)
+                state["train_seconds"] += time.perf_counter() - started
+                window_pairs += len(batch)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{batch_loss:.4f}", acc=f"{batch_accuracy:.3f}",
+                                    pairs_s=f"{state['pairs_seen'] / max(state['train_seconds'], 1e-9):.1f}")
+                if step % cfg.log_every == 0 or step == total_steps:
+                    now = time.perf_counter()
+                    log.write(step, {"loss": batch_loss, "accuracy": batch_accuracy,
+                                     "learning_rate": self.scheduler.get_last_lr()[0],
+                                     "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                                     "pairs_per_second": window_pairs / max(now - window_start, 1e-9),
+                                     "epoch": step / steps_per_epoch}, prefix="train")
+                    window_start, window_pairs = now, 0
+                if step % eval_every == 0 or step == total_steps:
+                    val_accuracy = self.validate()
+                    state["val_accuracy"] = val_accuracy
+                    log.write(step, {"accuracy": val_accuracy}, prefix="val")
+                    self._log(f"train-rm: step {step}/{total_steps} validation accuracy {val_accuracy:.4f}")
+                    if state["best_accuracy"] is None or val_accuracy > state["best_accuracy"]:
+                        state["best_accuracy"], state["evals_without_improvement"] = val_accuracy, 0
+                        if cfg.early_stopping_patience:
+                            best_state = {k: v.detach().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
+                    else:
+                        state["evals_without_improvement"] += 1
+                        if cfg.early_stopping_patience and \
+                                state["evals_without_improvement"] >= cfg.early_stopping_patience:
+                            self._log(f"train-rm: no better validation accuracy in {cfg.early_stopping_patience} "
+                                      f"evaluations; stopping early")
+                            stopped_early = True
+                            break
+                if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
+                    self._save_checkpoint(step, state)
+        if bar is not None:
+            bar.close()
+        log.close()
+
+        final = acc.unwrap_model(model)
+        if best_state is not None:
+            final.load_state_dict(best_state)
+            state["val_accuracy"] = state["best_accuracy"]
+        return self._finish(final, state, stopped_early)
+
+    def _finish(self, model, state: dict, stopped_early: bool) -> dict:
+        self.accelerator.wait_for_everyone()
+        summary = {
+            "model": self.cfg.model, "feedback": self.cfg.feedback, "steps": state["step"],
+            "train_pairs": len(self.train_examples), "val_pairs": len(self.val_examples),
+            "pairs_seen": state["pairs_seen"], "train_seconds": round(state["train_seconds"], 2),
+            "pairs_per_second": round(state["pairs_seen"] / max(state["train_seconds"], 1e-9), 2),
+            "val_accuracy": state.get("val_accuracy"), "best_val_accuracy": state["best_accuracy"],
+            "stopped_early": stopped_early, "processes": self.world,
+            "truncated_train_examples": sum(e.truncated for e in self.train_examples),
+            "config": dataclasses.asdict(self.cfg),
+        }
+        if self.accelerator.is_main_process:
+            model.save_pretrained(self.output_dir)
+            (self.output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.accelerator.wait_for_everyone()
+        return summary
+
+
+def train_reward_model(cfg: TrainRMConfig) -> int:
+    """CLI entry: train, save to cfg.output_dir, print the validation accuracy."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    trainer = RewardModelTrainer(cfg)
+    summary = trainer.train()
+    if trainer.accelerator.is_main_process:
+        val = summary["val_accuracy"]
+        print(f"validation accuracy: {val:.4f} on {summary['val_pairs']} held-out {cfg.feedback} "
+              f"({summary['train_pairs']} trained, {summary['train_seconds']:.0f} s, "
+              f"{summary['pairs_per_second']:.1f} pairs/s); model saved to {cfg.output_dir}")
+    return 0

@@ -1,0 +1,209 @@
+"""The reward-model trainer: loss scale under accumulation, resume after SIGKILL, 2-process DDP, NaN stop, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rewardkit.config import parse_config
+from rewardkit.errors import RewardkitError
+from rewardkit.models.trainer import RewardModelTrainer, TrainRMConfig, length_grouped_batches, shard
+
+REPO = Path(__file__).resolve().parents[2]
+WORDS = "the a cat dog runs fast slow red blue green house tree river sky".split()
+
+
+def write_pairs(path: Path, n: int = 48, seed: int = 0) -> Path:
+    """Pairs where the chosen response says 'thanks' and the rejected one does not: learnable in a few steps."""
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for i in range(n):
+            body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
+            f.write(json.dumps({"prompt": f"question {i}: {body}?", "chosen": f"{body} thanks",
+                                "rejected": f"{body} {rng.choice(WORDS)}"}) + "\n")
+    return path
+
+
+def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "rewardkit.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 0.0) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], atol=atol, rtol=0), key
+
+
+def test_length_grouped_batches_cover_every_example_once_and_depend_on_seed():
+    lengths = [random.Random(1).randint(1, 100) for _ in range(103)]
+    batches = length_grouped_batches(lengths, 8, seed=0, group_factor=4)
+    assert sorted(i for b in batches for i in b) == list(range(103))
+    assert batches == length_grouped_batches(lengths, 8, seed=0, group_factor=4)
+    assert batches != length_grouped_batches(lengths, 8, seed=1, group_factor=4)
+    inside = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert sum(inside) / len(inside) < 50  # grouped: far less spread than random batches (~85 expected)
+
+
+def test_shard_splits_a_global_batch_across_processes_and_micro_batches():
+    batch = list(range(8))
+    parts = [shard(batch, rank, 2, 2) for rank in range(2)]
+    assert parts == [[[0, 4], [2, 6]], [[1, 5], [3, 7]]]
+
+
+def small_config(tmp_path: Path, model: Path, data: Path, **overrides) -> TrainRMConfig:
+    values = dict(model=str(model), data=[str(data)], output_dir=str(tmp_path / "out"), max_length=64,
+                  batch_size=8, learning_rate=1e-3, max_steps=4, save_every=0, progress=False, tensorboard=False,
+                  eval_batch_size=16)
+    values.update(overrides)
+    return TrainRMConfig(**values)
+
+
+def test_gradient_accumulation_keeps_the_loss_scale(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    batch = list(range(8))
+    grads, results = [], []
+    for accumulation in (1, 4):
+        trainer = RewardModelTrainer(small_config(tmp_path / str(accumulation), tiny_bert_dir, data,
+                                                  gradient_accumulation_steps=accumulation))
+        results.append(trainer.accumulate_gradients(batch))
+        grads.append({n: p.grad.clone() for n, p in trainer.reward_model.named_parameters() if p.grad is not None})
+    assert results[0] == pytest.approx(results[1], abs=1e-6)
+    # the reported loss is the mean Bradley-Terry loss, and the gradient is that of the mean: identical either way
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-7, rtol=1e-4), name
+
+
+def test_training_learns_a_simple_preference_and_writes_summary(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl", n=200)
+    cfg = small_config(tmp_path, tiny_bert_dir, data, max_steps=40, learning_rate=3e-3, eval_every=20,
+                       tensorboard=True)
+    summary = RewardModelTrainer(cfg).train()
+    out = Path(cfg.output_dir)
+    saved = json.loads((out / "train_summary.json").read_text())
+    assert saved["val_accuracy"] == summary["val_accuracy"] > 0.8
+    for key in ("train_pairs", "train_seconds", "pairs_per_second", "val_accuracy"):
+        assert key in saved
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val/accuracy" in r] == [20, 40]
+    assert any((out / "tensorboard").iterdir())
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    trainer = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=6, save_every=2))
+    calls = {"n": 0}
+    real_loss = trainer.task.loss
+
+    def poisoned(scores, examples):
+        calls["n"] += 1
+        losses = real_loss(scores, examples)
+        return losses * float("nan") if calls["n"] == 4 else losses
+
+    object.__setattr__(trainer.task, "loss", poisoned)
+    with pytest.raises(RewardkitError, match=r"loss became nan at step 4.*step-2"):
+        trainer.train()
+    assert (tmp_path / "out" / "checkpoints" / "step-2" / "model.safetensors").exists()
+
+
+def test_existing_checkpoints_without_resume_is_a_user_error(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=3, save_every=2)).train()
+    with pytest.raises(RewardkitError, match="--resume"):
+        RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=3, save_every=2)).train()
+
+
+def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl", n=160)
+    common = ["train-rm", "--model", str(tiny_bert_dir), "--data", str(data), "--max-length", "64",
+              "--batch-size", "8", "--learning-rate", "1e-3", "--max-steps", "18", "--save-every", "3",
+              "--keep-checkpoints", "10", "--no-progress", "--no-tensorboard", "--dropout"]
+    straight = run_cli(*common, "--output-dir", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "rewardkit.cli", *common, "--output-dir", str(out)],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (out / "checkpoints" / "step-6").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "checkpoints" / "step-6").exists(), "the run never reached its second checkpoint"
+    assert not (out / "model.safetensors").exists(), "killed too late: the run had already finished"
+
+    resumed = run_cli(*common, "--output-dir", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+    assert_same_weights(tmp_path / "straight", out)
+
+
+def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl", n=64)
+    common = ["--model", str(tiny_bert_dir), "--data", str(data), "--max-length", "64", "--batch-size", "8",
+              "--learning-rate", "1e-3", "--max-steps", "4", "--save-every", "0", "--no-progress",
+              "--no-tensorboard", "--num-threads", "1"]
+    one = run_cli("train-rm", *common, "--output-dir", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", str(29500 + os.getpid() % 1000), "-m", "rewardkit.cli", "train-rm",
+                          *common, "--output-dir", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=240, env=env, cwd=REPO)
+    assert two.returncode == 0, two.stderr[-3000:]
+    summary = json.loads((tmp_path / "two" / "train_summary.json").read_text())
+    assert summary["processes"] == 2
+    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
+
+
+def test_cli_flags_and_yaml_fill_the_same_config(tmp_path):
+    yaml_file = tmp_path / "train.yaml"
+    yaml_file.write_text("model: some/model\nbatch-size: 4\nlearning_rate: 1e-4\ndata: [a.jsonl, b.jsonl]\n")
+    from_yaml = parse_config(TrainRMConfig, ["--config", str(yaml_file)])
+    from_flags = parse_config(TrainRMConfig, ["--model", "some/model", "--batch-size", "4", "--learning-rate", "1e-4",
+                                              "--data", "a.jsonl", "b.jsonl"])
+    assert from_yaml == from_flags
+    assert parse_config(TrainRMConfig, ["--config", str(yaml_file), "--batch-size", "2"]).batch_size == 2
+
+
+def test_cli_user_errors_are_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a"}\n')
+    result = run_cli("train-rm", "--data", str(bad), "--output-dir", str(tmp_path / "o"), timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1 and f"{bad}:2" in error_lines[0]
+
+
+def test_minilm_trains_a_few_steps_on_real_hh_pairs(tmp_path, shared_data):
+    """Integration: the real default backbone on real pairs, a few steps, short texts to stay fast."""
+    cfg = TrainRMConfig(model="minilm-l6", data=[str(shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz")],
+                        output_dir=str(tmp_path / "rm"), max_length=96, batch_size=8, max_steps=3,
+                        val_fraction=0.02, save_every=0, progress=False, tensorboard=False)
+    summary = RewardModelTrainer(cfg).train()
+    assert summary["steps"] == 3 and summary["pairs_seen"] == 24
+    assert summary["train_pairs"] + summary["val_pairs"] == 2352  # 2354 minus the 2 identical pairs
+    assert summary["truncated_train_examples"] > 0  # max_length 96 truncates, but nothing is dropped
+    assert 0.0 <= summary["val_accuracy"] <= 1.0
+    from rewardkit.models import RewardModel
+    reloaded = RewardModel.from_pretrained(str(tmp_path / "rm"))
+    assert reloaded.max_length == 96 and reloaded.model.config.num_labels == 1
