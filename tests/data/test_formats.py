@@ -269,3 +269,12 @@ def test_csv_lists_are_json_cells(make_file):
     with fails_at(path, 3, "'responses' must be a JSON list in this CSV cell"):
         load_rankings(path)
     assert load_rankings(path, on_bad_record="skip")[0].responses == ["a", "b"]
+
+
+def test_command_line_column_mapping():
+    from rewardkit.data.fields import parse_column_mapping
+
+    assert parse_column_mapping(["prompt=", "response=text"]) == {"prompt": None, "response": "text"}
+    assert parse_column_mapping([]) is None
+    with pytest.raises(RewardkitError, match="FIELD=COLUMN"):
+        parse_column_mapping(["chosen="])

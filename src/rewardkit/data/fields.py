@@ -26,6 +26,17 @@ class BadRecord(Exception):
     """A problem with one record; the message names the field, the loader adds the location."""
 
 
+def parse_column_mapping(items: list[str]) -> dict[str, str | None] | None:
+    """Command-line renames `FIELD=COLUMN` as a mapping; `prompt=` (nothing after =) means there is no prompt column."""
+    mapping: dict[str, str | None] = {}
+    for item in items:
+        field, sep, column = item.partition("=")
+        if not sep or not field or (not column and field != "prompt"):
+            raise RewardkitError(f"--columns expects FIELD=COLUMN (or prompt= for no prompt column), got {item!r}")
+        mapping[field] = column or None
+    return check_columns(mapping) if mapping else None
+
+
 def check_columns(columns: Mapping[str, str | None] | None) -> dict[str, str | None]:
     columns = dict(columns or {})
     for role, name in columns.items():

@@ -40,7 +40,7 @@ class TrainRMConfig:
     val_data: list[str] = option([], "validation files; when empty, val_fraction of --data is held out",
                                  metavar="PATH")
     val_fraction: float = option(0.1, "fraction of --data held out for validation when --val-data is not given")
-    columns: list[str] = option([], "column renames FIELD=COLUMN, e.g. prompt=question chosen=good",
+    columns: list[str] = option([], "column renames FIELD=COLUMN, e.g. prompt=question chosen=good; prompt= when there is no prompt column",
                                 metavar="FIELD=COLUMN")
     on_bad_record: str = option("fail", "what to do with a malformed record: fail, or skip and report it",
                                 choices=("fail", "skip"))
@@ -76,22 +76,11 @@ class TrainRMConfig:
 
 # ------------------------------------------------------------------------------------------------ data preparation
 
-def parse_columns(pairs: list[str]) -> dict[str, str] | None:
-    from rewardkit.errors import RewardkitError
-
-    mapping = {}
-    for item in pairs:
-        field, sep, column = item.partition("=")
-        if not sep or not field or not column:
-            raise RewardkitError(f"--columns expects FIELD=COLUMN, got {item!r}")
-        mapping[field] = column
-    return mapping or None
-
-
 def load_feedback(paths: list[str], kind: str, cfg: TrainRMConfig) -> list:
     from rewardkit.data import loaders
+    from rewardkit.data.fields import parse_column_mapping
 
-    kwargs = {"columns": parse_columns(cfg.columns), "on_bad_record": cfg.on_bad_record}
+    kwargs = {"columns": parse_column_mapping(cfg.columns), "on_bad_record": cfg.on_bad_record}
     if kind == "pairs":
         return loaders.load_pairs(paths, on_identical=cfg.on_identical, **kwargs)
     load = {"rankings": loaders.load_rankings, "ratings": loaders.load_ratings, "binary": loaders.load_binary}[kind]
