@@ -1,0 +1,109 @@
+"""`RLConfig`: every option of `rewardkit rl`, each with its help text (no torch here: `rewardkit --help` stays fast)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rewardkit.config import option
+
+ALGORITHM_NAMES = ("reinforce", "actor_critic", "ppo", "grpo", "rloo")
+
+
+@dataclass
+class RLConfig:
+    """Optimize a causal language model against a reward (REINFORCE, actor-critic, PPO, GRPO, RLOO)."""
+
+    # ------------------------------------------------------------------ models, rewards, prompts
+    policy: str = option("smollm2-135m", "Policy to fine-tune: a preset (smollm2-135m), local folder or hub id of a "
+                                         "causal language model")
+    reward: str = option("", "Proxy reward being optimized: a reward spec YAML, or a reward-model folder/preset",
+                         metavar="SPEC_OR_MODEL")
+    gold_reward: str | None = option(None, "Optional gold reward (spec YAML or reward model) scored on the same samples "
+                                           "to catch reward hacking; never optimized", metavar="SPEC_OR_MODEL")
+    prompts: str = option("", "Training prompts: .jsonl/.json (records with --prompt-field, a string or a list of "
+                              "{role, content} messages), .csv, or .txt (one prompt per line)", metavar="FILE")
+    prompt_field: str = option("prompt", "Field (or CSV column) holding the prompt")
+    reference_field: str = option("reference", "Field holding a reference answer for rewards that need one "
+                                               "(ignored when absent)")
+    eval_prompts: str | None = option(None, "Held-out prompts for the before/after evaluation; by default the last "
+                                            "--eval-size prompts of --prompts are held out (never trained on)",
+                                      metavar="FILE")
+    eval_size: int = option(32, "Number of held-out prompts evaluated (0 disables evaluation)")
+    eval_samples_per_prompt: int = option(2, "Responses sampled per held-out prompt at each evaluation")
+    chat_template: bool = option(False, "Wrap plain-text prompts in the policy's chat template as a user turn; "
+                                        "without it they are continued as raw text (conversations always use it)")
+    max_prompt_tokens: int = option(256, "Prompts longer than this keep their last tokens")
+    output_dir: str = option("runs/rl", "Folder for checkpoints, metrics, samples, the final policy and the report")
+
+    # ------------------------------------------------------------------ the algorithm
+    algorithm: str = option("ppo", "Policy-optimization algorithm", choices=ALGORITHM_NAMES)
+    steps: int = option(200, "Number of RL steps (each: sample, score, one update)")
+    prompts_per_step: int = option(8, "Prompts sampled per step")
+    samples_per_prompt: int = option(1, "Responses per prompt; GRPO and RLOO compare them, so they need at least 2")
+    epochs: int = option(1, "Passes over each step's samples (PPO/GRPO; their clipped objective keeps later passes "
+                            "near the sampling policy; the unclipped algorithms take exactly one)")
+    minibatch_size: int | None = option(None, "Samples per optimizer update (default: the whole step's batch)")
+    forward_batch_size: int = option(16, "Samples per forward pass (memory bound; gradients are accumulated "
+                                         "exactly over a minibatch)")
+    learning_rate: float = option(1e-5, "Policy learning rate (AdamW)")
+    value_learning_rate: float | None = option(None, "Learning rate of the value head or critic (default: the "
+                                                     "policy's)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(1.0, "Gradient norm clip (0 disables)")
+    gamma: float = option(1.0, "Discount per token")
+    lam: float = option(0.95, "GAE λ (actor_critic, ppo): 1 = Monte Carlo returns, 0 = one-step TD")
+    clip_range: float = option(0.2, "PPO/GRPO ratio clip ε")
+    value_clip_range: float | None = option(0.2, "PPO value clip (none disables)")
+    value_coef: float = option(0.1, "Weight of the value loss (actor_critic, ppo)")
+    critic: str = option("head", "Value function: 'head' (a linear head on the policy's last hidden state) or a "
+                                 "reward-model folder sharing the policy's tokenizer (a separate critic initialised "
+                                 "from it)")
+    loss_aggregation: str = option("token_mean", "token_mean: every valid token weighs the same; sequence_mean: "
+                                                 "every response weighs the same", choices=("token_mean",
+                                                                                          "sequence_mean"))
+    whiten_advantages: bool = option(True, "Normalize advantages over the batch (zero mean, unit variance)")
+    whiten_rewards: bool = option(False, "Normalize the reward's totals over the batch before the KL penalty is "
+                                         "added (keeps the reward/KL balance stable across reward scales)")
+    group_std_scaling: bool = option(True, "GRPO: divide by the group's std (false: only centre, as Dr. GRPO)")
+    truncation_penalty: float = option(0.0, "Subtracted from the reward of responses cut off without EOS")
+
+    # ------------------------------------------------------------------ KL to the reference, entropy
+    kl_coef: float = option(0.05, "KL coefficient β (initial value when --kl-target is set)")
+    kl_target: float | None = option(None, "Adaptive KL: steer the per-response KL toward this many nats "
+                                           "(Ziegler et al.); none keeps β fixed")
+    kl_horizon: float = option(10000, "Adaptive KL horizon, in samples")
+    kl_estimator: str = option("k1", "Per-token KL estimator (k1 unbiased; k3 unbiased and non-negative; k2 biased, "
+                                     "low variance)", choices=("k1", "k2", "k3"))
+    kl_in: str = option("reward", "Where the KL acts: a per-token penalty in the reward (PPO/RLHF style) or a loss "
+                                  "term (GRPO style; use k3 or k2 there)", choices=("reward", "loss"))
+    entropy_coef: float = option(0.0, "Entropy bonus weight (0 disables)")
+    entropy_in: str = option("loss", "Entropy bonus as a loss term (full-distribution entropy) or an intrinsic "
+                                     "per-token reward (−log π of the sampled token)", choices=("loss", "reward"))
+
+    # ------------------------------------------------------------------ sampling
+    max_new_tokens: int = option(32, "Maximum response length in tokens")
+    temperature: float = option(1.0, "Sampling temperature")
+    top_k: int = option(0, "Top-k sampling (0 disables)")
+    top_p: float = option(1.0, "Nucleus sampling mass (1 disables)")
+
+    # ------------------------------------------------------------------ policy model
+    lora_rank: int = option(0, "LoRA rank (0: full fine-tuning); with LoRA the reference is the base model with the "
+                               "adapters disabled, so no second copy is kept")
+    lora_alpha: float = option(32.0, "LoRA α")
+    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_targets: str = option("all-linear", "LoRA target modules: all-linear or comma-separated module names")
+    seed: int = option(0, "Random seed (sampling, prompt order, initialisation)")
+
+    # ------------------------------------------------------------------ watch, logging, checkpoints
+    watch_window: int = option(10, "Steps per window of the reward-hacking watch")
+    length_drift: float = option(2.0, "Warn when the mean response length changes by more than this factor")
+    gold_every: int = option(1, "Score the gold reward every this many steps")
+    eval_every: int = option(25, "Evaluate on held-out prompts every this many steps (and at start and end)")
+    sample_every: int = option(10, "Save the step's sampled generations every this many steps")
+    save_every: int = option(50, "Checkpoint every this many steps (and at the end)")
+    keep_checkpoints: int = option(2, "Checkpoints kept (the oldest are deleted)")
+    resume: str | None = option(None, "Resume from a checkpoint folder, or 'latest' for the newest in --output-dir",
+                                metavar="CHECKPOINT")
+    tensorboard: bool = option(True, "Also write TensorBoard event files")
+    report: bool = option(True, "Write the final report (HTML and Markdown with PNG curves)")
+    log_every: int = option(1, "Print a metrics line every this many steps")

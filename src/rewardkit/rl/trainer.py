@@ -1,0 +1,438 @@
+"""One RL loop for every algorithm: generate → score → reference log-probs → advantages → update → watch.
+
+The algorithms differ only in the advantage estimator and the policy loss the loop calls (`ALGORITHMS`):
+
+| algorithm    | advantage                                         | policy loss          | value function |
+|--------------|---------------------------------------------------|----------------------|----------------|
+| reinforce    | reward-to-go minus the batch's mean return        | policy gradient      | -              |
+| actor_critic | GAE(γ, λ) with the learned values                 | policy gradient      | yes            |
+| ppo          | GAE(γ, λ) with the learned values                 | clipped surrogate    | yes (clipped)  |
+| grpo         | group-normalized total reward                     | clipped surrogate    | -              |
+| rloo         | total reward minus the other samples' mean        | policy gradient      | -              |
+
+Per-token rewards are built once for all of them: the reward function's tokens (sparse: the total on the last token,
+EOS included; dense: shaped per token), minus the truncation penalty, minus β·KL per token when the KL sits in the
+reward, plus the entropy bonus when it is an intrinsic reward. Sequence-level algorithms (GRPO, RLOO) use their sum.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from rewardkit.data.types import Prompt
+from rewardkit.errors import RewardkitError
+from rewardkit.rl.advantages import (discounted_returns, gae, group_normalized_advantages, leave_one_out_advantages,
+                                     per_token, reinforce_advantages)
+from rewardkit.rl.config import RLConfig
+from rewardkit.rl.critic import TokenCritic, ValueHead
+from rewardkit.rl.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_k1
+from rewardkit.rl.losses import aggregate, clipped_surrogate_loss, policy_gradient_loss, value_loss
+from rewardkit.rl.masked import masked_mean, masked_sum, masked_var, masked_whiten
+from rewardkit.rl.rollout import (Rollout, SamplingSettings, decode_responses, eos_token_ids, forward_responses,
+                                  left_pad, prompt_token_ids, sample)
+from rewardkit.rl.watch import RewardHackingWatch
+
+RewardFn = Callable[..., torch.Tensor]
+
+
+@dataclass
+class Experience:
+    """One step's samples and everything computed from them before the update."""
+
+    prompts: list[Prompt]
+    references: list | None
+    texts: list[str]
+    rollout: Rollout
+    old_logprobs: torch.Tensor      # [B, T] under the policy that sampled
+    ref_logprobs: torch.Tensor      # [B, T] under the frozen reference
+    entropy: torch.Tensor           # [B, T]
+    scores: torch.Tensor            # [B] the proxy reward (raw, for logging)
+    token_rewards: torch.Tensor     # [B, T] what the algorithm optimizes
+    values: torch.Tensor | None     # [B, T]
+    advantages: torch.Tensor        # [B, T]
+    returns: torch.Tensor | None    # [B, T] value targets
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.rollout.response_mask
+
+
+# ---------------------------------------------------------------------------------------------- the algorithms
+def _reinforce(rewards, mask, values, cfg, group_size):
+    return reinforce_advantages(discounted_returns(rewards, mask, cfg.gamma), mask), None
+
+
+def _gae(rewards, mask, values, cfg, group_size):
+    return gae(rewards, values, mask, cfg.gamma, cfg.lam)
+
+
+def _grpo(rewards, mask, values, cfg, group_size):
+    totals = masked_sum(rewards, mask, dim=1)
+    return per_token(group_normalized_advantages(totals, group_size, scale=cfg.group_std_scaling), mask), None
+
+
+def _rloo(rewards, mask, values, cfg, group_size):
+    return per_token(leave_one_out_advantages(masked_sum(rewards, mask, dim=1), group_size), mask), None
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    advantages: Callable            # (token_rewards, mask, values, cfg, group_size) -> (advantages, returns | None)
+    clipped: bool                   # PPO's clipped surrogate (else the plain policy gradient)
+    critic: bool = False            # learns a value function
+    grouped: bool = False           # compares several samples of the same prompt
+
+
+ALGORITHMS = {
+    "reinforce": Algorithm(_reinforce, clipped=False),
+    "actor_critic": Algorithm(_gae, clipped=False, critic=True),
+    "ppo": Algorithm(_gae, clipped=True, critic=True),
+    "grpo": Algorithm(_grpo, clipped=True, grouped=True),
+    "rloo": Algorithm(_rloo, clipped=False, grouped=True),
+}
+
+
+def check_config(cfg: RLConfig) -> None:
+    """Combinations that cannot work, as one-line user errors."""
+    algorithm = ALGORITHMS[cfg.algorithm]
+    if algorithm.grouped and cfg.samples_per_prompt < 2:
+        raise RewardkitError(f"--algorithm {cfg.algorithm} compares samples of the same prompt: set "
+                             "--samples-per-prompt to 2 or more")
+    if cfg.epochs > 1 and not algorithm.clipped:
+        raise RewardkitError(f"--epochs {cfg.epochs} needs a clipped objective (ppo or grpo); {cfg.algorithm} takes "
+                             "one pass, later passes would be off-policy")
+    for name in ("steps", "prompts_per_step", "samples_per_prompt", "epochs", "forward_batch_size",
+                 "max_new_tokens", "watch_window"):
+        if getattr(cfg, name) < 1:
+            raise RewardkitError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.minibatch_size is not None and cfg.minibatch_size < 1:
+        raise RewardkitError("--minibatch-size must be at least 1")
+    if cfg.temperature < 0 or not 0 < cfg.top_p <= 1 or cfg.top_k < 0:
+        raise RewardkitError("sampling needs --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
+    if cfg.kl_target is not None and cfg.kl_target <= 0:
+        raise RewardkitError("--kl-target must be positive")
+
+
+def _pad_columns(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    return nn.functional.pad(tensor, (0, width - tensor.shape[1]))
+
+
+class RLTrainer:
+    """Holds the policy, reference, value function, optimizer and KL controller; `step(prompts)` runs one RL step."""
+
+    def __init__(self, cfg: RLConfig, policy: nn.Module, tokenizer, reward_fn: RewardFn, *,
+                 reference: nn.Module | None = None, critic: nn.Module | None = None,
+                 gold_fn: RewardFn | None = None):
+        check_config(cfg)
+        self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
+        self.reward_fn, self.gold_fn = reward_fn, gold_fn
+        self.algorithm = ALGORITHMS[cfg.algorithm]
+        self.is_peft = hasattr(policy, "disable_adapter")
+        if reference is None and not self.is_peft:
+            raise ValueError("a full fine-tuning run needs a frozen reference model (LoRA policies use their base)")
+        self.reference = reference
+        if self.reference is not None:
+            self.reference.requires_grad_(False).eval()
+        self.policy.eval()  # no dropout: log-probs of the update must match those of sampling
+        self.value_model = None
+        if self.algorithm.critic:
+            self.value_model = critic if critic is not None else ValueHead(policy.config.hidden_size)
+            self.value_model.eval()
+        self.sampling = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p)
+        self.eos_ids = eos_token_ids(policy, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        groups = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.learning_rate}]
+        if self.value_model is not None:
+            groups.append({"params": list(self.value_model.parameters()),
+                           "lr": cfg.value_learning_rate or cfg.learning_rate})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        self.kl_controller = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+                              if cfg.kl_target is not None else FixedKLController(cfg.kl_coef))
+        self.watch = RewardHackingWatch(cfg.watch_window, cfg.length_drift)
+        self.step_count = 0
+        self.prompts_truncated = 0
+
+    # ------------------------------------------------------------------------------------------ generation
+    def generate(self, prompts: Sequence[Prompt]) -> Rollout:
+        """One sampled response per prompt (repeat a prompt to sample it several times)."""
+        ids, truncated = prompt_token_ids(self.tokenizer, prompts, self.cfg.chat_template, self.cfg.max_prompt_tokens)
+        self.prompts_truncated += truncated
+        query_ids, query_mask = left_pad(ids, self.pad_id)
+        return sample(self.policy, query_ids, query_mask, self.sampling, self.eos_ids, self.pad_id)
+
+    def _no_grad_forward(self, model: nn.Module, rollout: Rollout, with_entropy: bool = False,
+                         with_values: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(logprobs, entropy, values) [B, T] in chunks of `forward_batch_size`."""
+        width = rollout.response_ids.shape[1]
+        logprobs, entropies, values = [], [], []
+        use_hidden = with_values and getattr(self.value_model, "uses_policy_hidden", False)
+        with torch.no_grad():
+            for start in range(0, len(rollout), self.cfg.forward_batch_size):
+                part = rollout.select(slice(start, start + self.cfg.forward_batch_size))
+                out = forward_responses(model, part, self.cfg.temperature or 1.0, with_entropy, use_hidden)
+                logprobs.append(_pad_columns(out.logprobs, width))
+                if with_entropy:
+                    entropies.append(_pad_columns(out.entropy, width))
+                if with_values:
+                    values.append(_pad_columns(self.value_model.values(part, out.hidden), width))
+        return (torch.cat(logprobs), torch.cat(entropies) if with_entropy else None,
+                torch.cat(values) if with_values else None)
+
+    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
+        if self.reference is not None:
+            return self._no_grad_forward(self.reference, rollout)[0]
+        with self.policy.disable_adapter():  # LoRA: the base model is the reference
+            return self._no_grad_forward(self.policy, rollout)[0]
+
+    # ------------------------------------------------------------------------------------------ rewards
+    def score_tokens(self, fn: RewardFn, prompts: list, texts: list[str], rollout: Rollout,
+                     references: list | None) -> torch.Tensor:
+        """[B, T] rewards on the response tokens: a rewardkit RewardFunction lays them out itself (sparse or dense,
+        aligned to the policy's tokens); a plain callable's score goes on the last token."""
+        mask = rollout.response_mask
+        if hasattr(fn, "token_rewards"):
+            ids = [row[m.bool()].tolist() for row, m in zip(rollout.response_ids, mask)]
+            rows = fn.token_rewards(prompts, texts, references, response_token_ids=ids, tokenizer=self.tokenizer,
+                                    finished=(~rollout.truncated).tolist())
+            out = torch.zeros_like(mask)
+            for i, row in enumerate(rows):
+                out[i, :len(row)] = row
+            return out
+        scores = self.call_reward(fn, prompts, texts, rollout, references)
+        last = (rollout.lengths.long() - 1).clamp(min=0)
+        return torch.zeros_like(mask).scatter(1, last[:, None], scores[:, None].float())
+
+    @staticmethod
+    def call_reward(fn: RewardFn, prompts: list, texts: list[str], rollout: Rollout,
+                    references: list | None) -> torch.Tensor:
+        kwargs = {"finished": (~rollout.truncated).tolist()} if hasattr(fn, "token_rewards") else {}
+        scores = fn(prompts, texts, references, **kwargs) if references is not None else fn(prompts, texts, **kwargs)
+        return torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
+
+    def shape_rewards(self, score_tokens: torch.Tensor, rollout: Rollout, kl_tokens: torch.Tensor,
+                      old_logprobs: torch.Tensor) -> torch.Tensor:
+        """The per-token rewards the algorithm optimizes (see the module docstring)."""
+        mask = rollout.response_mask
+        last = (rollout.lengths.long() - 1).clamp(min=0)[:, None]
+        rewards = score_tokens.clone()
+        if self.cfg.truncation_penalty:
+            penalty = self.cfg.truncation_penalty * rollout.truncated.float()[:, None]
+            rewards = rewards.scatter_add(1, last, -penalty)
+        if self.cfg.whiten_rewards:
+            # Whiten each response's total: dense tokens are scaled, the mean comes off the last token.
+            totals = masked_sum(rewards, mask, dim=1)
+            std = masked_var(totals, torch.ones_like(totals)).add(1e-8).sqrt()
+            rewards = (rewards / std).scatter_add(1, last, -(totals.mean() / std).expand(len(totals), 1))
+        if self.cfg.kl_in == "reward":
+            rewards = rewards - self.kl_controller.value * kl_tokens
+        if self.cfg.entropy_coef and self.cfg.entropy_in == "reward":
+            rewards = rewards - self.cfg.entropy_coef * old_logprobs
+        return rewards * mask
+
+    # ------------------------------------------------------------------------------------------ one step
+    def make_experience(self, prompts: Sequence[Prompt], references: Sequence | None = None) -> tuple[Experience, dict]:
+        """Sample `samples_per_prompt` responses per prompt, score them, and compute advantages."""
+        cfg, timings = self.cfg, {}
+        group = cfg.samples_per_prompt
+        prompts = [p for p in prompts for _ in range(group)]  # a prompt's samples are contiguous (one group)
+        references = None if references is None else [r for r in references for _ in range(group)]
+        start = time.perf_counter()
+        rollout = self.generate(prompts)
+        texts = decode_responses(self.tokenizer, rollout)
+        timings["time/generate"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        score_tokens = self.score_tokens(self.reward_fn, prompts, texts, rollout, references)
+        timings["time/score"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        old_logprobs, entropy, values = self._no_grad_forward(self.policy, rollout, with_entropy=True,
+                                                              with_values=self.algorithm.critic)
+        ref_logprobs = self.reference_logprobs(rollout)
+        timings["time/forward"] = time.perf_counter() - start
+
+        mask = rollout.response_mask
+        kl_tokens = kl_estimate(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask
+        token_rewards = self.shape_rewards(score_tokens, rollout, kl_tokens, old_logprobs)
+        advantages, returns = self.algorithm.advantages(token_rewards, mask, values, cfg, group)
+        if cfg.whiten_advantages:
+            advantages = masked_whiten(advantages, mask) * mask
+        scores = masked_sum(score_tokens, mask, dim=1)
+        experience = Experience(prompts, references, texts, rollout, old_logprobs, ref_logprobs, entropy, scores,
+                                token_rewards, values, advantages, returns)
+        return experience, timings
+
+    def step(self, prompts: Sequence[Prompt], references: Sequence | None = None) -> dict[str, float]:
+        """One RL step on `prompts`; returns the step's metrics (warnings of the watch under `self.new_warnings`)."""
+        step_start = time.perf_counter()
+        experience, metrics = self.make_experience(prompts, references)
+        start = time.perf_counter()
+        metrics.update(self.update(experience))
+        metrics["time/update"] = time.perf_counter() - start
+        self.step_count += 1
+
+        mask, rollout = experience.mask, experience.rollout
+        sequence_kl = masked_sum(kl_k1(experience.old_logprobs, experience.ref_logprobs), mask, dim=1)
+        metrics.update({
+            "reward/proxy": float(experience.scores.mean()),
+            "reward/proxy_std": float(experience.scores.std()) if len(experience.scores) > 1 else 0.0,
+            "reward/shaped": float(masked_sum(experience.token_rewards, mask, dim=1).mean()),
+            "kl/ref": float(sequence_kl.mean()),
+            "kl/coef": self.kl_controller.value,
+            "response/length": float(rollout.lengths.mean()),
+            "response/truncated": float(rollout.truncated.float().mean()),
+            "policy/entropy": float(masked_mean(experience.entropy, mask)),
+        })
+        gold = None
+        if self.gold_fn is not None and (self.step_count - 1) % max(self.cfg.gold_every, 1) == 0:
+            gold = self.call_reward(self.gold_fn, experience.prompts, experience.texts, rollout, experience.references)
+            metrics["reward/gold"] = float(gold.mean())
+        self.kl_controller.update(metrics["kl/ref"], len(rollout))
+        self.new_warnings = self.watch.update(self.step_count, metrics["reward/proxy"], metrics["response/length"],
+                                              metrics.get("reward/gold"))
+        metrics["time/step"] = time.perf_counter() - step_start
+        self.last_experience = experience
+        return metrics
+
+    # ------------------------------------------------------------------------------------------ the update
+    def update(self, exp: Experience) -> dict[str, float]:
+        """`epochs` passes of minibatch updates; each minibatch's gradient is accumulated over forward chunks with
+        weights that make it exactly the gradient of the minibatch's aggregated loss."""
+        cfg = self.cfg
+        n = len(exp.rollout)
+        minibatch = min(cfg.minibatch_size or n, n)
+        token_mean = cfg.loss_aggregation == "token_mean"
+        stats: dict[str, list[float]] = {}
+        trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n)
+            for mb_start in range(0, n, minibatch):
+                rows = order[mb_start:mb_start + minibatch]
+                total = exp.mask[rows].sum() if token_mean else torch.tensor(float(len(rows)))
+                self.optimizer.zero_grad(set_to_none=True)
+                for chunk_start in range(0, len(rows), cfg.forward_batch_size):
+                    chunk = rows[chunk_start:chunk_start + cfg.forward_batch_size]
+                    weight = (exp.mask[chunk].sum() if token_mean else len(chunk)) / total
+                    loss, chunk_stats = self.chunk_loss(exp, chunk)
+                    (loss * weight).backward()
+                    for key, value in chunk_stats.items():
+                        stats.setdefault(key, []).append(value)
+                if cfg.max_grad_norm:
+                    grad_norm = nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                    stats.setdefault("policy/grad_norm", []).append(float(grad_norm))
+                self.optimizer.step()
+        out = {key: sum(v) / len(v) for key, v in stats.items()}
+        if exp.values is not None:
+            out.update(_value_stats(exp.values, exp.returns, exp.mask))
+        return out
+
+    def chunk_loss(self, exp: Experience, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one forward chunk (aggregated over the chunk) and its statistics."""
+        cfg = self.cfg
+        part = exp.rollout.select(rows)
+        width = part.response_ids.shape[1]
+        mask = part.response_mask
+
+        def cols(t: torch.Tensor) -> torch.Tensor:
+            return t[rows][:, :width]
+
+        need_entropy = cfg.entropy_coef > 0 and cfg.entropy_in == "loss"
+        use_hidden = getattr(self.value_model, "uses_policy_hidden", False)
+        out = forward_responses(self.policy, part, cfg.temperature or 1.0, need_entropy, use_hidden)
+        advantages, old_logprobs = cols(exp.advantages), cols(exp.old_logprobs)
+        stats = {}
+        if self.algorithm.clipped:
+            surrogate = clipped_surrogate_loss(out.logprobs, old_logprobs, advantages, mask, cfg.clip_range,
+                                               cfg.loss_aggregation)
+            loss = surrogate.loss
+            stats["policy/clip_fraction"] = float(surrogate.clip_fraction)
+            stats["policy/approx_kl"] = float(surrogate.approx_kl)
+        else:
+            loss = policy_gradient_loss(out.logprobs, advantages, mask, cfg.loss_aggregation)
+        stats["loss/policy"] = float(loss.detach())
+        if self.value_model is not None:
+            values = self.value_model.values(part, out.hidden)
+            clip = cfg.value_clip_range if self.algorithm.clipped else None
+            v_loss = value_loss(values, cols(exp.returns), mask, cols(exp.values), clip, cfg.loss_aggregation)
+            loss = loss + cfg.value_coef * v_loss
+            stats["loss/value"] = float(v_loss.detach())
+        if cfg.kl_in == "loss":
+            kl = aggregate(kl_estimate(out.logprobs, cols(exp.ref_logprobs), cfg.kl_estimator), mask,
+                           cfg.loss_aggregation)
+            loss = loss + self.kl_controller.value * kl
+            stats["loss/kl"] = float(kl.detach())
+        if need_entropy:
+            entropy = aggregate(out.entropy, mask, cfg.loss_aggregation)
+            loss = loss - cfg.entropy_coef * entropy
+        return loss, stats
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    def evaluate(self, prompts: Sequence[Prompt], references: Sequence | None = None, samples_per_prompt: int = 1,
+                 seed: int = 1234) -> tuple[dict[str, float], list[dict]]:
+        """Proxy and gold reward, KL and length on held-out prompts, with a fixed sampling seed (the training RNG is
+        left untouched), so evaluations at different steps compare the policies, not the dice."""
+        prompts = [p for p in prompts for _ in range(samples_per_prompt)]
+        references = None if references is None else [r for r in references for _ in range(samples_per_prompt)]
+        chunk = self.cfg.prompts_per_step * self.cfg.samples_per_prompt
+        proxy, gold, kl, lengths, samples = [], [], [], [], []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for start in range(0, len(prompts), chunk):
+                batch_prompts = prompts[start:start + chunk]
+                batch_refs = None if references is None else references[start:start + chunk]
+                rollout = self.generate(batch_prompts)
+                texts = decode_responses(self.tokenizer, rollout)
+                scores = self.call_reward(self.reward_fn, batch_prompts, texts, rollout, batch_refs)
+                golds = (self.call_reward(self.gold_fn, batch_prompts, texts, rollout, batch_refs)
+                         if self.gold_fn is not None else None)
+                logprobs = self._no_grad_forward(self.policy, rollout)[0]
+                seq_kl = masked_sum(kl_k1(logprobs, self.reference_logprobs(rollout)), rollout.response_mask, dim=1)
+                proxy.append(scores), kl.append(seq_kl), lengths.append(rollout.lengths)
+                if golds is not None:
+                    gold.append(golds)
+                for i, text in enumerate(texts):
+                    samples.append({"prompt": batch_prompts[i], "response": text, "proxy": float(scores[i]),
+                                    "gold": None if golds is None else float(golds[i]),
+                                    "truncated": bool(rollout.truncated[i])})
+        metrics = {"eval/proxy": float(torch.cat(proxy).mean()), "eval/kl": float(torch.cat(kl).mean()),
+                   "eval/length": float(torch.cat(lengths).mean())}
+        metrics["eval/proxy_sem"] = _sem(torch.cat(proxy))
+        if gold:
+            metrics["eval/gold"] = float(torch.cat(gold).mean())
+            metrics["eval/gold_sem"] = _sem(torch.cat(gold))
+        return metrics, samples
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the policy weights (saved as a model folder) needed to resume exactly."""
+        return {"step": self.step_count, "optimizer": self.optimizer.state_dict(),
+                "value_model": self.value_model.state_dict() if self.value_model is not None else None,
+                "kl_controller": self.kl_controller.state_dict(), "watch": self.watch.state_dict(),
+                "prompts_truncated": self.prompts_truncated, "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count = state["step"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.value_model is not None and state["value_model"] is not None:
+            self.value_model.load_state_dict(state["value_model"])
+        self.kl_controller.load_state_dict(state["kl_controller"])
+        self.watch.load_state_dict(state["watch"])
+        self.prompts_truncated = state["prompts_truncated"]
+        torch.set_rng_state(state["torch_rng"])
+
+
+def _sem(values: torch.Tensor) -> float:
+    return float(values.std() / math.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def _value_stats(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """Explained variance 1 − Var(R − V)/Var(R): 1 is a perfect critic, 0 no better than a constant."""
+    var_returns = masked_var(returns, mask)
+    explained = 1 - masked_var(returns - values, mask) / var_returns.clamp(min=1e-8)
+    return {"value/mean": float(masked_mean(values, mask)), "value/explained_variance": float(explained)}
