@@ -62,3 +62,13 @@ def test_edge_fractions():
     same = [PreferencePair("p", f"a{i}", f"b{i}") for i in range(4)]
     with pytest.raises(RewardkitError, match="sharing 1 prompt"):
         train_val_split(same)
+
+
+def test_records_without_prompt_split_one_by_one_independent_of_order():
+    from rewardkit.data import BinaryFeedback
+
+    records = [BinaryFeedback("", f"review {i}", i % 2) for i in range(50)]
+    train, val = train_val_split(records, 0.2, seed=0)
+    assert len(val) == 10 and len(train) == 40
+    _, val_reversed = train_val_split(records[::-1], 0.2, seed=0)
+    assert sorted(r.response for r in val) == sorted(r.response for r in val_reversed)
