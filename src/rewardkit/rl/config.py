@@ -93,6 +93,7 @@ class RLConfig:
     lora_dropout: float = option(0.0, "LoRA dropout")
     lora_targets: str = option("all-linear", "LoRA target modules: all-linear or comma-separated module names")
     seed: int = option(0, "Random seed (sampling, prompt order, initialisation)")
+    num_threads: int = option(0, "torch CPU threads (0: torch's default, one per core)")
 
     # ------------------------------------------------------------------ watch, logging, checkpoints
     watch_window: int = option(10, "Steps per window of the reward-hacking watch")
@@ -102,8 +103,7 @@ class RLConfig:
     sample_every: int = option(10, "Save the step's sampled generations every this many steps")
     save_every: int = option(50, "Checkpoint every this many steps (and at the end)")
     keep_checkpoints: int = option(2, "Checkpoints kept (the oldest are deleted)")
-    resume: str | None = option(None, "Resume from a checkpoint folder, or 'latest' for the newest in --output-dir",
-                                metavar="CHECKPOINT")
+    resume: bool = option(False, "Continue from the newest checkpoint in --output-dir")
     tensorboard: bool = option(True, "Also write TensorBoard event files")
     report: bool = option(True, "Write the final report (HTML and Markdown with PNG curves)")
     log_every: int = option(1, "Print a metrics line every this many steps")

@@ -57,6 +57,7 @@ class Experience:
     values: torch.Tensor | None     # [B, T]
     advantages: torch.Tensor        # [B, T]
     returns: torch.Tensor | None    # [B, T] value targets
+    gold: torch.Tensor | None = None  # [B] the gold reward, when scored (watch only, never optimized)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -289,10 +290,10 @@ class RLTrainer:
             "response/truncated": float(rollout.truncated.float().mean()),
             "policy/entropy": float(masked_mean(experience.entropy, mask)),
         })
-        gold = None
         if self.gold_fn is not None and (self.step_count - 1) % max(self.cfg.gold_every, 1) == 0:
-            gold = self.call_reward(self.gold_fn, experience.prompts, experience.texts, rollout, experience.references)
-            metrics["reward/gold"] = float(gold.mean())
+            experience.gold = self.call_reward(self.gold_fn, experience.prompts, experience.texts, rollout,
+                                               experience.references)
+            metrics["reward/gold"] = float(experience.gold.mean())
         self.kl_controller.update(metrics["kl/ref"], len(rollout))
         self.new_warnings = self.watch.update(self.step_count, metrics["reward/proxy"], metrics["response/length"],
                                               metrics.get("reward/gold"))

@@ -2,9 +2,9 @@
 
 Logged every step: proxy reward, KL to the reference, response length, entropy, and (optionally) a gold reward from a
 second reward function on the same samples. Two warnings:
-- the gold reward falls while the proxy rises: over the last `window` steps against the `window` before, the proxy
-  mean rose and the gold mean fell, each by more than `z` standard errors (a two-sample z-test, so noise alone
-  rarely triggers it) — the overoptimization of Gao et al. (2022);
+- the gold reward falls while the proxy rises: over the last `window` gold-scored steps against the `window` before,
+  the proxy mean rose and the gold mean fell, each by more than `z` standard errors (a two-sample z-test, so noise
+  alone rarely triggers it) — the overoptimization of Gao et al. (2022);
 - the response length drifts: the mean length of the last `window` steps is more than `length_drift` times (or less
   than 1/`length_drift` of) the mean of the first `window` steps — length is the classic exploit of reward models.
 A warning is raised when its condition starts to hold, not again while it keeps holding.
@@ -42,8 +42,7 @@ class RewardHackingWatch:
         """Record one step; return the warnings that start at this step."""
         self.history["proxy"].append(float(proxy))
         self.history["length"].append(float(length))
-        if gold is not None:
-            self.history["gold"].append(float(gold))
+        self.history["gold"].append(None if gold is None else float(gold))
         new = []
         for kind, message in (("gold_falls", self._gold_falls()), ("length_drift", self._length_drift())):
             if message and not self.active[kind]:
@@ -53,9 +52,12 @@ class RewardHackingWatch:
         return new
 
     def _gold_falls(self) -> str | None:
-        proxy, gold, w = self.history["proxy"], self.history["gold"], self.window
-        if len(gold) != len(proxy) or len(proxy) < 2 * w:
+        # Only the steps where the gold reward was scored (it may be scored every few steps).
+        pairs = [(p, g) for p, g in zip(self.history["proxy"], self.history["gold"]) if g is not None]
+        w = self.window
+        if len(pairs) < 2 * w:
             return None
+        proxy, gold = [p for p, _ in pairs], [g for _, g in pairs]
         proxy_change, proxy_se = window_shift(proxy, w)
         gold_change, gold_se = window_shift(gold, w)
         if proxy_change > self.z * proxy_se and gold_change < -self.z * gold_se:

@@ -1,0 +1,343 @@
+"""`rewardkit rl`: optimize a policy against a reward spec, with checkpoints, metrics, samples and a final report.
+
+    rewardkit rl --config examples/rl_imdb.yaml
+    rewardkit rl --policy smollm2-135m --reward runs/imdb-rm --prompts prompts.jsonl --algorithm grpo \\
+                 --samples-per-prompt 4
+
+Output folder: `metrics.jsonl` (+ `tensorboard/`), `eval.jsonl` (held-out evaluations), `samples/` (generations at
+intervals and at every evaluation), `checkpoints/step-N/` (written to a temporary folder, then renamed; `--resume`
+continues from the newest one exactly), `policy/` (the final policy; LoRA adapters only when --lora-rank > 0) and
+`report.html` / `report.md`. Nothing heavy is imported at module level, so `rewardkit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rewardkit.errors import RewardkitError
+from rewardkit.rl.config import ALGORITHM_NAMES, RLConfig
+
+__all__ = ["RLConfig", "ALGORITHM_NAMES", "run_rl", "load_prompts"]
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+def load_prompts(path: str, prompt_field: str = "prompt",
+                 reference_field: str | None = "reference") -> tuple[list, list | None]:
+    """Prompts (text or conversations) and, when every row has one, their references. `.txt`: one prompt a line."""
+    from rewardkit.data import read_rows
+    from rewardkit.data.fields import BadRecord, messages
+
+    if Path(path).suffix == ".txt":
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise RewardkitError(f"{path}: cannot read ({exc.strerror or exc})")
+        prompts = [line for line in lines if line.strip()]
+        if not prompts:
+            raise RewardkitError(f"{path}: no prompts")
+        return prompts, None
+    prompts, references = [], []
+    for location, row in read_rows(path):
+        if prompt_field not in row:
+            raise RewardkitError(f"no {prompt_field!r} field (known: {', '.join(map(str, row))}); set --prompt-field",
+                                 location)
+        value = row[prompt_field]
+        if isinstance(value, str) and value.strip():
+            prompts.append(value)
+        elif isinstance(value, list) and value:
+            try:
+                prompts.append(messages(value, prompt_field))
+            except BadRecord as exc:
+                raise RewardkitError(str(exc), location)
+        else:
+            raise RewardkitError(f"{prompt_field} must be non-empty text or a list of messages", location)
+        references.append(row.get(reference_field) if reference_field else None)
+    if not prompts:
+        raise RewardkitError(f"{path}: no prompts")
+    return prompts, references if all(r is not None for r in references) else None
+
+
+class PromptOrder:
+    """Prompts in a fresh seeded shuffle every epoch; its state (epoch, position) resumes the exact order."""
+
+    def __init__(self, count: int, per_step: int, seed: int):
+        self.count, self.per_step, self.seed = count, per_step, seed
+        self.epoch, self.position = 0, 0
+
+    def _permutation(self) -> list[int]:
+        import torch
+
+        return torch.randperm(self.count, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+
+    def next(self) -> list[int]:
+        indices = []
+        while len(indices) < self.per_step:
+            order = self._permutation()
+            take = order[self.position:self.position + self.per_step - len(indices)]
+            indices += take
+            self.position += len(take)
+            if self.position >= self.count:
+                self.epoch, self.position = self.epoch + 1, 0
+        return indices
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+
+
+# ------------------------------------------------------------------------------------------------ models
+def load_models(cfg: RLConfig, checkpoint: Path | None):
+    """(policy, tokenizer, reference, critic). The policy comes from the checkpoint when resuming; the reference is
+    always the original policy (or, with LoRA, the base model under disabled adapters)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rewardkit.models.presets import resolve_model_path
+    from rewardkit.rl.critic import TokenCritic
+
+    path = resolve_model_path(cfg.policy)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        load = lambda p: AutoModelForCausalLM.from_pretrained(p, dtype="float32")  # noqa: E731
+        full_weights = checkpoint / "policy" if checkpoint is not None and not cfg.lora_rank else path
+        policy = load(full_weights)
+        reference = None if cfg.lora_rank else load(path)
+    except OSError as exc:
+        raise RewardkitError(f"cannot load policy {cfg.policy!r}: {str(exc).splitlines()[0]}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if cfg.lora_rank:
+        try:
+            import peft
+        except ImportError:
+            raise RewardkitError("--lora-rank needs peft: pip install 'rewardkit[peft]'")
+        if checkpoint is not None:
+            policy = peft.PeftModel.from_pretrained(policy, checkpoint / "policy", is_trainable=True)
+        else:
+            targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [
+                t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+            policy = peft.get_peft_model(policy, peft.LoraConfig(
+                r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+                task_type="CAUSAL_LM"))
+    critic = None
+    if cfg.algorithm in ("actor_critic", "ppo") and cfg.critic != "head":
+        critic_path = str(checkpoint / "critic") if checkpoint is not None else cfg.critic
+        critic = TokenCritic.from_pretrained(critic_path, tokenizer)
+    return policy, tokenizer, reference, critic
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict) -> Path:
+    import torch
+
+    from rewardkit.models.trainer import checkpoint_dirs, write_atomically
+    from rewardkit.rl.critic import TokenCritic
+
+    output_dir = Path(cfg.output_dir)
+    target = output_dir / "checkpoints" / f"step-{trainer.step_count}"
+
+    def write(folder: Path) -> None:
+        trainer.policy.save_pretrained(folder / "policy", safe_serialization=True)
+        trainer.tokenizer.save_pretrained(folder / "policy")
+        if isinstance(trainer.value_model, TokenCritic):
+            trainer.value_model.model.save_pretrained(folder / "critic", safe_serialization=True)
+            trainer.tokenizer.save_pretrained(folder / "critic")
+        state = trainer.state_dict()
+        if isinstance(trainer.value_model, TokenCritic):
+            state["value_model"] = None  # saved as a model folder above
+        torch.save(state, folder / "trainer.pt")
+        (folder / "trainer_state.json").write_text(json.dumps(
+            {"step": trainer.step_count, "prompt_order": order.state_dict(), **run_state}, indent=1))
+
+    write_atomically(target, write)
+    for old in checkpoint_dirs(output_dir)[:-max(cfg.keep_checkpoints, 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_checkpoint(folder: Path, trainer, order: PromptOrder) -> dict:
+    import torch
+
+    # Optimizer states and RNG state are plain tensors and numbers: safe to load with weights_only.
+    trainer.load_state_dict(torch.load(folder / "trainer.pt", weights_only=True))
+    state = json.loads((folder / "trainer_state.json").read_text())
+    order.load_state_dict(state.pop("prompt_order"))
+    return state
+
+
+def _truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop rows logged after the checkpoint we resume from (they will be logged again)."""
+    if path.exists():
+        rows = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= last_step]
+        path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _log_line(step: int, steps: int, m: dict) -> str:
+    gold = f" gold {m['reward/gold']:+.3f}" if "reward/gold" in m else ""
+    return (f"step {step}/{steps} | proxy {m['reward/proxy']:+.3f}{gold} | kl {m['kl/ref']:.3f} (β {m['kl/coef']:.3g})"
+            f" | len {m['response/length']:.1f} | entropy {m['policy/entropy']:.2f} | {m['time/step']:.1f} s")
+
+
+def _experience_samples(trainer) -> list[dict]:
+    exp = trainer.last_experience
+    return [{"prompt": p, "response": r, "proxy": float(s), "gold": None if exp.gold is None else float(exp.gold[i]),
+             "truncated": bool(exp.rollout.truncated[i])}
+            for i, (p, r, s) in enumerate(zip(exp.prompts, exp.texts, exp.scores))]
+
+
+# ------------------------------------------------------------------------------------------------ the command
+def run_rl(cfg: RLConfig) -> int:
+    """Run `rewardkit rl`; returns 0 on success (user errors raise RewardkitError, which the CLI prints)."""
+    if not cfg.reward:
+        raise RewardkitError("--reward is required: a reward spec YAML or a reward model folder/preset")
+    if not cfg.prompts:
+        raise RewardkitError("--prompts is required: a file of prompts")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from rewardkit.models.trainer import checkpoint_dirs
+    from rewardkit.rewards.spec import load_reward
+    from rewardkit.rl.trainer import RLTrainer, check_config
+    from rewardkit.tracking import MetricsLog
+
+    check_config(cfg)
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    output_dir = Path(cfg.output_dir)
+    prompts, references = load_prompts(cfg.prompts, cfg.prompt_field, cfg.reference_field)
+    if cfg.eval_prompts:
+        eval_prompts, eval_references = load_prompts(cfg.eval_prompts, cfg.prompt_field, cfg.reference_field)
+        eval_prompts, eval_references = eval_prompts[:cfg.eval_size or None], (
+            eval_references[:cfg.eval_size or None] if eval_references else None)
+    elif cfg.eval_size:
+        if cfg.eval_size >= len(prompts):
+            raise RewardkitError(f"--eval-size {cfg.eval_size} leaves no training prompts out of {len(prompts)}")
+        eval_prompts, prompts = prompts[-cfg.eval_size:], prompts[:-cfg.eval_size]
+        eval_references, references = ((references[-cfg.eval_size:], references[:-cfg.eval_size])
+                                       if references else (None, None))
+    else:
+        eval_prompts, eval_references = [], None
+    if cfg.eval_size == 0:
+        eval_prompts = []
+
+    checkpoint = None
+    if cfg.resume:
+        found = checkpoint_dirs(output_dir)
+        if not found:
+            raise RewardkitError(f"--resume: no checkpoint in {output_dir / 'checkpoints'}")
+        checkpoint = found[-1]
+    elif (output_dir / "metrics.jsonl").exists():
+        raise RewardkitError(f"{output_dir} already holds a run: pass --resume to continue it or choose another "
+                             "--output-dir")
+
+    torch.manual_seed(cfg.seed)
+    reward_fn = load_reward(cfg.reward)
+    gold_fn = load_reward(cfg.gold_reward) if cfg.gold_reward else None
+    policy, tokenizer, reference, critic = load_models(cfg, checkpoint)
+    trainer = RLTrainer(cfg, policy, tokenizer, reward_fn, reference=reference, critic=critic, gold_fn=gold_fn)
+    order = PromptOrder(len(prompts), cfg.prompts_per_step, cfg.seed)
+    run_state: dict[str, Any] = {"elapsed": 0.0, "evals": [], "before_samples": []}
+    if checkpoint is not None:
+        run_state = load_checkpoint(checkpoint, trainer, order)
+        _truncate_jsonl(output_dir / "metrics.jsonl", trainer.step_count)
+        _truncate_jsonl(output_dir / "eval.jsonl", trainer.step_count)
+        print(f"rewardkit rl: resumed from {checkpoint} at step {trainer.step_count}", file=sys.stderr)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    log = MetricsLog(output_dir, tensorboard=cfg.tensorboard)
+    clock = time.perf_counter() - run_state["elapsed"]
+
+    def evaluate() -> list[dict] | None:
+        if not eval_prompts:
+            return None
+        metrics, samples = trainer.evaluate(eval_prompts, eval_references, cfg.eval_samples_per_prompt,
+                                            seed=cfg.seed + 1)
+        row = {"step": trainer.step_count, **metrics}
+        run_state["evals"].append(row)
+        if not run_state["before_samples"]:
+            run_state["before_samples"] = samples
+        log.write(trainer.step_count, metrics)
+        with (output_dir / "eval.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        _write_jsonl(output_dir / "samples" / f"eval-step-{trainer.step_count}.jsonl", samples)
+        gold = f", gold {metrics['eval/gold']:+.3f}" if "eval/gold" in metrics else ""
+        print(f"eval at step {trainer.step_count}: proxy {metrics['eval/proxy']:+.3f}{gold}, "
+              f"kl {metrics['eval/kl']:.3f}, length {metrics['eval/length']:.1f}", file=sys.stderr)
+        return samples
+
+    try:
+        if trainer.step_count == 0:
+            evaluate()
+        last_samples = None
+        while trainer.step_count < cfg.steps:
+            rows = order.next()
+            metrics = trainer.step([prompts[i] for i in rows],
+                                   [references[i] for i in rows] if references else None)
+            step = trainer.step_count
+            log.write(step, metrics)
+            for warning in trainer.new_warnings:
+                print(f"rewardkit rl: warning at step {step}: {warning}", file=sys.stderr)
+            if cfg.log_every and step % cfg.log_every == 0:
+                print(_log_line(step, cfg.steps, metrics), file=sys.stderr)
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                _write_jsonl(output_dir / "samples" / f"step-{step}.jsonl", _experience_samples(trainer))
+            if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
+                last_samples = evaluate()
+            run_state["elapsed"] = time.perf_counter() - clock
+            if step == cfg.steps or (cfg.save_every and step % cfg.save_every == 0):
+                save_checkpoint(cfg, trainer, order, run_state)
+    finally:
+        log.close()
+
+    final = output_dir / "policy"
+    trainer.policy.save_pretrained(final, safe_serialization=True)
+    tokenizer.save_pretrained(final)
+    history = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    history = [row for row in history if "reward/proxy" in row]
+    summary = {
+        "algorithm": cfg.algorithm, "policy": cfg.policy, "reward": cfg.reward, "gold_reward": cfg.gold_reward,
+        "steps": trainer.step_count, "wall_minutes": run_state["elapsed"] / 60,
+        "seconds_per_step": run_state["elapsed"] / max(trainer.step_count, 1),
+        "samples_per_step": cfg.prompts_per_step * cfg.samples_per_prompt,
+        "eval_prompts": len(eval_prompts), "eval_samples_per_prompt": cfg.eval_samples_per_prompt,
+        "evals": run_state["evals"], "warnings": trainer.watch.warnings,
+        "prompts_truncated": trainer.prompts_truncated,
+        "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k in _REPORTED_SETTINGS},
+    }
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if cfg.report:
+        from rewardkit.rl.report import write_report
+
+        after = last_samples or _last_eval_samples(output_dir, run_state)
+        html_path, _ = write_report(output_dir, summary, history, run_state["evals"], run_state["before_samples"],
+                                    after, trainer.watch.warnings, cfg.watch_window)
+        print(f"rewardkit rl: report written to {html_path}", file=sys.stderr)
+    return 0
+
+
+def _last_eval_samples(output_dir: Path, run_state: dict) -> list[dict]:
+    if not run_state["evals"]:
+        return []
+    path = output_dir / "samples" / f"eval-step-{run_state['evals'][-1]['step']}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+_REPORTED_SETTINGS = ("algorithm", "learning_rate", "prompts_per_step", "samples_per_prompt", "epochs",
+                      "kl_coef", "kl_target", "kl_estimator", "kl_in", "entropy_coef", "max_new_tokens",
+                      "temperature", "lora_rank", "whiten_rewards", "whiten_advantages", "seed")
