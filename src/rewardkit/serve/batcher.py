@@ -2,9 +2,11 @@
 
 Requests put their items on one queue; a single batcher task takes the oldest items until the batch holds
 `max_batch_size` items or `max_batch_tokens` padded tokens (items x longest item, what the forward pass allocates), or
-`max_wait_s` has passed since it started waiting, then scores the batch on one worker thread. Everything that touches
-the model (tokenizing and scoring) runs on that one thread: torch is never entered concurrently and the fast
-tokenizer, whose truncation state is mutable, is never used from two threads at once. A large request simply spans
+`max_wait_s` has passed since it started waiting, then scores the batch on the model thread, one batch at a time, so
+torch is never entered concurrently. Items are encoded on arrival on a second thread, which overlaps tokenizing the
+next requests with the running forward pass, so that the next batch is ready (and full) when the model is free. The
+tokenizer is only ever used from that thread (fast tokenizers keep mutable truncation state and must not be shared
+between threads); a scorer that tokenizes inside `score` gets a single thread for both. A large request simply spans
 several batches; a request that timed out or was cancelled has its not-yet-scored items dropped.
 """
 
@@ -46,6 +48,11 @@ class ScorerAdapter:
         self.scorer = scorer
         self._encode = getattr(scorer, "encode", None)
         self._score_encoded = getattr(scorer, "score_encoded", None) if self._encode else None
+
+    @property
+    def tokenizes_in_score(self) -> bool:
+        """Whether `score` runs the tokenizer too (then encoding and scoring must share one thread)."""
+        return self._score_encoded is None
 
     def prepare(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[tuple[Any, int]]:
         """(payload to score later, token count) per item."""
@@ -108,7 +115,9 @@ class MicroBatcher:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task | None = None
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardkit-scorer")
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardkit-model")
+        self._encode_thread = (self._model_thread if self.adapter.tokenizes_in_score else
+                               ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardkit-encode"))
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -124,7 +133,8 @@ class MicroBatcher:
         self._wakeup.set()
         if self._task is not None:
             await self._task
-        self._worker.shutdown(wait=True)
+        self._encode_thread.shutdown(wait=True)
+        self._model_thread.shutdown(wait=True)
 
     # ---------------------------------------------------------------- requests
     async def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
@@ -134,7 +144,7 @@ class MicroBatcher:
         if len(self._pending) + len(responses) > self.max_queued_items:
             raise QueueFull(f"{len(self._pending)} items are already queued (limit {self.max_queued_items})")
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._worker, self.adapter.prepare, prompts, responses)
+        prepared = await loop.run_in_executor(self._encode_thread, self.adapter.prepare, prompts, responses)
         if not prepared:
             return []
         job = _Job(loop.create_future(), [None] * len(prepared), len(prepared))
@@ -216,7 +226,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         try:
-            scores = await loop.run_in_executor(self._worker, self.adapter.score, [it.payload for it in batch])
+            scores = await loop.run_in_executor(self._model_thread, self.adapter.score, [it.payload for it in batch])
         except Exception as exc:  # every request in the batch fails with the scorer's error
             for item in batch:
                 if not item.job.future.done():
