@@ -42,7 +42,7 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert a YAML or flag value to the field's type, or fail with a one-line error naming `where`."""
     base, optional = _unwrap_optional(tp)
     if value is None:
@@ -53,7 +53,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is list:
         (item_tp,) = typing.get_args(base) or (str,)
         items = value if isinstance(value, (list, tuple)) else [value]
-        return [_coerce(v, item_tp, where) for v in items]
+        return [coerce(v, item_tp, where) for v in items]
     if base is bool:
         if isinstance(value, bool):
             return value
@@ -119,7 +119,7 @@ def config_from_mapping(cls: type[C], mapping: dict, source: str = "config") -> 
         name = str(key).replace("-", "_")
         if name not in names:
             raise RewardkitError(f"{source}: unknown option {key!r} (known: {', '.join(sorted(names))})")
-        values[name] = _coerce(value, hints[name], f"{source}: {key}")
+        values[name] = coerce(value, hints[name], f"{source}: {key}")
     missing = [f.name for f in dataclasses.fields(cls)
                if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from rewardkit.config import _coerce, load_yaml_mapping
+from rewardkit.config import coerce, load_yaml_mapping
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import RewardFunction, finite_float
 from rewardkit.rewards.composite import NORMALIZATIONS, Component, CompositeReward
@@ -105,7 +105,7 @@ def build_component(entry: Any, index: int, where: str) -> Component:
             continue
         if key not in fields:
             raise RewardkitError(f"{label}: unknown field {key!r} (fields: {', '.join([*fields, *COMMON_FIELDS[1:]])})")
-        kwargs[key] = _coerce(value, hints.get(key, Any), f"{label}: field {key!r}")
+        kwargs[key] = coerce(value, hints.get(key, Any), f"{label}: field {key!r}")
     missing = [name for name, p in fields.items() if p.default is inspect.Parameter.empty and name not in kwargs]
     if missing:
         raise RewardkitError(f"{label}: missing field {missing[0]!r}")
