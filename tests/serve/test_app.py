@@ -158,3 +158,26 @@ def test_config_defaults_bind_loopback_and_reject_impossible_limits():
     cfg = parse_config(ServeConfig, ["m", "--max-batch-size", "0"])
     with pytest.raises(RewardkitError, match="--max-batch-size must be positive"):
         check_limits(cfg)
+
+
+def test_chat_template_model_in_process_matches_offline_and_warns_on_rendered_prompts(caplog):
+    from tests.conftest import build_tiny_reward_model
+
+    rm = build_tiny_reward_model("llama")
+    prompts = [[{"role": "user", "content": "Hi"}], "\n\nHuman: Count to three.\n\nAssistant:"]
+    responses = ["Hello!", " One, two, three."]
+    rendered = rm.tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=False)
+
+    async def run():
+        async with serving(rm) as client:
+            scored = await client.post("/score", json={"items": [{"prompt": p, "response": r}
+                                                                 for p, r in zip(prompts, responses)]})
+            rewarded = await client.post("/get_reward", json={"query": [rendered + "Hello!<|im_end|>"],
+                                                              "prompts": [rendered]})
+            return scored, rewarded
+
+    with caplog.at_level("WARNING", logger="rewardkit.serve"):
+        scored, rewarded = asyncio.run(run())
+    assert scored.json()["scores"] == pytest.approx(rm.score(prompts, responses).tolist(), abs=1e-5)
+    assert rewarded.status_code == 200 and rewarded.json()["extra_logs"]["rm_prompt_split"] == [1.0]
+    assert "rendered with a chat template" in caplog.text

@@ -1,4 +1,4 @@
-"""A real `rewardkit serve` process on loopback with a tiny reward model: scores, batching, limits, auth, client."""
+"""A real `rewardkit serve` process (started through the CLI) on loopback with a tiny reward model: scores, batching, limits, auth, client."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ RESPONSES = [" Paris.", "Hi there, nice to meet you!", " One, two, three.", "A r
 
 @pytest.fixture(scope="module")
 def server(varied_bert_dir, tmp_path_factory):
-    proc = ServerProcess("rewardkit.serve", [
-        str(varied_bert_dir), "--max-items-per-request", str(MAX_ITEMS), "--max-body-bytes", str(MAX_BODY),
+    proc = ServerProcess("rewardkit.cli", [
+        "serve", str(varied_bert_dir), "--max-items-per-request", str(MAX_ITEMS), "--max-body-bytes", str(MAX_BODY),
         "--max-wait-ms", "100", "--max-batch-size", "32",
     ], env={"REWARDKIT_API_TOKEN": TOKEN}, log_dir=tmp_path_factory.mktemp("logs"))
     try:
