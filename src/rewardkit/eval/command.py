@@ -25,9 +25,10 @@ from rewardkit.errors import RewardkitError
 class EvalConfig:
     """Evaluate one or two reward models: accuracy with intervals, length bias, calibration, reports."""
 
-    paths: list[str] = option(help="MODEL, an optional second MODEL2 to compare with (a model folder or preset name), "
-                                   "then one or more DATA files or folders, each evaluated as its own dataset",
-                              positional=True, metavar="MODEL [MODEL2] DATA")
+    paths: list[str] = option(help="MODEL [MODEL2] DATA...: the model (a folder or preset name), optionally a second "
+                                   "model to compare with (recognized by its config.json, or a preset name), then one "
+                                   "or more DATA files or folders, each evaluated as its own dataset",
+                              positional=True, metavar="PATH")
     json: bool = option(False, "print exactly one JSON object with every figure on stdout (progress stays on stderr)")
     report: str | None = option(None, "write report.html (self-contained, plots embedded), report.md and its PNG "
                                       "plots to this folder", metavar="DIR")
@@ -43,7 +44,7 @@ class EvalConfig:
                         choices=("all", "train", "validation"))
     validation_fraction: float = option(0.1, "share of records in the validation side for --split")
     seed: int = option(0, "seed of the --split (as in train-rm), of --limit sampling and of bootstrap resampling")
-    bootstrap_resamples: int = option(1000, "bootstrap resamples for the 95% intervals")
+    bootstrap_resamples: int = option(1000, "bootstrap resamples for the 95 percent intervals")
     calibration_bins: int = option(10, "equal-width probability bins for ECE and the reliability diagram")
     binary_threshold: float = option(0.0, "thumbs-up data: predict thumbs up when reward > this (0 is σ(reward) > "
                                           "0.5, right for models trained with binary cross-entropy)")
