@@ -147,6 +147,8 @@ class MicroBatcher:
         prepared = await loop.run_in_executor(self._encode_thread, self.adapter.prepare, prompts, responses)
         if not prepared:
             return []
+        if not self.running:  # closed while this request was being encoded: nobody would score it
+            raise QueueFull("the server is shutting down")
         job = _Job(loop.create_future(), [None] * len(prepared), len(prepared))
         self._pending.extend(_Item(job, i, payload, tokens) for i, (payload, tokens) in enumerate(prepared))
         self._update_queue_gauge()
