@@ -161,13 +161,15 @@ def test_save_temperature_writes_the_fitted_temperature_with_the_model(tiny_bert
     model = tmp_path / "model"
     shutil.copytree(tiny_bert_dir, model)
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
-    first = run_json(capsys, model, data, "--save-temperature")
+    first = run_json(capsys, model, data, "--save-temperature", "--max-length", "64")
     fitted = first["models"][0]["fitted_temperature"]
     assert fitted > 0 and fitted != 1.0
-    assert json.loads((model / "rewardkit.json").read_text())["temperature"] == pytest.approx(fitted)
+    saved = json.loads((model / "rewardkit.json").read_text())
+    assert saved["temperature"] == pytest.approx(fitted)
+    assert saved["max_length"] == 128  # the run's --max-length is not written into the model
     assert RewardModel.from_pretrained(str(model)).temperature == pytest.approx(fitted)
     # the next evaluation reads the model as calibrated: its ECE is the calibrated one, its fit stays put
-    second = run_json(capsys, model, data)["datasets"]["pairs"]
+    second = run_json(capsys, model, data, "--max-length", "64")["datasets"]["pairs"]
     assert second["ece"] == pytest.approx(first["datasets"]["pairs"]["calibrated_ece"], abs=1e-6)
 
 
@@ -176,7 +178,7 @@ def test_split_validation_uses_the_trainers_split(tiny_bert_dir, tmp_path, capsy
 
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     _, validation = train_val_split(load_records(data), 0.3, seed=2)
-    result = run_json(capsys, tiny_bert_dir, data, "--split", "validation", "--validation-fraction", "0.3",
+    result = run_json(capsys, tiny_bert_dir, data, "--split", "validation", "--val-fraction", "0.3",
                       "--seed", "2")
     assert result["datasets"]["pairs"]["n"] == len(validation) < len(PAIRS)
 

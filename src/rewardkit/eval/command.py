@@ -40,9 +40,9 @@ class EvalConfig:
     limit: int | None = option(None, "evaluate a seeded random sample of at most N records per dataset (quick looks)",
                                metavar="N")
     split: str = option("all", "which records of each DATA to evaluate: all, or the train / validation side of the "
-                               "same deterministic split train-rm makes (same --validation-fraction and --seed)",
+                               "same deterministic split train-rm makes (same --val-fraction and --seed)",
                         choices=("all", "train", "validation"))
-    validation_fraction: float = option(0.1, "share of records in the validation side for --split")
+    val_fraction: float = option(0.1, "share of records in the validation side for --split")
     seed: int = option(0, "seed of the --split (as in train-rm), of --limit sampling and of bootstrap resampling")
     bootstrap_resamples: int = option(1000, "bootstrap resamples for the 95 percent intervals")
     calibration_bins: int = option(10, "equal-width probability bins for ECE and the reliability diagram")
@@ -104,7 +104,7 @@ def load_dataset(path: str, name: str, cfg: EvalConfig) -> Dataset:
 
     records = load_records(path, on_bad_record=cfg.on_bad_record)
     if records and cfg.split != "all":
-        train, validation = train_val_split(records, cfg.validation_fraction, cfg.seed)
+        train, validation = train_val_split(records, cfg.val_fraction, cfg.seed)
         records = validation if cfg.split == "validation" else train
     if not records:
         raise RewardkitError(f"{path}: no records to evaluate")
@@ -267,7 +267,10 @@ def run_eval(cfg: EvalConfig) -> int:
     from rewardkit.eval.scoring import ScoreStats
     from rewardkit.models import RewardModel
 
-    models = [RewardModel.from_pretrained(path, max_length=cfg.max_length) for path in model_paths]
+    models = [RewardModel.from_pretrained(path) for path in model_paths]
+    saved_max_lengths = [rm.max_length for rm in models]  # --max-length is for this run, not for saving
+    for rm in models:
+        rm.max_length = cfg.max_length or rm.max_length
     model_names = display_names(model_paths)
     temperatures = [rm.temperature for rm in models]
     stats = [ScoreStats() for _ in models]
@@ -280,17 +283,17 @@ def run_eval(cfg: EvalConfig) -> int:
                    for m, (name, path, rm) in enumerate(zip(model_names, model_paths, models))],
         "datasets": {data.name: dataset_figures(data, temperatures, cfg) for data in scored},
     }
-    for m, info in enumerate(results["models"]):
+    for info in results["models"]:
         if info["texts_truncated"]:
             print(f"note: {info['texts_truncated']:,} of {info['texts_scored']:,} texts were longer than "
                   f"{info['max_length']} tokens for {info['name']}; their oldest context was cut, the response kept",
                   file=sys.stderr)
 
     if cfg.save_temperature:
-        for rm, path, info in zip(models, model_paths, results["models"]):
+        for rm, path, info, max_length in zip(models, model_paths, results["models"], saved_max_lengths):
             if info["fitted_temperature"] is None:
                 raise RewardkitError("--save-temperature needs pairwise data to fit a temperature on")
-            rm.temperature = info["fitted_temperature"]
+            rm.temperature, rm.max_length = info["fitted_temperature"], max_length
             rm.save_metadata(path)
             info["saved_temperature"] = True
             print(f"saved temperature {rm.temperature:.4g} to {Path(path) / 'rewardkit.json'}", file=sys.stderr)
