@@ -650,15 +650,13 @@ def render_html(title: str, subtitle: str, blocks: list[Block]) -> str:
             f"<body><main>{''.join(body)}</main></body></html>\n")
 
 
-def write_report(directory: str | Path, results: dict, scored: list[ScoredDataset], model_names: list[str],
-                 temperatures: list[float], n_bins: int = 10) -> tuple[Path, Path]:
-    """Write DIR/report.html (self-contained), DIR/report.md and the PNG files it references; return both paths."""
+def write_pages(directory: str | Path, title: str, subtitle: str, blocks: list[Block]) -> tuple[Path, Path]:
+    """Write DIR/report.html (self-contained), DIR/report.md and the PNG files it references; return both paths.
+
+    Shared by every rewardkit report (eval-rm, rl): build the blocks, then call this.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    blocks = build_blocks(results, scored, model_names, temperatures, n_bins)
-    title = "Reward model evaluation: " + " vs ".join(model_names)
-    models = "; ".join(f"{m['name']} ({m['path']})" for m in results["models"])
-    subtitle = f"Models: {models}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by rewardkit eval-rm."
     for block in blocks:
         if isinstance(block, Figure):
             (directory / block.filename).write_bytes(block.png)
@@ -666,3 +664,12 @@ def write_report(directory: str | Path, results: dict, scored: list[ScoredDatase
     html_path.write_text(render_html(title, subtitle, blocks), encoding="utf-8")
     markdown_path.write_text(render_markdown(title, subtitle, blocks), encoding="utf-8")
     return html_path, markdown_path
+
+
+def write_report(directory: str | Path, results: dict, scored: list[ScoredDataset], model_names: list[str],
+                 temperatures: list[float], n_bins: int = 10) -> tuple[Path, Path]:
+    """The eval-rm report of `results` (the --json object) and the scored datasets it was computed from."""
+    blocks = build_blocks(results, scored, model_names, temperatures, n_bins)
+    models = "; ".join(f"{m['name']} ({m['path']})" for m in results["models"])
+    subtitle = f"Models: {models}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by rewardkit eval-rm."
+    return write_pages(directory, "Reward model evaluation: " + " vs ".join(model_names), subtitle, blocks)
