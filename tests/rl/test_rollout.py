@@ -44,10 +44,9 @@ def _generate_with_logits(policy, tokenizer, prompts, settings, eos_ids, pad_id)
     rollout = sample(policy, query_ids, query_mask, settings, eos_ids, pad_id)
     torch.manual_seed(3)
     from transformers import GenerationConfig
-    out = policy.generate(input_ids=query_ids, attention_mask=query_mask, return_dict_in_generate=True,
-                          output_logits=True, generation_config=GenerationConfig(
-                              do_sample=True, max_new_tokens=settings.max_new_tokens, min_new_tokens=1, top_k=0,
-                              temperature=settings.temperature, eos_token_id=eos_ids, pad_token_id=pad_id))
+    out = policy.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=GenerationConfig(
+        do_sample=True, max_new_tokens=settings.max_new_tokens, top_k=0, temperature=settings.temperature,
+        eos_token_id=eos_ids, pad_token_id=pad_id, return_dict_in_generate=True, output_logits=True))
     return rollout, torch.stack(out.logits, dim=1)
 
 
@@ -56,15 +55,19 @@ def test_training_logprobs_match_sampling_distribution_with_left_padding():
     different lengths (left padding) and a temperature."""
     tokenizer = toy_tokenizer()
     policy = toy_policy(tokenizer, seed=1).eval()
-    settings = SamplingSettings(max_new_tokens=8, temperature=0.7)
-    prompts = ["the movie was very good and", "a", "not bad"]
+    settings = SamplingSettings(max_new_tokens=12, temperature=0.7)
+    prompts = ["the movie not very good and", "a", "not bad"] * 4
     rollout, logits = _generate_with_logits(policy, tokenizer, prompts, settings, [tokenizer.eos_token_id],
                                             tokenizer.pad_token_id)
     reference = torch.log_softmax(logits.float() / 0.7, -1).gather(2, rollout.response_ids[..., None]).squeeze(-1)
     with torch.no_grad():
-        logprobs = forward_responses(policy, rollout, temperature=0.7).logprobs
+        forward = forward_responses(policy, rollout, temperature=0.7, with_entropy=True)
     mask = rollout.response_mask.bool()
-    assert torch.allclose(logprobs[mask], reference[mask], atol=1e-4)
+    assert torch.allclose(forward.logprobs[mask], reference[mask], atol=1e-4)
+    # what sampling recorded on the way equals the training forward (so no extra forward pass is needed)
+    assert torch.allclose(rollout.logprobs[mask], forward.logprobs[mask], atol=1e-4)
+    assert torch.allclose(rollout.entropy[mask], forward.entropy[mask], atol=1e-4)
+    assert (~rollout.truncated).any() and rollout.truncated.any()  # responses of both kinds were checked
 
 
 def test_sampling_when_pad_equals_eos():

@@ -36,6 +36,8 @@ class Rollout:
     response_ids: torch.Tensor    # [B, T] right-padded
     response_mask: torch.Tensor   # [B, T] float, 1 on response tokens up to and including the first EOS
     truncated: torch.Tensor       # [B] bool: no EOS within max_new_tokens
+    logprobs: torch.Tensor | None = None  # [B, T] log π(token) recorded while sampling (temperature applied)
+    entropy: torch.Tensor | None = None   # [B, T] entropy of π at each sampled position
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -46,12 +48,15 @@ class Rollout:
 
     def select(self, index: torch.Tensor | slice) -> "Rollout":
         """The rows `index` (a slice or index tensor), trimmed of columns that are padding in every selected row."""
-        rows = Rollout(self.query_ids[index], self.query_mask[index], self.response_ids[index],
-                       self.response_mask[index], self.truncated[index])
-        keep_from = int((rows.query_mask.sum(0) > 0).nonzero()[0]) if rows.query_mask.any() else 0
-        keep_to = max(int(rows.lengths.max()), 1)
-        return Rollout(rows.query_ids[:, keep_from:], rows.query_mask[:, keep_from:], rows.response_ids[:, :keep_to],
-                       rows.response_mask[:, :keep_to], rows.truncated)
+        query_mask = self.query_mask[index]
+        keep_from = int((query_mask.sum(0) > 0).nonzero()[0]) if query_mask.any() else 0
+        keep_to = max(int(self.response_mask[index].sum(1).max()), 1)
+
+        def tokens(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index][:, :keep_to]
+
+        return Rollout(self.query_ids[index][:, keep_from:], query_mask[:, keep_from:], tokens(self.response_ids),
+                       tokens(self.response_mask), self.truncated[index], tokens(self.logprobs), tokens(self.entropy))
 
 
 def prompt_token_ids(tokenizer, prompts: Sequence[Prompt], chat_template: bool = False,
@@ -111,23 +116,56 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
+class LogprobRecorder:
+    """A logits processor that changes nothing and records, at each generation step, the log-prob of the token then
+    sampled and the entropy of the (temperature-scaled, untruncated) distribution — what a training forward would
+    compute, for free, keeping one [B, vocab] tensor at a time. `generate` runs custom processors before its
+    temperature/top-k/top-p warpers, so it sees the model's raw logits."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature or 1.0
+        self.logprobs: list[torch.Tensor] = []
+        self.entropy: list[torch.Tensor] = []
+        self._pending: torch.Tensor | None = None
+
+    def _take(self, sampled: torch.Tensor) -> None:
+        if self._pending is not None:
+            self.logprobs.append(self._pending.gather(1, sampled[:, None]).squeeze(1))
+            self._pending = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self._take(input_ids[:, -1])  # the token sampled after the previous call
+        logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        self.entropy.append(-(logp.exp() * logp).sum(-1))
+        self._pending = logp
+        return scores
+
+    def result(self, response_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._take(response_ids[:, -1])
+        return torch.stack(self.logprobs, dim=1), torch.stack(self.entropy, dim=1)
+
+
 @torch.no_grad()
 def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, settings: SamplingSettings,
            eos_ids: Sequence[int], pad_token_id: int) -> Rollout:
-    """Sample one response per query row with HF `generate` (KV cache, left padding)."""
-    from transformers import GenerationConfig
+    """Sample one response per query row with HF `generate` (KV cache, left padding), recording the sampled tokens'
+    log-probs and the entropies on the way."""
+    from transformers import GenerationConfig, LogitsProcessorList
 
     greedy = settings.temperature == 0
     config = GenerationConfig(
-        do_sample=not greedy, max_new_tokens=settings.max_new_tokens, min_new_tokens=1,
+        do_sample=not greedy, max_new_tokens=settings.max_new_tokens,
         temperature=None if greedy else settings.temperature, top_k=0 if greedy else settings.top_k,
         top_p=None if greedy else settings.top_p, eos_token_id=list(eos_ids), pad_token_id=pad_token_id,
         use_cache=True)
-    output = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
+    recorder = LogprobRecorder(settings.temperature)
+    output = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config,
+                            logits_processor=LogitsProcessorList([recorder]))
     response_ids = output[:, query_ids.shape[1]:]
     mask, truncated = response_mask_after_eos(response_ids, eos_ids)
     response_ids = torch.where(mask.bool(), response_ids, torch.full_like(response_ids, pad_token_id))
-    return Rollout(query_ids, query_mask, response_ids, mask, truncated)
+    logprobs, entropy = recorder.result(output[:, query_ids.shape[1]:])
+    return Rollout(query_ids, query_mask, response_ids, mask, truncated, logprobs * mask, entropy * mask)
 
 
 def decode_responses(tokenizer, rollout: Rollout) -> list[str]:

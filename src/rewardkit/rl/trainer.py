@@ -253,8 +253,11 @@ class RLTrainer:
         timings["time/score"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        old_logprobs, entropy, values = self._no_grad_forward(self.policy, rollout, with_entropy=True,
-                                                              with_values=self.algorithm.critic)
+        if self.algorithm.critic:  # the values need a forward pass anyway; take the log-probs from it too
+            old_logprobs, entropy, values = self._no_grad_forward(self.policy, rollout, with_entropy=True,
+                                                                  with_values=True)
+        else:  # recorded while sampling: no second forward pass through the policy
+            old_logprobs, entropy, values = rollout.logprobs, rollout.entropy, None
         ref_logprobs = self.reference_logprobs(rollout)
         timings["time/forward"] = time.perf_counter() - start
 
@@ -392,8 +395,8 @@ class RLTrainer:
                 scores = self.call_reward(self.reward_fn, batch_prompts, texts, rollout, batch_refs)
                 golds = (self.call_reward(self.gold_fn, batch_prompts, texts, rollout, batch_refs)
                          if self.gold_fn is not None else None)
-                logprobs = self._no_grad_forward(self.policy, rollout)[0]
-                seq_kl = masked_sum(kl_k1(logprobs, self.reference_logprobs(rollout)), rollout.response_mask, dim=1)
+                seq_kl = masked_sum(kl_k1(rollout.logprobs, self.reference_logprobs(rollout)), rollout.response_mask,
+                                    dim=1)
                 proxy.append(scores), kl.append(seq_kl), lengths.append(rollout.lengths)
                 if golds is not None:
                     gold.append(golds)
