@@ -14,7 +14,7 @@ import pytest
 from rewardkit.config import parse_config
 from rewardkit.errors import RewardkitError
 from rewardkit.eval import metrics
-from rewardkit.eval.command import EvalConfig, run_eval, split_arguments
+from rewardkit.eval.command import EvalConfig, run_eval, split_arguments, split_side
 from tests.conftest import build_tiny_reward_model
 
 FIGURES = {"n", "accuracy", "ci95", "length_baseline", "debiased_accuracy", "debiased_n", "prefers_longer",
@@ -173,14 +173,27 @@ def test_save_temperature_writes_the_fitted_temperature_with_the_model(tiny_bert
     assert second["ece"] == pytest.approx(first["datasets"]["pairs"]["calibrated_ece"], abs=1e-6)
 
 
-def test_split_validation_uses_the_trainers_split(tiny_bert_dir, tmp_path, capsys):
+def test_data_at_validation_uses_the_trainers_split(tiny_bert_dir, tmp_path, capsys):
     from rewardkit.data import load_records, train_val_split
 
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
-    _, validation = train_val_split(load_records(data), 0.3, seed=2)
-    result = run_json(capsys, tiny_bert_dir, data, "--split", "validation", "--val-fraction", "0.3",
+    train, validation = train_val_split(load_records(data), 0.3, seed=2)
+    result = run_json(capsys, tiny_bert_dir, f"{data}@validation", f"{data}@train", data, "--val-fraction", "0.3",
                       "--seed", "2")
-    assert result["datasets"]["pairs"]["n"] == len(validation) < len(PAIRS)
+    datasets = result["datasets"]
+    assert datasets["pairs (validation)"]["n"] == len(validation) < len(PAIRS)
+    assert datasets["pairs (train)"]["n"] == len(train) == len(PAIRS) - len(validation)
+    assert datasets["pairs"]["n"] == len(PAIRS)
+
+
+def test_split_side_suffix(tmp_path):
+    assert split_side("data/hh@validation") == ("data/hh", "validation")
+    assert split_side("data/hh@val") == ("data/hh", "validation")
+    assert split_side("data/hh@train") == ("data/hh", "train")
+    assert split_side("data/hh@test") == ("data/hh@test", None)
+    odd = tmp_path / "odd@train"  # an existing path is taken as it is
+    odd.write_text("")
+    assert split_side(str(odd)) == (str(odd), None)
 
 
 def test_arguments_tell_models_from_data(tiny_bert_dir, shared_data):

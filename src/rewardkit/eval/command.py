@@ -27,7 +27,9 @@ class EvalConfig:
 
     paths: list[str] = option(help="MODEL [MODEL2] DATA...: the model (a folder or preset name), optionally a second "
                                    "model to compare with (recognized by its config.json, or a preset name), then one "
-                                   "or more DATA files or folders, each evaluated as its own dataset",
+                                   "or more DATA files or folders, each evaluated as its own dataset. DATA@validation "
+                                   "(or @train) keeps only that side of the split train-rm makes of the same data with "
+                                   "the same --val-fraction and --seed, e.g. the held-out pairs of the training data",
                               positional=True, metavar="PATH")
     json: bool = option(False, "print exactly one JSON object with every figure on stdout (progress stays on stderr)")
     report: str | None = option(None, "write report.html (self-contained, plots embedded), report.md and its PNG "
@@ -39,11 +41,9 @@ class EvalConfig:
                                            "(in its rewardkit.json) so later scores can be calibrated")
     limit: int | None = option(None, "evaluate a seeded random sample of at most N records per dataset (quick looks)",
                                metavar="N")
-    split: str = option("all", "which records of each DATA to evaluate: all, or the train / validation side of the "
-                               "same deterministic split train-rm makes (same --val-fraction and --seed)",
-                        choices=("all", "train", "validation"))
-    val_fraction: float = option(0.1, "share of records in the validation side for --split")
-    seed: int = option(0, "seed of the --split (as in train-rm), of --limit sampling and of bootstrap resampling")
+    val_fraction: float = option(0.1, "share of records on the validation side for DATA@validation (as in train-rm)")
+    seed: int = option(0, "seed of the DATA@validation split (as in train-rm), of --limit sampling and of bootstrap "
+                          "resampling")
     bootstrap_resamples: int = option(1000, "bootstrap resamples for the 95 percent intervals")
     calibration_bins: int = option(10, "equal-width probability bins for ECE and the reliability diagram")
     binary_threshold: float = option(0.0, "thumbs-up data: predict thumbs up when reward > this (0 is σ(reward) > "
@@ -51,6 +51,9 @@ class EvalConfig:
     on_bad_record: str = option("fail", "what to do with a malformed record: stop with its file:line, or skip it "
                                         "and say how many were skipped", choices=("fail", "skip"))
     progress: bool = option(True, "show a progress bar on stderr while scoring (only when stderr is a terminal)")
+
+
+SPLIT_SIDES = {"train": "train", "validation": "validation", "val": "validation"}
 
 
 @dataclass
@@ -85,8 +88,17 @@ def split_arguments(paths: list[str]) -> tuple[list[str], list[str]]:
     return paths[:1], paths[1:]
 
 
-def dataset_name(path: str, taken: set[str]) -> str:
-    """A short readable name: the folder's name, or the file name without format and split suffixes."""
+def split_side(argument: str) -> tuple[str, str | None]:
+    """("PATH", "validation") for "PATH@validation" (or @val, @train); (argument, None) without such a suffix."""
+    path, at, side = argument.rpartition("@")
+    if not at or side not in SPLIT_SIDES or Path(argument).exists():
+        return argument, None
+    return path, SPLIT_SIDES[side]
+
+
+def dataset_name(path: str, side: str | None, taken: set[str]) -> str:
+    """A short readable name: the folder's name, or the file name without format and split suffixes, plus the side
+    of the split; the path itself when two would share a name."""
     from rewardkit.data.readers import subset_from_path
 
     if path.startswith("hf:"):
@@ -94,18 +106,19 @@ def dataset_name(path: str, taken: set[str]) -> str:
     else:
         candidate = Path(path)
         name = candidate.resolve().name if candidate.is_dir() else subset_from_path(candidate)
-    return name if name not in taken else path
+    label = (lambda base: f"{base} ({side})" if side else base)  # noqa: E731
+    return label(name) if label(name) not in taken else label(path)
 
 
 # ------------------------------------------------------------------------------------------------------------ data
 
-def load_dataset(path: str, name: str, cfg: EvalConfig) -> Dataset:
+def load_dataset(path: str, side: str | None, name: str, cfg: EvalConfig) -> Dataset:
     from rewardkit.data import load_records, train_val_split
 
     records = load_records(path, on_bad_record=cfg.on_bad_record)
-    if records and cfg.split != "all":
+    if records and side is not None:
         train, validation = train_val_split(records, cfg.val_fraction, cfg.seed)
-        records = validation if cfg.split == "validation" else train
+        records = validation if side == "validation" else train
     if not records:
         raise RewardkitError(f"{path}: no records to evaluate")
     kinds = {type(r).__name__ for r in records}
@@ -259,10 +272,11 @@ def run_eval(cfg: EvalConfig) -> int:
 
     names: set[str] = set()
     datasets = []
-    for path in data_paths:
-        name = dataset_name(path, names)
+    for argument in data_paths:
+        path, side = split_side(argument)
+        name = dataset_name(path, side, names)
         names.add(name)
-        datasets.append(load_dataset(path, name, cfg))
+        datasets.append(load_dataset(path, side, name, cfg))
 
     from rewardkit.eval.scoring import ScoreStats
     from rewardkit.models import RewardModel

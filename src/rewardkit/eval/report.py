@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -502,6 +503,8 @@ def build_blocks(results: dict, scored: list[ScoredDataset], model_names: list[s
         entry = results["datasets"][data.name]
         base = slug(data.name)
         sources = ", ".join(data.sources)
+        if len(data.sources) > 3:
+            sources = f"{len(data.sources)} files under {os.path.commonpath(data.sources)}"
         blocks.append(Heading(f"{data.name} ({data.kind})"))
         if sources:
             blocks.append(Paragraph(f"Read from {sources}."))
