@@ -83,6 +83,18 @@ def test_json_figures_match_direct_scoring(tiny_bert_dir, tmp_path, capsys):
     assert result["models"][0]["temperature"] == 1.0
 
 
+def test_decoder_model_with_chat_template(tiny_llama_dir, tmp_path, capsys):
+    from rewardkit.models import RewardModel
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS[:6])
+    entry = run_json(capsys, tiny_llama_dir, data)["datasets"]["pairs"]
+    rm = RewardModel.from_pretrained(str(tiny_llama_dir))
+    prompts = [p["prompt"] for p in PAIRS[:6]]
+    chosen = rm.score(prompts, [p["chosen"] for p in PAIRS[:6]])
+    rejected = rm.score(prompts, [p["rejected"] for p in PAIRS[:6]])
+    assert entry["accuracy"] == metrics.pairwise_accuracy(chosen, rejected)
+
+
 def test_real_llmbar_and_hh_slices_per_dataset_and_subset(tiny_bert_dir, shared_data, capsys):
     result = run_json(capsys, tiny_bert_dir, shared_data / "llmbar", shared_data / "hh-rlhf", "--limit", "40")
     assert set(result["datasets"]) == {"llmbar", "hh-rlhf"}

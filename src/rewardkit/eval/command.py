@@ -4,7 +4,23 @@ Each DATA argument is one dataset (a file, a folder such as LLMBar's or hh-rlhf/
 pairwise, rankings, ratings or thumbs up/down — is what the loader finds in it, and its subsets are the files or
 folders it contains (or the records' `subset` field). The second positional argument is read as a second model when
 it is a model folder (it has a config.json) or a preset name; otherwise it is data. Two models are scored on the same
-records and compared with paired bootstrap intervals.
+records and compared with paired bootstrap intervals. DATA@validation (or @train) keeps one side of the seeded split
+train-rm makes, so `eval-rm runs/hh-rm ../shared/data/llmbar ../shared/data/hh-rlhf@validation` scores LLMBar whole
+and only the pairs the model was not trained on.
+
+`--json` prints one object (NaN figures, e.g. a correlation of constant values, are null):
+
+    {"models": [{"name", "path", "temperature" (as loaded), "max_length", "fitted_temperature" (on all pairwise data,
+                 what --save-temperature stores), "texts_scored", "texts_truncated"}, ...],
+     "datasets": {NAME: {"kind": "pairwise" | "rankings" | "ratings" | "binary", "sources": [files],
+                         ...the first model's figures for that kind (see rewardkit.eval.metrics.summarize_*)...,
+                         "subsets": {SUBSET: {...the same figures...}},
+                         "model2": {...the second model's figures, with its own "subsets"...},
+                         "difference": {METRIC: {"difference", "ci95", "excludes_zero"}, "subsets": {...}}}}}
+
+Pairwise figures: n, accuracy, ci95 [lo, hi], length_baseline, debiased_accuracy, debiased_n, prefers_longer,
+length_correlation, ece, mean_margin, temperature (fitted on these pairs), calibrated_ece. "model2" and "difference"
+appear only with two models.
 
 No torch or transformers at import time: `rewardkit --help` imports this module.
 """
