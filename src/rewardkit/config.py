@@ -139,7 +139,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         meta = f.metadata
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_text = meta.get("help", "")
+        help_text = meta.get("help", "").replace("%", "%%")  # argparse formats help with %
         if default not in (None, [], "") and not meta.get("positional"):
             help_text += f" (default: {default})"
         kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}

@@ -1,0 +1,50 @@
+"""The config system: one dataclass filled from flags and YAML alike."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from rewardkit.config import option, parse_config
+from rewardkit.errors import RewardkitError
+
+
+@dataclass
+class Example:
+    """An example command."""
+
+    name: str = option("x", "a name (keeps 95% of its meaning)")
+    count: int = option(3, "how many")
+    ratio: float | None = option(None, "an optional ratio")
+    flag: bool = option(False, "a switch")
+    items: list[str] = option([], "some items")
+
+
+def test_help_with_percent_sign_renders(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(Example, ["--help"])
+    assert "95% of its meaning" in capsys.readouterr().out
+
+
+def test_flags_and_yaml_agree_and_flags_win(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("name: y\ncount: 5\nflag: true\nitems: [a, b]\nratio: 0.5\n")
+    from_yaml = parse_config(Example, ["--config", str(config)])
+    assert from_yaml == Example(name="y", count=5, ratio=0.5, flag=True, items=["a", "b"])
+    assert from_yaml == parse_config(Example, ["--name", "y", "--count", "5", "--flag", "--items", "a", "b",
+                                               "--ratio", "0.5"])
+    assert parse_config(Example, ["--config", str(config), "--count", "7", "--no-flag"]).count == 7
+
+
+@pytest.mark.parametrize("text, message", [
+    ("count: many\n", "count must be an integer"),
+    ("colour: red\n", "unknown option 'colour'"),
+    ("flag: maybe\n", "flag must be true or false"),
+    ("count: [1\n", r"c.yaml:\d+: invalid YAML"),
+    ("- a\n", "expected a mapping"),
+])
+def test_bad_yaml_is_a_one_line_error_naming_the_file(tmp_path, text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(RewardkitError, match=message) as info:
+        parse_config(Example, ["--config", str(config)])
+    assert "\n" not in str(info.value) and "c.yaml" in str(info.value)
