@@ -158,3 +158,31 @@ def test_unusable_combinations_are_user_errors():
         make_trainer("grpo", samples_per_prompt=1)
     with pytest.raises(RewardkitError, match="epochs"):
         make_trainer("reinforce", epochs=3)
+
+
+def test_dense_reward_spec_sums_to_the_sparse_reward(tmp_path):
+    """A reward spec in dense mode hands out per-token rewards aligned to the policy's tokens; they sum to the
+    sparse reward, so only the credit assignment changes."""
+    from rewardkit.rewards.spec import load_reward
+
+    spec = "mode: {mode}\ncomponents:\n  - {{type: custom, function: 'tests.rl.conftest:yes_fraction'}}\n"
+    (tmp_path / "dense.yaml").write_text(spec.format(mode="dense"))
+    (tmp_path / "sparse.yaml").write_text(spec.format(mode="sparse"))
+    dense = make_trainer("reinforce", reward=load_reward(str(tmp_path / "dense.yaml")))
+    torch.manual_seed(1)
+    rollout = dense.generate(PROMPTS)
+    from rewardkit.rl.rollout import decode_responses
+    texts = decode_responses(dense.tokenizer, rollout)
+    dense_tokens = dense.score_tokens(dense.reward_fn, PROMPTS, texts, rollout, None)
+    sparse_fn = load_reward(str(tmp_path / "sparse.yaml"))
+    sparse_tokens = dense.score_tokens(sparse_fn, PROMPTS, texts, rollout, None)
+    assert torch.allclose(dense_tokens.sum(1), sparse_tokens.sum(1), atol=1e-5)
+    assert torch.allclose(sparse_tokens.sum(1), yes_fraction(PROMPTS, texts), atol=1e-6)
+    last = rollout.lengths.long() - 1
+    off_last = dense_tokens.clone()
+    off_last[torch.arange(len(last)), last] = 0
+    assert (sparse_tokens.sum(1) > 0).any()  # some "yes" was sampled with this seed
+    assert off_last.abs().sum() > 0  # dense: credit lands on the tokens that earned it, not only the last
+    assert (dense_tokens * (1 - rollout.response_mask)).abs().sum() == 0
+    metrics = dense.step(PROMPTS)
+    assert metrics["reward/proxy"] == metrics["reward/proxy"]
