@@ -13,6 +13,8 @@ from rewardkit.eval.report import (Figure, Heading, Paragraph, Table, _png, _pyp
                                    render_markdown)
 
 PROXY_COLOR, GOLD_COLOR, OTHER_COLOR = "#1f5fa8", "#d9730d", "#444444"
+LABELS = {"reward/proxy": "proxy", "reward/gold": "gold", "kl/ref": "KL", "response/length": "length",
+          "policy/entropy": "entropy"}
 
 
 def moving_average(values: list[float], window: int) -> list[float]:
@@ -43,7 +45,7 @@ def plot_curves(history: list[dict], evals: list[dict], window: int) -> bytes:
             if not steps:
                 continue
             color = colors.get(key, OTHER_COLOR)
-            label = key.split("/")[-1]
+            label = LABELS[key]
             ax.plot(steps, values, color=color, alpha=0.25, linewidth=1)
             ax.plot(steps, moving_average(values, window), color=color, linewidth=2, label=f"{label} (train)")
             eval_key = {"reward/proxy": "eval/proxy", "reward/gold": "eval/gold", "kl/ref": "eval/kl",
@@ -70,11 +72,11 @@ def plot_reward_vs_sqrt_kl(history: list[dict], evals: list[dict], window: int) 
             d = [math.sqrt(max(m["kl/ref"], 0.0)) for m in rows]
             ax.scatter(d, [m[key] for m in rows], s=8, alpha=0.25, color=color)
             ax.plot(moving_average(d, window), moving_average([m[key] for m in rows], window), color=color,
-                    linewidth=2, label=f"{key.split('/')[-1]} (train, moving average)")
+                    linewidth=2, label=f"{LABELS[key]} (train, moving average)")
         points = [(math.sqrt(max(e["eval/kl"], 0.0)), e[eval_key]) for e in evals if e.get(eval_key) is not None]
         if points:
             ax.plot(*zip(*points), "o--", color=color, markersize=6, linewidth=1,
-                    label=f"{key.split('/')[-1]} (held-out)")
+                    label=f"{LABELS[key]} (held-out)")
     ax.set_xlabel("√KL(policy ‖ reference)  [√nats]")
     ax.set_ylabel("reward")
     ax.legend(fontsize=8, frameon=False)
