@@ -118,3 +118,15 @@ def test_prompt_order_is_a_seeded_shuffle_per_epoch():
     clone = PromptOrder(5, 3, seed=0)
     clone.load_state_dict(order.state_dict())
     assert clone.next() == order.next()
+
+
+def test_lora_run_saves_adapters_and_resumes(toy_run_inputs, tmp_path):
+    pytest.importorskip("peft")
+    out = tmp_path / "lora"
+    lora = dict(lora_rank=4, lora_alpha=8, learning_rate=1e-2, eval_size=0, save_every=1)
+    run_rl(toy_config(toy_run_inputs, out, steps=2, **lora))
+    assert (out / "policy" / "adapter_model.safetensors").exists()
+    assert not (out / "policy" / "model.safetensors").exists()  # the base is not copied
+    run_rl(toy_config(toy_run_inputs, out, steps=3, resume=True, **lora))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]

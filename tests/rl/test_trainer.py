@@ -59,7 +59,7 @@ def test_gradient_accumulation_is_exact():
     moved = 0.0
     for (name, pa), pb, p0 in zip(a.policy.named_parameters(), b.policy.parameters(), before):
         assert torch.allclose(pa, pb, atol=1e-5), name
-        moved = max(moved, float((pa - p0).abs().max()))
+        moved = max(moved, float((pa - p0).detach().abs().max()))
     assert moved > 1e-3  # the step did change the policy
     assert torch.allclose(a.value_model.linear.weight, b.value_model.linear.weight, atol=1e-5)
 

@@ -90,8 +90,13 @@ def _sample_paragraphs(before: list[dict], after: list[dict], count: int) -> lis
         cut = " — cut off" if sample.get("truncated") else ""
         return f"(proxy {sample['proxy']:.2f}{gold}{cut}) {sample['response']!r}"
 
-    blocks = []
-    for b, a in list(zip(before, after))[:count]:
+    blocks, seen = [], []
+    for b, a in zip(before, after):
+        if b["prompt"] in seen:  # one sample per prompt: more prompts shown
+            continue
+        seen.append(b["prompt"])
+        if len(seen) > count:
+            break
         prompt = b["prompt"] if isinstance(b["prompt"], str) else b["prompt"][-1]["content"]
         blocks += [Paragraph(f"**Prompt:** {prompt!r}"), Paragraph(f"**Before** {one(b)}"),
                    Paragraph(f"**After** {one(a)}")]
