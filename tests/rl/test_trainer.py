@@ -153,6 +153,25 @@ def test_separate_critic_from_a_reward_model():
     assert "value/explained_variance" in metrics and not torch.equal(before, rm.score.weight)
 
 
+def test_critic_from_a_reward_model_folder_must_share_the_tokenizer(tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from rewardkit.models.presets import resolve_tokenizer_path
+    from rewardkit.rl.critic import TokenCritic
+
+    tokenizer = toy_tokenizer()
+    rm = LlamaForSequenceClassification(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                                    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                                    num_labels=1, pad_token_id=tokenizer.pad_token_id))
+    rm.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    critic = TokenCritic.from_pretrained(str(tmp_path / "rm"), tokenizer)
+    assert torch.equal(critic.model.score.weight, rm.score.weight)
+    other = AutoTokenizer.from_pretrained(resolve_tokenizer_path("smollm2-135m"))
+    with pytest.raises(RewardkitError, match="tokenizer differs"):
+        TokenCritic.from_pretrained(str(tmp_path / "rm"), other)
+
+
 def test_unusable_combinations_are_user_errors():
     with pytest.raises(RewardkitError, match="samples-per-prompt"):
         make_trainer("grpo", samples_per_prompt=1)
