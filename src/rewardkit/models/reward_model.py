@@ -9,6 +9,8 @@ everywhere:
   exactly as the HF class does.
 - Truncation keeps the response: the oldest prompt tokens go first; only if the response alone is too long is its
   beginning cut. The end of the response is never cut and no pair is dropped.
+Training batches (`collate_groups`) are packed when the backbone allows it: no padding, and a decoder encodes the
+prompt that a pair's (or a ranking's) texts share once (see `rewardkit.models.packing`).
 Saved folders are standard HF folders (safetensors) that `AutoModelForSequenceClassification` loads with one label;
 the few rewardkit settings (max_length, calibration temperature) sit beside them in `rewardkit.json`.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +29,7 @@ from torch import nn
 
 from rewardkit.data.types import Prompt, conversation_from_text, prompt_as_text
 from rewardkit.errors import RewardkitError
+from rewardkit.models import packing
 from rewardkit.models.presets import resolve_model_path
 
 METADATA_FILE = "rewardkit.json"
@@ -120,6 +124,7 @@ class RewardModel(nn.Module):
         if use_chat_template is None:
             use_chat_template = self.is_decoder and bool(getattr(tokenizer, "chat_template", None))
         self.use_chat_template = use_chat_template
+        self._packing_ok: bool | None = None  # whether packed training batches give the padded rewards (checked once)
         self._single = _SpecialTokens.of(tokenizer, pair=False)
         self._pair = None if self.is_decoder else _SpecialTokens.of(tokenizer, pair=True)
         # Appending eos tells a decoder the response is complete, but when eos doubles as the pad token, HF's own
@@ -179,13 +184,21 @@ class RewardModel(nn.Module):
         Path(directory, METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
     # ---------------------------------------------------------------- tokenization
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+    def _ids_many(self, texts: Sequence[str], chunk: int = 1024) -> list[list[int]]:
+        """Token ids of many texts through batched tokenizer calls (several times faster than a call per text)."""
+        ids: list[list[int]] = []
+        for start in range(0, len(texts), chunk):
+            ids += self.tokenizer(list(texts[start:start + chunk]), add_special_tokens=False)["input_ids"]
+        return [i if text else [] for i, text in zip(ids, texts)]
 
-    def _chat_texts(self, prompt: Prompt, response: str) -> tuple[str, str]:
+    def _chat_texts(self, prompt: Prompt, response: str, prefixes: dict[str, str]) -> tuple[str, str]:
+        """The rendered prompt (cached in `prefixes`, one render per distinct prompt) and the response's text."""
         messages = prompt if isinstance(prompt, list) else conversation_from_text(prompt)
         template = self.tokenizer.apply_chat_template
-        prefix = template(messages, add_generation_prompt=True, tokenize=False)
+        key = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        if key not in prefixes:
+            prefixes[key] = template(messages, add_generation_prompt=True, tokenize=False)
+        prefix = prefixes[key]
         full = template(messages + [{"role": "assistant", "content": response}], tokenize=False)
         if not full.startswith(prefix):  # templates that rewrite earlier turns: fall back to the response text
             return prefix, response + (self.tokenizer.eos_token or "")
@@ -193,15 +206,34 @@ class RewardModel(nn.Module):
 
     def encode(self, prompt: Prompt, response: str) -> Encoded:
         """Token ids for one (prompt, response), truncated from the left to `max_length`."""
+        return self.encode_many([prompt], [response])[0]
+
+    def encode_many(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[Encoded]:
+        """`encode` for many (prompt, response) at once: batched tokenization, each distinct prompt done once."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        prompt_index: dict[str, int] = {}
+        prefixes: dict[str, str] = {}
+        rows = []  # (index of the prompt text, response text, whether they form a sentence pair)
+        for prompt, response in zip(prompts, responses):
+            if self.use_chat_template:
+                prompt_text, response_text = self._chat_texts(prompt, response, prefixes)
+                pair = False
+            else:
+                prompt_text, response_text = prompt_as_text(prompt), response
+                pair = self._pair is not None and bool(prompt_text)
+            rows.append((prompt_index.setdefault(prompt_text, len(prompt_index)), response_text, pair))
+        ids = self._ids_many(list(prompt_index) + [response_text for _, response_text, _ in rows])
+        prompt_ids = ids[:len(prompt_index)]
+        return [self._assemble(prompt_ids[p], response_ids, pair)
+                for (p, _, pair), response_ids in zip(rows, ids[len(prompt_index):])]
+
+    def _assemble(self, prompt_ids: list[int], response_ids: list[int], pair: bool) -> Encoded:
+        """Special tokens around the segments, left truncation to `max_length`, token types for encoders."""
         if self.use_chat_template:
-            prefix, response_text = self._chat_texts(prompt, response)
-            specials, pair = _SpecialTokens([], [], [], (0, 0, 0, 0, 0)), False
-            prompt_ids, response_ids = self._ids(prefix), self._ids(response_text)
+            specials = _SpecialTokens([], [], [], (0, 0, 0, 0, 0))
         else:
-            prompt_text = prompt_as_text(prompt)
-            pair = self._pair is not None and bool(prompt_text)
             specials = self._pair if pair else self._single
-            prompt_ids, response_ids = self._ids(prompt_text), self._ids(response)
             if self._append_eos:
                 response_ids = response_ids + [self.tokenizer.eos_token_id]
         budget = self.max_length - specials.count
@@ -244,14 +276,62 @@ class RewardModel(nn.Module):
             batch["token_type_ids"] = types
         return batch
 
+    def collate_groups(self, groups: Sequence[Sequence[Encoded]]) -> dict[str, torch.Tensor]:
+        """A training batch of groups of texts (a pair's chosen and rejected, a ranking's responses, or single texts).
+
+        Packed when the backbone supports it (see `rewardkit.models.packing`): no padding, and for a decoder each
+        group's shared prompt encoded once. The rewards and their gradients equal those of `collate` with the same
+        texts, in the same flat order.
+        """
+        if not self._packing_works(groups):
+            return self.collate([e for group in groups for e in group])
+        return self._pack(groups)
+
+    def group_length(self, group: Sequence[Encoded]) -> int:
+        """Width of a group's attention rows in a training batch; batching groups of similar width keeps the
+        attention's padding small."""
+        return packing.row_width([e.input_ids for e in group], causal=self.is_decoder)
+
+    def _pack(self, groups: Sequence[Sequence[Encoded]]) -> dict[str, torch.Tensor]:
+        types = None if self.is_decoder or groups[0][0].token_type_ids is None else \
+            [[e.token_type_ids for e in group] for group in groups]
+        return packing.pack([[e.input_ids for e in group] for group in groups], causal=self.is_decoder,
+                            token_types=types)
+
+    def _packing_works(self, groups: Sequence[Sequence[Encoded]]) -> bool:
+        """Packing needs a backbone whose attention goes through transformers' attention registry and that takes
+        explicit positions. Checked once, on the first batch, against the padded forward; left off if they differ."""
+        if self._packing_ok is None:
+            sample = [list(group)[:3] for group in groups[:2]]
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                with torch.no_grad():
+                    packed, padded = self(**self._pack(sample)), self(**self.collate([e for g in sample for e in g]))
+                self._packing_ok = bool(torch.allclose(packed, padded, rtol=1e-3, atol=1e-4))
+            except (TypeError, ValueError, RuntimeError, IndexError):
+                self._packing_ok = False
+            finally:
+                self.model.train(was_training)
+            if not self._packing_ok:
+                warnings.warn(f"rewardkit: {type(self.model).__name__} gives different rewards on packed batches; "
+                              f"training on padded batches (slower)", stacklevel=2)
+        return self._packing_ok
+
     # ---------------------------------------------------------------- scoring
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Rewards [B] with gradients: the training forward."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                row_index: torch.Tensor | None = None, col_index: torch.Tensor | None = None,
+                row_mask: torch.Tensor | None = None, reward_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Rewards [B] with gradients: the training forward, for a batch from `collate` or `collate_groups`."""
         device = self.device
-        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        input_ids = input_ids.to(device)
+        kwargs = {"token_type_ids": token_type_ids.to(device)} if token_type_ids is not None else {}
+        if row_index is not None:
+            return self._forward_packed(input_ids, position_ids.to(device), row_index.to(device),
+                                        col_index.to(device), row_mask.to(device), reward_index.to(device), kwargs)
+        attention_mask = attention_mask.to(device)
         if not self.is_decoder:
-            kwargs = {"token_type_ids": token_type_ids.to(device)} if token_type_ids is not None else {}
             return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[:, 0]
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                        position_ids=position_ids_from_mask(attention_mask),
@@ -259,6 +339,23 @@ class RewardModel(nn.Module):
         last = last_token_index(attention_mask)
         pooled = hidden[torch.arange(hidden.shape[0], device=device), last]
         return self.model.score(pooled)[:, 0]
+
+    def _forward_packed(self, input_ids, position_ids, row_index, col_index, row_mask, reward_index, kwargs):
+        if self.is_decoder:
+            kwargs["use_cache"] = False
+        kwargs[packing.LAYOUT_KWARG] = (row_index, col_index, row_mask)
+        with packing.packed_attention_for(self.model.config):
+            hidden = self.model.base_model(input_ids=input_ids, position_ids=position_ids, **kwargs).last_hidden_state
+        pooled = hidden[0, reward_index]
+        if self.is_decoder:
+            return self.model.score(pooled)[:, 0]
+        # the HF encoder heads read the first (CLS) position of a sequence: give each text's CLS as a sequence
+        pooler = getattr(self.model.base_model, "pooler", None)
+        if pooler is None:  # RoBERTa-style head: dense + tanh + projection on the sequence output
+            return self.model.classifier(pooled[:, None, :])[:, 0]
+        pooled = pooler(pooled[:, None, :])  # BERT-style: the base model's pooler, dropout, linear classifier
+        dropout = getattr(self.model, "dropout", None)
+        return self.model.classifier(dropout(pooled) if dropout is not None else pooled)[:, 0]
 
     @property
     def device(self) -> torch.device:
@@ -295,5 +392,5 @@ class RewardModel(nn.Module):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         if not responses:
             return torch.empty(0)
-        encoded = [self.encode(p, r) for p, r in zip(prompts, responses)]
+        encoded = self.encode_many(prompts, responses)
         return self.score_encoded(encoded, batch_size=batch_size, progress=progress)

@@ -27,10 +27,6 @@ class Example:
     target: float | None = None  # margin for pairs, rating, or binary label
 
     @property
-    def length(self) -> int:
-        return max(len(t.input_ids) for t in self.texts)
-
-    @property
     def truncated(self) -> bool:
         return any(t.truncated for t in self.texts)
 

@@ -1,0 +1,128 @@
+"""Packed training batches: no padding, and a decoder group's shared prompt encoded once, with the padded rewards."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rewardkit.models.packing import pack, row_width, shared_prefix_length
+from tests.conftest import build_tiny_reward_model
+
+PROMPTS = [
+    "\n\nHuman: hello there, how are you today?\n\nAssistant:",
+    "\n\nHuman: what is 2+2? Explain slowly.\n\nAssistant: hm\n\nHuman: go on\n\nAssistant:",
+]
+RESPONSES = [["I am fine", "Bad, thanks for asking, a really bad day"],
+             ["four", "five", "It is four, because two plus two is four"]]
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return build_tiny_reward_model("llama")
+
+
+@pytest.fixture(scope="module")
+def bert():
+    return build_tiny_reward_model("bert")
+
+
+def test_shared_prefix_length_stops_at_the_first_difference_and_keeps_a_last_token():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4], [1, 2, 3, 9]]) == 2
+    assert shared_prefix_length([[7, 1], [8, 1]]) == 0
+    assert shared_prefix_length([[5, 6], [5, 6]]) == 1
+
+
+def test_decoder_pack_layout_by_hand():
+    batch = pack([[[1, 2, 3, 4], [1, 2, 5]], [[7, 8], [9]], [[6, 6]]], causal=True)
+    # row 0: prefix [1, 2] then [3, 4] and [5]; the group without a common prefix: a row per text; a single text
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5, 7, 8, 9, 6, 6]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 2, 0, 1, 0, 0, 1]]
+    assert batch["row_index"].tolist() == [0, 0, 0, 0, 0, 1, 1, 2, 3, 3]
+    assert batch["col_index"].tolist() == [0, 1, 2, 3, 4, 0, 1, 0, 0, 1]
+    assert batch["reward_index"].tolist() == [3, 4, 6, 7, 9]  # each text's last token
+    mask = batch["row_mask"][0, 0].int()
+    assert mask.tolist() == [[1, 0, 0, 0, 0],
+                             [1, 1, 0, 0, 0],
+                             [1, 1, 1, 0, 0],  # first text: prefix and itself
+                             [1, 1, 1, 1, 0],
+                             [1, 1, 0, 0, 1]]  # second text: prefix and itself, not the first text
+    assert batch["row_mask"][2, 0].int().tolist()[1] == [0, 1, 0, 0, 0]  # a padding query sees only itself
+    assert row_width([[1, 2, 3, 4], [1, 2, 5]], causal=True) == 5 and row_width([[7, 8], [9]], causal=True) == 2
+
+
+def test_encoder_pack_layout_by_hand():
+    batch = pack([[[101, 5, 102], [101, 6, 7, 102]]], causal=False, token_types=[[[0, 0, 0], [0, 1, 1, 1]]])
+    assert batch["input_ids"].tolist() == [[101, 5, 102, 101, 6, 7, 102]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3]]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 1]]
+    assert batch["reward_index"].tolist() == [0, 3]  # CLS
+    assert batch["row_mask"][:, 0, 0].int().tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+
+
+def _groups(rm):
+    groups = [[rm.encode(prompt, r) for r in responses] for prompt, responses in zip(PROMPTS, RESPONSES)]
+    # a pair whose prompt lost a different number of old tokens in each text, so the texts share no prefix
+    prompt = "\n\nHuman: " + " ".join(f"word{i}" for i in range(rm.max_length)) + "\n\nAssistant:"
+    groups.append([rm.encode(prompt, "no"), rm.encode(prompt, "yes " * 10)])
+    assert all(e.truncated for e in groups[-1])
+    return groups + [[rm.encode(PROMPTS[0], "a single rated response")]]
+
+
+def _rewards_and_grads(rm, batch):
+    rm.zero_grad(set_to_none=True)
+    rewards = rm(**batch)
+    (rewards.square().sum() + rewards[0]).backward()
+    return rewards.detach(), {n: p.grad.clone() for n, p in rm.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("kind,padding_side", [("llama", "left"), ("llama", "right"), ("bert", "right")])
+def test_packed_forward_and_backward_equal_the_padded_forward(kind, padding_side, llama, bert, monkeypatch):
+    rm = llama if kind == "llama" else bert
+    monkeypatch.setattr(rm.tokenizer, "padding_side", padding_side)
+    groups = _groups(rm)
+    texts = [e for g in groups for e in g]
+    packed = rm.collate_groups(groups)
+    assert rm._packing_ok and "row_index" in packed and packed["reward_index"].shape == (len(texts),)
+    if kind == "llama":  # the two prompts are not repeated
+        assert packed["input_ids"].shape[1] < sum(len(e.input_ids) for e in texts) - len(groups[1][0].input_ids)
+    rewards, grads = _rewards_and_grads(rm, packed)
+    expected, expected_grads = _rewards_and_grads(rm, rm.collate(texts))
+    torch.testing.assert_close(rewards, expected, atol=1e-5, rtol=1e-4)
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-3, msg=name)
+
+
+def test_packed_rewards_equal_the_public_scorer(llama):
+    groups = [[llama.encode(prompt, r) for r in responses] for prompt, responses in zip(PROMPTS, RESPONSES)]
+    with torch.no_grad():
+        rewards = llama(**llama.collate_groups(groups))
+    expected = llama.score([PROMPTS[0]] * 2 + [PROMPTS[1]] * 3, [r for rs in RESPONSES for r in rs])
+    torch.testing.assert_close(rewards, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_a_backbone_that_cannot_pack_trains_on_padded_batches():
+    from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
+
+    from rewardkit.models import RewardModel
+    from rewardkit.models.presets import resolve_tokenizer_path
+
+    # RoBERTa offsets its positions by the padding index, so explicit positions from 0 change its rewards
+    tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer_path("minilm-l6"))
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=64, num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    rm = RewardModel(RobertaForSequenceClassification(config), tokenizer, max_length=64)
+    groups = [[rm.encode(PROMPTS[0], r) for r in RESPONSES[0]]]
+    with pytest.warns(UserWarning, match="padded batches"):
+        batch = rm.collate_groups(groups)
+    assert "row_index" not in batch and rm._packing_ok is False
+    assert "row_index" not in rm.collate_groups(groups)  # checked once
+
+
+def test_group_length_is_the_attention_row_width(llama, bert):
+    pair = [llama.encode(PROMPTS[0], r) for r in RESPONSES[0]]
+    k = shared_prefix_length([e.input_ids for e in pair])
+    assert llama.group_length(pair) == k + sum(len(e.input_ids) - k for e in pair) < 2 * len(pair[1].input_ids)
+    bert_pair = [bert.encode(PROMPTS[0], r) for r in RESPONSES[0]]
+    assert bert.group_length(bert_pair) == max(len(e.input_ids) for e in bert_pair)
