@@ -205,3 +205,15 @@ def test_dense_reward_spec_sums_to_the_sparse_reward(tmp_path):
     assert (dense_tokens * (1 - rollout.response_mask)).abs().sum() == 0
     metrics = dense.step(PROMPTS)
     assert metrics["reward/proxy"] == metrics["reward/proxy"]
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+def test_first_update_starts_on_policy(algorithm):
+    """Before any update the ratio π/π_old must be 1 everywhere: the log-probs recorded while sampling (GRPO) or by
+    the no-grad forward (PPO) equal those of the update's forward, whatever the chunking and padding."""
+    trainer = make_trainer(algorithm, forward_batch_size=3)
+    prompts = PROMPTS if trainer.cfg.samples_per_prompt == 1 else PROMPTS[:4]
+    experience, _ = trainer.make_experience(prompts)
+    _, stats = trainer.chunk_loss(experience, torch.tensor([5, 0, 2]))
+    assert stats["policy/clip_fraction"] == 0.0
+    assert abs(stats["policy/approx_kl"]) < 1e-6
