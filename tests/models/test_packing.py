@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rewardkit.models.packing import pack, row_width, shared_prefix_length
+from rewardkit.models.packing import pack, row_width, shared_prefix_length, shared_prefix_pays
 from tests.conftest import build_tiny_reward_model
 
 PROMPTS = [
@@ -31,6 +31,14 @@ def test_shared_prefix_length_stops_at_the_first_difference_and_keeps_a_last_tok
     assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4], [1, 2, 3, 9]]) == 2
     assert shared_prefix_length([[7, 1], [8, 1]]) == 0
     assert shared_prefix_length([[5, 6], [5, 6]]) == 1
+
+
+def test_a_shared_prefix_pays_unless_many_long_responses_make_its_row_attention_costly():
+    weight = 2 * 30 * 576 / 106e6  # SmolLM2-135M: attended pair vs token matmul cost
+    assert shared_prefix_pays([200, 200], 150, weight)  # 250 + 20 < 400 + 26
+    assert not shared_prefix_pays([600] * 8, 100, weight)  # 4100 + 5480 > 4800 + 939
+    assert not shared_prefix_pays([5, 6], 0, weight)
+    assert shared_prefix_pays([5, 6], 1, 0.0)
 
 
 def test_decoder_pack_layout_by_hand():
@@ -94,12 +102,18 @@ def test_packed_forward_and_backward_equal_the_padded_forward(kind, padding_side
         torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-3, msg=name)
 
 
-def test_packed_rewards_equal_the_public_scorer(llama):
-    groups = [[llama.encode(prompt, r) for r in responses] for prompt, responses in zip(PROMPTS, RESPONSES)]
+@pytest.mark.parametrize("batch_size", [2, 32])
+def test_scoring_packs_texts_that_share_a_prompt_with_the_padded_rewards(llama, batch_size, monkeypatch):
+    prompts = [PROMPTS[0]] * 2 + [PROMPTS[1]] * 3 + [PROMPTS[0]]
+    responses = [r for rs in RESPONSES for r in rs] + ["and a third answer to the first prompt"]
+    encoded = llama.encode_many(prompts, responses)
     with torch.no_grad():
-        rewards = llama(**llama.collate_groups(groups))
-    expected = llama.score([PROMPTS[0]] * 2 + [PROMPTS[1]] * 3, [r for rs in RESPONSES for r in rs])
-    torch.testing.assert_close(rewards, expected, atol=1e-5, rtol=1e-4)
+        expected = llama(**llama.collate(encoded))
+    packed_groups = []
+    original = llama._pack
+    monkeypatch.setattr(llama, "_pack", lambda groups: packed_groups.append(len(groups)) or original(groups))
+    torch.testing.assert_close(llama.score(prompts, responses, batch_size=batch_size), expected, atol=1e-5, rtol=1e-4)
+    assert packed_groups and sum(packed_groups) <= (4 if batch_size == 2 else 2)  # texts grouped by prompt
 
 
 def test_a_backbone_that_cannot_pack_trains_on_padded_batches():

@@ -34,29 +34,58 @@ def shared_prefix_length(ids: Sequence[Sequence[int]]) -> int:
     return length
 
 
-def row_width(group: Sequence[Sequence[int]], causal: bool) -> int:
-    """Width of the attention row(s) a group takes: prefix plus every text's remainder for a decoder group that
-    shares a prefix, else its longest text."""
-    longest = max(len(i) for i in group)
+def matmul_params_per_token(model) -> int:
+    """Weights of the linear layers every token goes through (not a pooler or the scalar head): a token costs
+    6x this many FLOPs in training (2x in a forward pass)."""
+    from torch import nn
+
+    return sum(m.weight.numel() for name, m in model.named_modules()
+               if isinstance(m, nn.Linear) and "pooler" not in name
+               and name.rsplit(".", 1)[-1] not in ("score", "classifier"))
+
+
+def attention_weight(model) -> float:
+    """Cost of one attended (query, key) pair relative to one token's matmuls, by PaLM's FLOP count:
+    12 x layers x hidden per pair against 6 x matmul parameters per token."""
+    config = model.config
+    return 2 * config.num_hidden_layers * config.hidden_size / max(matmul_params_per_token(model), 1)
+
+
+def shared_prefix_pays(lengths: Sequence[int], k: int, weight: float) -> bool:
+    """Whether one row (the k-token prefix once, then each text's remainder) costs less than a row per text: it
+    saves the prefix's repeats but attends over the whole row, which loses for many long responses to one prompt."""
+    row = k + sum(n - k for n in lengths)
+    return k > 0 and row + weight * row * row < sum(lengths) + weight * sum(n * n for n in lengths)
+
+
+def _shares_prefix(group: Sequence[Sequence[int]], causal: bool, weight: float) -> int:
+    """The prefix length a group is packed with (0: a row per text)."""
     if not causal or len(group) < 2:
-        return longest
+        return 0
     k = shared_prefix_length(group)
-    return k + sum(len(i) - k for i in group) if k else longest
+    return k if shared_prefix_pays([len(i) for i in group], k, weight) else 0
 
 
-def pack(groups: Sequence[Sequence[Sequence[int]]], causal: bool,
+def row_width(group: Sequence[Sequence[int]], causal: bool, weight: float = 0.0) -> int:
+    """Width of the widest attention row a group takes in a packed batch."""
+    k = _shares_prefix(group, causal, weight)
+    return k + sum(len(i) - k for i in group) if k else max(len(i) for i in group)
+
+
+def pack(groups: Sequence[Sequence[Sequence[int]]], causal: bool, weight: float = 0.0,
          token_types: Sequence[Sequence[Sequence[int]]] | None = None) -> dict[str, torch.Tensor]:
     """The packed batch for `groups` of token-id lists (texts in flat order), as tensors for the model's forward.
 
     `reward_index` holds, per text in flat order, the packed position of its pooled token: the last token for a
-    decoder, the first (CLS) for an encoder. Decoder groups without a common prefix become one row per text.
+    decoder, the first (CLS) for an encoder. A decoder group shares its prefix when that pays (`shared_prefix_pays`
+    with the model's `attention_weight`), else it becomes one row per text.
     """
     rows: list[tuple[list[int], list[int], list[int]]] = []  # (token ids, positions, segments) per row
     types: list[int] = []
     reward_index: list[int] = []
     packed = 0  # tokens in the rows so far
     for g, group in enumerate(groups):
-        k = shared_prefix_length(group) if causal and len(group) > 1 else 0
+        k = _shares_prefix(group, causal, weight)
         if k:  # one row: the prefix (segment 0), then each text's remainder (segment i), positions from k on
             ids, positions, segments = list(group[0][:k]), list(range(k)), [0] * k
             for i, text in enumerate(group, start=1):

@@ -17,6 +17,7 @@ the few rewardkit settings (max_length, calibration temperature) sit beside them
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -290,13 +291,17 @@ class RewardModel(nn.Module):
     def group_length(self, group: Sequence[Encoded]) -> int:
         """Width of a group's attention rows in a training batch; batching groups of similar width keeps the
         attention's padding small."""
-        return packing.row_width([e.input_ids for e in group], causal=self.is_decoder)
+        return packing.row_width([e.input_ids for e in group], self.is_decoder, self._attention_weight)
 
     def _pack(self, groups: Sequence[Sequence[Encoded]]) -> dict[str, torch.Tensor]:
         types = None if self.is_decoder or groups[0][0].token_type_ids is None else \
             [[e.token_type_ids for e in group] for group in groups]
-        return packing.pack([[e.input_ids for e in group] for group in groups], causal=self.is_decoder,
-                            token_types=types)
+        return packing.pack([[e.input_ids for e in group] for group in groups], self.is_decoder,
+                            self._attention_weight, token_types=types)
+
+    @functools.cached_property
+    def _attention_weight(self) -> float:
+        return packing.attention_weight(self.model)
 
     def _packing_works(self, groups: Sequence[Sequence[Encoded]]) -> bool:
         """Packing needs a backbone whose attention goes through transformers' attention registry and that takes
@@ -363,19 +368,25 @@ class RewardModel(nn.Module):
 
     @torch.no_grad()
     def score_encoded(self, encoded: Sequence[Encoded], batch_size: int = 32, progress: bool = False) -> torch.Tensor:
-        """Rewards for already-encoded texts, batched longest first (least padding), returned in input order."""
+        """Rewards for already-encoded texts, returned in input order.
+
+        Batches are formed longest first (least padding). A decoder scores texts that share a prompt (pairs,
+        best-of-n samples) as packed groups, the prompt encoded once; `batch_size` counts texts.
+        """
         was_training = self.model.training
         self.model.eval()
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))
         scores = torch.empty(len(encoded), dtype=torch.float32)
         bar = None
         if progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=len(encoded), desc="scoring", unit="text")
         try:
-            for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
-                batch = self.collate([encoded[i] for i in rows])
+            for rows, packed in self._scoring_batches(encoded, batch_size):
+                if packed:
+                    batch = self._pack([[encoded[i] for i in group] for group in rows])
+                    rows = [i for group in rows for i in group]
+                else:
+                    batch = self.collate([encoded[i] for i in rows])
                 scores[rows] = self(**batch).float().cpu()
                 if bar is not None:
                     bar.update(len(rows))
@@ -384,6 +395,28 @@ class RewardModel(nn.Module):
                 bar.close()
             self.model.train(was_training)
         return scores
+
+    def _scoring_batches(self, encoded: Sequence[Encoded], batch_size: int):
+        """(rows, packed) per batch: groups of indices with one prompt when packing a decoder, else indices."""
+        if self.is_decoder and len(encoded) > 1:
+            by_prompt: dict[tuple[int, ...], list[int]] = {}
+            for i, e in enumerate(encoded):
+                by_prompt.setdefault(tuple(e.input_ids[:e.response_start]), []).append(i)
+            groups = [g[start:start + batch_size] for g in by_prompt.values() for start in range(0, len(g), batch_size)]
+            if any(len(g) > 1 for g in groups) and self._packing_works([[encoded[i] for i in g] for g in groups[:2]]):
+                groups.sort(key=lambda g: -self.group_length([encoded[i] for i in g]))
+                batch: list[list[int]] = []
+                for group in groups:
+                    if batch and sum(map(len, batch)) + len(group) > batch_size:
+                        yield batch, True
+                        batch = []
+                    batch.append(group)
+                if batch:
+                    yield batch, True
+                return
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))
+        for start in range(0, len(order), batch_size):
+            yield order[start:start + batch_size], False
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str], batch_size: int = 32,
               progress: bool = False) -> torch.Tensor:

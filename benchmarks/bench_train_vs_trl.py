@@ -1,0 +1,389 @@
+"""Reward-model training speed and accuracy: rewardkit vs TRL's RewardTrainer, side by side in one run.
+
+    python benchmarks/bench_train_vs_trl.py --backbone minilm-l6                 # ~12 min on a quiet 2-core CPU
+    python benchmarks/bench_train_vs_trl.py --backbone smollm2-135m              # fewer steps, max_length 256
+
+Both trainers get the same backbone, the same HH training pairs (../shared/data/hh-rlhf, both files, the 90/10 split
+with seed 0 that `rewardkit train-rm` makes), the same max_length, batch size, learning rate, schedule (10% warmup,
+cosine), weight decay, clipping and number of optimizer steps, fp32, dropout off. Each runs in its own process (so
+its peak RSS is its own) and waits at every optimizer step for the parent's go: the parent lets them take turns in
+segments of a few steps, so a change of machine load hits both alike. pairs/s counts only the time a trainer was
+running its steps (model loading, tokenization and validation are reported separately).
+
+TRL is run as its documentation shows: the explicit-prompt preference format (text for a backbone without a chat
+template, conversational messages for one with a template), its default collator (random batches, padded to the
+longest text), its defaults for everything not matched above (e.g. gradient checkpointing on, see
+--trl-gradient-checkpointing). Two things a user must know: TRL appends the eos token to text examples and fails on a
+tokenizer without one (BERT), so for such a backbone it gets `eos_token="[SEP]"`; and TRL drops every pair whose
+chosen or rejected text is longer than max_length (rewardkit truncates the oldest context and keeps them).
+
+Validation: each model scores the held-out pairs the way it was trained (rewardkit through RewardModel, TRL's
+model on TRL's own tokenization with its collator); accuracy counts chosen > rejected, ties half. Accuracies are shown
+on the pairs both can score (TRL cannot score pairs beyond max_length) and on each one's full set.
+
+MFU: rewardkit's model FLOPs (PaLM's convention: 6 x per-token matmul parameters x tokens, plus 12 x layers x hidden
+x tokens^2 per attention row; padding not counted) per second of its training, over the fp32 matmul peak (a 2048^3
+matmul on the same threads) measured by the parent between segments. For a decoder, whose pairs are packed with their
+shared prompt once, tokens are those actually processed (the prompt counted once), so the figure is the hardware's
+utilization, not inflated by the work the shared prompt saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+HH = [REPO.parent / "shared" / "data" / "hh-rlhf" / name
+      for name in ("helpful-base.test.jsonl.gz", "harmless-base.test.jsonl.gz")]
+DEFAULTS = {  # per backbone: steps, max_length, validation pairs (0: all held-out pairs)
+    "minilm-l6": {"steps": 50, "max_length": 512, "val_pairs": 0},
+    "smollm2-135m": {"steps": 8, "max_length": 256, "val_pairs": 150},
+}
+PROTOCOL = "@@ "  # prefix of the lines a worker and the parent exchange; everything else a worker says goes to its log
+
+
+# ------------------------------------------------------------------------------------------------ shared by both sides
+
+def split_pairs(val_pairs: int):
+    """The train/validation split `rewardkit train-rm` makes by default (90/10, seed 0), validation capped."""
+    from rewardkit.data import loaders, train_val_split
+
+    pairs = loaders.load_pairs([str(p) for p in HH], on_identical="skip")
+    train, val = train_val_split(pairs, 0.1, seed=0)
+    return train, val[:val_pairs] if val_pairs else val
+
+
+def pair_correct(chosen, rejected) -> list[float]:
+    return [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen.tolist(), rejected.tolist())]
+
+
+class Gate:
+    """Lets a worker run only the steps the parent grants, and times only that running."""
+
+    def __init__(self):
+        self.granted = 0
+        self.active = 0.0
+        self.steps = 0
+        self._since = None
+
+    def before_step(self) -> None:
+        if self.granted == 0:
+            self._report()
+            line = sys.stdin.readline()
+            if not line.startswith("go "):
+                sys.exit(0)
+            self.granted = int(line.split()[1])
+            self._since = time.perf_counter()
+        self.granted -= 1
+        self.steps += 1
+
+    def finish(self) -> None:
+        """The last step is done: stop the clock and hand control back."""
+        self.granted = 0
+        self._report()
+
+    def _report(self) -> None:
+        if self._since is not None:
+            self.active += time.perf_counter() - self._since
+            self._since = None
+        say("done", {"steps": self.steps, "active_seconds": self.active})
+
+
+def say(kind: str, payload: dict) -> None:
+    sys.__stdout__.write(f"{PROTOCOL}{kind} {json.dumps(payload)}\n")
+    sys.__stdout__.flush()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def per_token_matmul_params(model) -> int:
+    """Weights of the linear layers every token goes through (not the pooler or the scalar head)."""
+    from torch import nn
+
+    return sum(m.weight.numel() for name, m in model.named_modules()
+               if isinstance(m, nn.Linear) and "pooler" not in name and name.split(".")[-1] not in ("score",
+                                                                                                     "classifier"))
+
+
+# ------------------------------------------------------------------------------------------------ rewardkit worker
+
+def rewardkit_worker(args) -> None:
+    import torch
+
+    from rewardkit.models.trainer import RewardModelTrainer, TrainRMConfig
+
+    gate = Gate()
+    flops = {"total": 0.0, "tokens": 0}
+
+    class GatedTrainer(RewardModelTrainer):
+        def accumulate_gradients(self, batch):
+            gate.before_step()
+            return super().accumulate_gradients(batch)
+
+        def validate(self):  # called once, after the last step
+            gate.finish()
+            return float("nan")
+
+    started = time.perf_counter()
+    cfg = TrainRMConfig(model=args.backbone, data=[str(p) for p in HH], output_dir=args.workdir,
+                        max_length=args.max_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                        max_steps=args.steps, eval_every=10 ** 9, save_every=0, tensorboard=False, progress=False,
+                        num_threads=args.threads, seed=0)
+    trainer = GatedTrainer(cfg)
+    rm = trainer.reward_model
+    config = rm.model.config
+    params = per_token_matmul_params(rm.model)
+    layers, hidden = config.num_hidden_layers, config.hidden_size
+
+    def count(module, call_args, kwargs):
+        if not module.training:
+            return
+        if kwargs.get("row_index") is not None:  # packed batch: tokens per attention row
+            per_row = torch.bincount(kwargs["row_index"])
+        else:
+            per_row = kwargs["attention_mask"].sum(dim=1)
+        flops["tokens"] += int(per_row.sum())
+        flops["total"] += 6 * params * int(per_row.sum()) + 12 * layers * hidden * int((per_row ** 2).sum())
+
+    rm.register_forward_pre_hook(count, with_kwargs=True)
+    setup = time.perf_counter() - started
+    # the split must be the one the TRL worker rebuilds
+    val_examples = trainer.val_examples[:args.val_pairs] if args.val_pairs else trainer.val_examples
+    trainer.train()
+    started = time.perf_counter()
+    texts = [t for e in val_examples for t in e.texts]
+    scores = rm.score_encoded(texts, batch_size=32)
+    correct = pair_correct(scores[0::2], scores[1::2])
+    say("result", {"setup_seconds": setup, "validation_seconds": time.perf_counter() - started,
+                   "train_pairs": len(trainer.train_examples), "active_seconds": gate.active, "steps": gate.steps,
+                   "pairs": gate.steps * args.batch_size, "flops": flops["total"], "tokens": flops["tokens"],
+                   "val_correct": dict(enumerate(correct)), "peak_rss_mb": peak_rss_mb(),
+                   "truncated_train_pairs": sum(e.truncated for e in trainer.train_examples)})
+
+
+# ------------------------------------------------------------------------------------------------ TRL worker
+
+def trl_worker(args) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import RewardConfig, RewardTrainer
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    from rewardkit.data.types import conversation_from_text, prompt_as_text
+    from rewardkit.models.presets import resolve_model_path
+
+    torch.set_num_threads(args.threads)
+    gate = Gate()
+    started = time.perf_counter()
+    path = resolve_model_path(args.backbone)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    conversational = bool(getattr(tokenizer, "chat_template", None))
+
+    def rows(pairs):
+        for index, pair in enumerate(pairs):
+            if conversational:  # TRL's conversational explicit-prompt format
+                prompt = pair.prompt if isinstance(pair.prompt, list) else conversation_from_text(pair.prompt)
+                yield {"index": index, "prompt": prompt, "chosen": [{"role": "assistant", "content": pair.chosen}],
+                       "rejected": [{"role": "assistant", "content": pair.rejected}]}
+            else:  # standard explicit-prompt format: TRL concatenates prompt + completion
+                yield {"index": index, "prompt": prompt_as_text(pair.prompt), "chosen": " " + pair.chosen,
+                       "rejected": " " + pair.rejected}
+
+    train, val = split_pairs(args.val_pairs)
+    config = RewardConfig(
+        output_dir=args.workdir, per_device_train_batch_size=args.batch_size, max_steps=args.steps,
+        learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.1, weight_decay=0.01,
+        max_grad_norm=1.0, max_length=args.max_length, bf16=False, use_cpu=True, seed=0,
+        gradient_checkpointing=args.trl_gradient_checkpointing == "on", save_strategy="no", eval_strategy="no",
+        report_to="none", disable_tqdm=True, logging_steps=10 ** 9,
+        eos_token=None if tokenizer.eos_token else tokenizer.sep_token)
+
+    class StopClock(TrainerCallback):
+        def on_step_end(self, train_args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                gate.finish()
+
+    class GatedRewardTrainer(RewardTrainer):
+        def training_step(self, *step_args, **kwargs):
+            gate.before_step()
+            return super().training_step(*step_args, **kwargs)
+
+    trainer = GatedRewardTrainer(model=path, args=config, processing_class=tokenizer,
+                                 train_dataset=Dataset.from_list(list(rows(train))), callbacks=[StopClock()])
+    setup = time.perf_counter() - started
+    trainer.train()
+
+    # validation the TRL way: its tokenization and length filter, its collator, the trained model
+    started = time.perf_counter()
+    val_set = trainer._prepare_dataset(Dataset.from_list(list(rows(val))), trainer.processing_class, config, "eval")
+    collator = DataCollatorForPreference(pad_token_id=trainer.processing_class.pad_token_id)
+    model = trainer.model.eval()
+    correct = {}
+    with torch.no_grad():
+        for start in range(0, len(val_set), 16):
+            chunk = [val_set[i] for i in range(start, min(start + 16, len(val_set)))]
+            batch = collator([{"chosen_ids": c["chosen_ids"], "rejected_ids": c["rejected_ids"]} for c in chunk])
+            rewards = model(**batch).logits[:, 0]
+            chosen, rejected = rewards.chunk(2)
+            correct.update(zip((c["index"] for c in chunk), pair_correct(chosen, rejected)))
+    say("result", {"setup_seconds": setup, "validation_seconds": time.perf_counter() - started,
+                   "train_pairs": len(trainer.train_dataset), "active_seconds": gate.active, "steps": gate.steps,
+                   "pairs": gate.steps * args.batch_size, "val_correct": correct, "peak_rss_mb": peak_rss_mb(),
+                   "dropped_train_pairs": len(train) - len(trainer.train_dataset)})
+
+
+# ------------------------------------------------------------------------------------------------ parent
+
+class Worker:
+    def __init__(self, name: str, args, workdir: str, log_dir: Path):
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        command = [sys.executable, __file__, "--worker", name, "--workdir", workdir] + args.forward
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=open(self.log, "w"), text=True, bufsize=1)
+        self.status = {"steps": 0, "active_seconds": 0.0}
+        self.result = None
+
+    def read(self, kind: str) -> dict:
+        for line in self.process.stdout:
+            if line.startswith(PROTOCOL):
+                got, _, payload = line[len(PROTOCOL):].partition(" ")
+                if got == kind:
+                    return json.loads(payload)
+        tail = self.log.read_text()[-3000:]
+        raise SystemExit(f"{self.name} worker exited (code {self.process.wait()}); end of its log {self.log}:\n{tail}")
+
+    def run(self, steps: int) -> None:
+        self.process.stdin.write(f"go {steps}\n")
+        self.process.stdin.flush()
+        self.status = self.read("done")
+
+
+def matmul_peak(threads: int, size: int = 2048) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        started = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size ** 3 / (time.perf_counter() - started))
+    return best
+
+
+def load_text() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} on {os.cpu_count()} cores"
+
+
+def accuracy(correct: dict, keys) -> float:
+    return sum(correct[k] for k in keys) / max(len(keys), 1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="minilm-l6", choices=sorted(DEFAULTS))
+    parser.add_argument("--steps", type=int, help="optimizer steps for each trainer (default per backbone)")
+    parser.add_argument("--batch-size", type=int, default=16, help="pairs per optimizer step")
+    parser.add_argument("--max-length", type=int, help="maximum tokens per text (default per backbone)")
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--val-pairs", type=int, help="held-out pairs to validate on (0: all; default per backbone)")
+    parser.add_argument("--segment-steps", type=int, default=5, help="steps a trainer runs before the other's turn")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads of each trainer")
+    parser.add_argument("--trl-gradient-checkpointing", choices=("on", "off"), default="on",
+                        help="TRL's own default is on; off gives TRL its fastest setting where memory allows")
+    parser.add_argument("--worker", choices=("rewardkit", "trl"), help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    for key, value in DEFAULTS[args.backbone].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.worker:
+        sys.stdout = sys.stderr  # stdout carries only the protocol lines
+        (rewardkit_worker if args.worker == "rewardkit" else trl_worker)(args)
+        return 0
+    if not all(p.exists() for p in HH):
+        print(f"HH data not found at {HH[0].parent}", file=sys.stderr)
+        return 1
+    args.forward = ["--backbone", args.backbone, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+                    "--max-length", str(args.max_length), "--learning-rate", str(args.learning_rate),
+                    "--val-pairs", str(args.val_pairs), "--threads", str(args.threads),
+                    "--trl-gradient-checkpointing", args.trl_gradient_checkpointing]
+    print(f"backbone {args.backbone}: {args.steps} steps x {args.batch_size} pairs, max_length {args.max_length}, "
+          f"learning rate {args.learning_rate} (10% warmup, cosine), fp32, {args.threads} threads per trainer, "
+          f"turns of {args.segment_steps} steps; TRL gradient checkpointing {args.trl_gradient_checkpointing}")
+    print(f"start: {load_text()}", flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        workers = [Worker(name, args, str(Path(tmp) / name), Path(tmp)) for name in ("trl", "rewardkit")]
+        for w in workers:
+            w.read("done")  # set up and waiting at its first step
+        print(f"both trainers set up after {time.perf_counter() - started:.0f} s; training in turns", flush=True)
+        peaks = []
+        while any(w.status["steps"] < args.steps for w in workers):
+            for w in workers:
+                if w.status["steps"] < args.steps:
+                    peaks.append(matmul_peak(args.threads))
+                    w.run(min(args.segment_steps, args.steps - w.status["steps"]))
+                    print(f"  {w.name:9s} step {w.status['steps']:4d}/{args.steps}: "
+                          f"{w.status['steps'] * args.batch_size / w.status['active_seconds']:.2f} pairs/s so far",
+                          flush=True)
+        peaks.append(matmul_peak(args.threads))
+        for w in workers:
+            w.process.stdin.close()
+            w.result = w.read("result")
+            w.process.wait()
+    trl, rk = (w.result for w in workers)
+    print(f"end: {load_text()}; whole run {time.perf_counter() - started:.0f} s")
+    print()
+
+    common = sorted(set(trl["val_correct"]) & set(rk["val_correct"]))
+    rows = []
+    for name, r in (("TRL", trl), ("rewardkit", rk)):
+        pairs_per_second = r["pairs"] / r["active_seconds"]
+        rows.append((name, pairs_per_second, r))
+    header = (f"{'':10s} {'pairs/s':>8s} {'train s':>8s} {'setup s':>8s} {'val s':>6s} {'peak RSS':>9s} "
+              f"{'val acc (common ' + str(len(common)) + ')':>22s} {'val acc (own set)':>18s}")
+    print(header)
+    for name, pairs_per_second, r in rows:
+        own = r["val_correct"]
+        print(f"{name:10s} {pairs_per_second:8.2f} {r['active_seconds']:8.1f} {r['setup_seconds']:8.1f} "
+              f"{r['validation_seconds']:6.0f} {r['peak_rss_mb']:7.0f}MB {accuracy(own, common):22.4f} "
+              f"{accuracy(own, list(own)):11.4f} ({len(own)})")
+    speedup = rows[1][1] / rows[0][1]
+    peak = statistics.median(peaks)
+    achieved = rk["flops"] / rk["active_seconds"]
+    print()
+    print(f"speed: rewardkit / TRL = {speedup:.2f}x pairs/s")
+    n = len(common)
+    diff = accuracy(rk["val_correct"], common) - accuracy(trl["val_correct"], common)
+    print(f"accuracy: rewardkit - TRL = {diff:+.4f} on the {n} common held-out pairs "
+          f"(one pair is {1 / max(n, 1):.4f}; binomial s.e. of one accuracy ~{0.5 / max(n, 1) ** 0.5:.3f})")
+    print(f"rewardkit MFU: {achieved / 1e9:.1f} GFLOP/s achieved / {peak / 1e9:.1f} GFLOP/s fp32 matmul peak "
+          f"(median of {len(peaks)}, range {min(peaks) / 1e9:.0f}-{max(peaks) / 1e9:.0f}) = {achieved / peak:.1%}; "
+          f"{rk['tokens'] / rk['active_seconds']:.0f} tokens/s")
+    print(f"data: {rk['train_pairs']} training pairs for rewardkit ({rk['truncated_train_pairs']} truncated, none "
+          f"dropped); TRL kept {trl['train_pairs']} (dropped {trl['dropped_train_pairs']} longer than "
+          f"{args.max_length} tokens)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
