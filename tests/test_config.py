@@ -1,6 +1,7 @@
 """The config system: one dataclass filled from flags and YAML alike."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,31 @@ def test_bad_yaml_is_a_one_line_error_naming_the_file(tmp_path, text, message):
     with pytest.raises(RewardkitError, match=message) as info:
         parse_config(Example, ["--config", str(config)])
     assert "\n" not in str(info.value) and "c.yaml" in str(info.value)
+
+
+def test_a_flag_unsets_an_optional_field_that_yaml_set(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("ratio: 0.5\n")
+    assert parse_config(Example, ["--config", str(config), "--ratio", "none"]).ratio is None
+    assert parse_config(Example, ["--ratio", "None"]).ratio is None
+    with pytest.raises(RewardkitError, match="count must be an integer"):
+        parse_config(Example, ["--count", "none"])  # not optional: none is not a value
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_config_parses(path):
+    from rewardkit.config import config_from_mapping, load_yaml_mapping
+
+    if path.name.startswith("reward_"):
+        from rewardkit.rewards.spec import build_reward
+
+        assert build_reward(path).components
+        return
+    from rewardkit.models.trainer import TrainRMConfig
+    from rewardkit.rl.config import RLConfig
+
+    cls = {"train": TrainRMConfig, "rl": RLConfig}[path.name.split("_")[0]]
+    assert isinstance(config_from_mapping(cls, load_yaml_mapping(path), str(path)), cls)

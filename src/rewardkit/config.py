@@ -45,6 +45,8 @@ def _field_types(cls: type) -> dict[str, Any]:
 def coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert a YAML or flag value to the field's type, or fail with a one-line error naming `where`."""
     base, optional = _unwrap_optional(tp)
+    if optional and isinstance(value, str) and value.lower() in ("none", "null"):
+        value = None  # a flag can unset an optional field, as `null` does in YAML
     if value is None:
         if optional:
             return None
@@ -135,13 +137,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     parser.add_argument("--config", metavar="FILE.yaml", default=None,
                         help="YAML file with the same options as the flags; flags given explicitly override it")
     for f in dataclasses.fields(cls):
-        tp, _ = _unwrap_optional(hints[f.name])
+        tp, optional = _unwrap_optional(hints[f.name])
         meta = f.metadata
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         help_text = meta.get("help", "").replace("%", "%%")  # argparse formats help with %
         if default not in (None, [], "") and not meta.get("positional"):
-            help_text += f" (default: {default})"
+            help_text += f" (default: {default}{'; none unsets it' if optional else ''})"
         kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from rewardkit.errors import RewardkitError
 from rewardkit.models import RewardModel
 from rewardkit.models.reward_model import _truncate_left, last_token_index
 from tests.conftest import build_tiny_reward_model
@@ -90,6 +91,14 @@ def test_chat_template_renders_hh_dialogue_as_messages():
     assert rm.tokenizer.decode(enc.input_ids[enc.response_start:]).lstrip().startswith("Paris is the capital")
 
 
+def test_a_prompt_rendered_by_the_chat_template_is_not_rendered_twice():
+    rm = build_tiny_reward_model("llama")
+    messages = [{"role": "user", "content": "What is 2+2?"}]
+    rendered = rm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert rm.encode(rendered, "4").input_ids == rm.encode(messages, "4").input_ids
+    assert rm.encode(rendered, "4").response_start == rm.encode(messages, "4").response_start
+
+
 def test_encoder_uses_sentence_pairs():
     rm = build_tiny_reward_model("bert")
     enc = rm.encode("Say hi.", "Hi!")
@@ -133,3 +142,18 @@ def test_missing_model_folder_is_a_one_line_user_error(tmp_path):
         RewardModel.from_pretrained(str(tmp_path))
     with pytest.raises(RewardkitError, match="no such model folder"):
         RewardModel.from_pretrained(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_freezing_lower_layers_leaves_them_without_gradients(kind):
+    rm = build_tiny_reward_model(kind)
+    rm.freeze_lower_layers(1)
+    batch = rm.collate([rm.encode("Say hi.", "Hi!"), rm.encode("Say hi.", "Go away.")])
+    rm(**batch).sum().backward()
+    grads = {name: p.grad is not None for name, p in rm.model.named_parameters()}
+    embeddings = [n for n in grads if "embed" in n]
+    assert embeddings and not any(grads[n] for n in embeddings)
+    assert not any(g for n, g in grads.items() if ".layers.0." in n or ".layer.0." in n)
+    assert all(g for n, g in grads.items() if ".layers.1." in n or ".layer.1." in n)
+    with pytest.raises(RewardkitError, match="at least one must train"):
+        rm.freeze_lower_layers(rm.model.config.num_hidden_layers)

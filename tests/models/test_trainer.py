@@ -106,6 +106,16 @@ def test_training_learns_a_simple_preference_and_writes_summary(tmp_path, tiny_b
     assert any((out / "tensorboard").iterdir())
 
 
+def test_frozen_lower_layers_keep_their_weights_while_the_rest_trains(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    cfg = small_config(tmp_path, tiny_bert_dir, data, freeze_layers=1)
+    RewardModelTrainer(cfg).train()
+    before, after = weights(tiny_bert_dir), weights(Path(cfg.output_dir))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not {k for k in changed if ".embeddings." in k or ".layer.0." in k}
+    assert any(".layer.1." in k for k in changed)
+
+
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tmp_path, tiny_bert_dir):
     data = write_pairs(tmp_path / "pairs.jsonl")
     trainer = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=6, save_every=2))

@@ -32,9 +32,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rewardkit.config import option
 from rewardkit.errors import RewardkitError
+
+if TYPE_CHECKING:
+    from rewardkit.eval.scoring import ScoredDataset
 
 
 @dataclass
@@ -154,7 +158,7 @@ def load_dataset(path: str, side: str | None, name: str, cfg: EvalConfig) -> Dat
 
 # --------------------------------------------------------------------------------------------------------- scoring
 
-def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> "ScoredDataset":
+def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> ScoredDataset:
     """Score every response of a dataset with every model; keep only floats, lengths and labels."""
     import numpy as np
 
@@ -192,7 +196,7 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
 
 # --------------------------------------------------------------------------------------------------------- figures
 
-def _select(data: "ScoredDataset", rows) -> "ScoredDataset":
+def _select(data: ScoredDataset, rows) -> ScoredDataset:
     """The same dataset restricted to the records at `rows` (for per-subset figures)."""
     from rewardkit.eval.scoring import ScoredDataset
 
@@ -208,7 +212,7 @@ def _select(data: "ScoredDataset", rows) -> "ScoredDataset":
                          targets=None if data.targets is None else data.targets[rows], sources=data.sources)
 
 
-def summarize(data: "ScoredDataset", model: int, temperature: float, cfg: EvalConfig) -> dict:
+def summarize(data: ScoredDataset, model: int, temperature: float, cfg: EvalConfig) -> dict:
     from rewardkit.eval import metrics
 
     common = {"n_resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
@@ -223,7 +227,7 @@ def summarize(data: "ScoredDataset", model: int, temperature: float, cfg: EvalCo
     return metrics.summarize_binary(scores, data.targets, data.lengths, threshold=cfg.binary_threshold, **common)
 
 
-def compare(data: "ScoredDataset", cfg: EvalConfig) -> dict:
+def compare(data: ScoredDataset, cfg: EvalConfig) -> dict:
     from rewardkit.eval import metrics
 
     common = {"n_resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
@@ -237,7 +241,7 @@ def compare(data: "ScoredDataset", cfg: EvalConfig) -> dict:
     return metrics.compare_binary(a, b, data.targets, threshold=cfg.binary_threshold, **common)
 
 
-def dataset_figures(data: "ScoredDataset", temperatures: list[float], cfg: EvalConfig) -> dict:
+def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalConfig) -> dict:
     """The JSON block of one dataset: model 1's figures, per-subset figures, and with two models `model2` (the same
     shape) and `difference` (paired, per subset too)."""
     subsets = {name: [i for i, s in enumerate(data.subsets) if s == name] for name in data.subset_names}
@@ -259,7 +263,7 @@ def dataset_figures(data: "ScoredDataset", temperatures: list[float], cfg: EvalC
     return entry
 
 
-def pooled_temperature(scored: list["ScoredDataset"], model: int) -> float | None:
+def pooled_temperature(scored: list[ScoredDataset], model: int) -> float | None:
     """The temperature fitted on every pairwise dataset together (what --save-temperature stores)."""
     import numpy as np
 

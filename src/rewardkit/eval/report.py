@@ -91,7 +91,7 @@ def slug(name: str) -> str:
 
 # ------------------------------------------------------------------------------------------------------- plotting
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,10 +102,10 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -115,7 +115,7 @@ def _model_figures(entry: dict, model: int) -> dict:
 
 def plot_accuracy_by_subset(entry: dict, model_names: list[str]) -> bytes:
     """Accuracy with 95% intervals per subset (and overall, on top), the length baseline marked, chance dashed."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = ["All"] + list(entry.get("subsets", {}))
     rows = [[_model_figures(entry, m)] + [_model_figures(entry, m)["subsets"][s] for s in labels[1:]]
             for m in range(len(model_names))]
@@ -140,12 +140,12 @@ def plot_accuracy_by_subset(entry: dict, model_names: list[str]) -> bytes:
     ax.grid(axis="x", alpha=0.3)
     fig.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2 + len(model_names), frameon=False, fontsize=9)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_reward_distributions(data: ScoredDataset, model_names: list[str]) -> bytes:
     """Histograms of the rewards of chosen and rejected answers, one panel per model."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(model_names), figsize=(5.2 * len(model_names), 3.4), squeeze=False)
     for m, (ax, name) in enumerate(zip(axes[0], model_names)):
         chosen, rejected = data.scores[m]
@@ -159,13 +159,13 @@ def plot_reward_distributions(data: ScoredDataset, model_names: list[str]) -> by
         ax.set_title(name)
         ax.legend(frameon=False, fontsize=9)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_reliability(data: ScoredDataset, entry: dict, model_names: list[str], temperatures: list[float],
                      n_bins: int) -> bytes:
     """Reliability diagram per model at its current temperature and at the fitted one, with bin counts below."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(model_names), figsize=(4.6 * len(model_names), 5.2), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     for m, name in enumerate(model_names):
@@ -193,12 +193,12 @@ def plot_reliability(data: ScoredDataset, entry: dict, model_names: list[str], t
         counts_ax.set_ylabel("pairs")
         counts_ax.set_xlabel("predicted probability σ(Δreward / T)")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_reward_vs_length(data: ScoredDataset, model_names: list[str]) -> bytes:
     """Scatter of reward against response length (log scale), chosen and rejected coloured, with a binned median."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(model_names), figsize=(9.0 if len(model_names) == 1 else 5.4 * len(model_names),
                                                            3.8), squeeze=False)
     chosen_lengths, rejected_lengths = data.lengths
@@ -223,12 +223,12 @@ def plot_reward_vs_length(data: ScoredDataset, model_names: list[str]) -> bytes:
         ax.set_title(name)
         ax.legend(frameon=False, fontsize=8, markerscale=2.5)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_ranking_summary(entry: dict, model_names: list[str]) -> bytes:
     """Top-1 accuracy and mean Kendall τ per model next to the length baseline and chance."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (top_ax, tau_ax) = plt.subplots(1, 2, figsize=(9, 2.2 + 0.35 * len(model_names)))
     for ax, key, ci_key, baseline_key, chance, title in (
             (top_ax, "top1_accuracy", "ci95", "length_baseline_top1", entry["chance_top1"],
@@ -258,12 +258,12 @@ def plot_ranking_summary(entry: dict, model_names: list[str]) -> bytes:
     top_ax.set_xlim(0, 1)
     tau_ax.set_xlim(-1, 1)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_roc(data: ScoredDataset, model_names: list[str]) -> bytes:
     """ROC curves of each model and of length alone on thumbs up/down data."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     labels = data.targets
     curves = [(name, data.scores[m], MODEL_COLORS[m], "-") for m, name in enumerate(model_names)]
@@ -279,12 +279,12 @@ def plot_roc(data: ScoredDataset, model_names: list[str]) -> bytes:
     ax.set_ylabel("share of thumbs-up above the cut")
     ax.set_aspect("equal")
     ax.legend(frameon=False, fontsize=8, loc="lower right")
-    return _png(fig)
+    return png(fig)
 
 
 def plot_ratings(data: ScoredDataset, model_names: list[str]) -> bytes:
     """Reward against the human rating, one panel per model."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(model_names), figsize=(4.8 * len(model_names), 3.6), squeeze=False)
     jitter = np.random.default_rng(0).uniform(-0.08, 0.08, data.targets.size)  # separates Likert columns
     for m, (ax, name) in enumerate(zip(axes[0], model_names)):
@@ -293,7 +293,7 @@ def plot_ratings(data: ScoredDataset, model_names: list[str]) -> bytes:
         ax.set_ylabel("reward")
         ax.set_title(name)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 # ------------------------------------------------------------------------------------------------------- captions

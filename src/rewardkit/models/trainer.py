@@ -57,6 +57,8 @@ class TrainRMConfig:
     epochs: int = option(1, "passes over the training data")
     max_steps: int = option(-1, "stop after this many optimizer steps (overrides --epochs when > 0)")
     dropout: bool = option(False, "keep the backbone's dropout (off by default: pairwise losses train more stably)")
+    freeze_layers: int = option(0, "train neither the embeddings nor the N lowest transformer layers (their backward "
+                                   "pass is skipped: faster, and less to overfit on small data)")
     use_margin: bool = option(True, "subtract a pair's margin inside the Bradley-Terry loss when the data has one")
     center_rewards_coefficient: float = option(0.0, "weight of the (r_chosen + r_rejected)^2 centering penalty")
     normalize_ratings: bool = option(True, "z-score ratings with training statistics before the MSE loss")
@@ -153,6 +155,7 @@ class RewardModelTrainer:
         self.output_dir = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
         self.reward_model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length, dropout=cfg.dropout)
+        self.reward_model.freeze_lower_layers(cfg.freeze_layers)
         self.train_examples, self.val_examples, self.task = self._prepare_data()
 
     # -------------------------------------------------------------- data
@@ -205,7 +208,6 @@ class RewardModelTrainer:
         """Mean per-example accuracy on the validation set (pairs: chosen scored higher, ties half)."""
         import torch
 
-        from rewardkit.models.tasks import split_scores
 
         if not self.val_examples:
             return float("nan")
@@ -294,7 +296,6 @@ class RewardModelTrainer:
         return float(totals[0]) / len(batch), float(totals[1]) / len(batch)
 
     def train(self) -> dict:
-        import torch
         from transformers import get_cosine_schedule_with_warmup
 
         from rewardkit.errors import RewardkitError

@@ -9,8 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rewardkit.eval.report import (Figure, Heading, Paragraph, Table, _png, _pyplot, fmt, render_html,
-                                   render_markdown)
+from rewardkit.eval.report import Figure, Heading, Paragraph, Table, fmt, png, pyplot, write_pages
 
 PROXY_COLOR, GOLD_COLOR, OTHER_COLOR = "#1f5fa8", "#d9730d", "#444444"
 LABELS = {"reward/proxy": "proxy", "reward/gold": "gold", "kl/ref": "KL", "response/length": "length",
@@ -34,7 +33,7 @@ def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def plot_curves(history: list[dict], evals: list[dict], window: int) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     panels = [("Reward", ["reward/proxy", "reward/gold"]), ("KL to reference (nats per response)", ["kl/ref"]),
               ("Response length (tokens)", ["response/length"]), ("Entropy (nats per token)", ["policy/entropy"])]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
@@ -59,12 +58,12 @@ def plot_curves(history: list[dict], evals: list[dict], window: int) -> bytes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_reward_vs_sqrt_kl(history: list[dict], evals: list[dict], window: int) -> bytes:
     """Gao et al. (2022) plot their rewards against d = √KL: proxy keeps rising while gold peaks and falls."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key, eval_key, color in (("reward/proxy", "eval/proxy", PROXY_COLOR), ("reward/gold", "eval/gold", GOLD_COLOR)):
         rows = [m for m in history if m.get(key) is not None]
@@ -81,7 +80,7 @@ def plot_reward_vs_sqrt_kl(history: list[dict], evals: list[dict], window: int) 
     ax.set_ylabel("reward")
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def _sample_paragraphs(before: list[dict], after: list[dict], count: int) -> list[Paragraph]:
@@ -151,16 +150,8 @@ def build_blocks(summary: dict[str, Any], history: list[dict], evals: list[dict]
 def write_report(directory: str | Path, summary: dict, history: list[dict], evals: list[dict], before: list[dict],
                  after: list[dict], warnings: list[dict], window: int) -> tuple[Path, Path]:
     """Write DIR/report.html, DIR/report.md and the PNG files; return the HTML and Markdown paths."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     blocks = build_blocks(summary, history, evals, before, after, warnings, window)
     title = f"RL run: {summary['algorithm']} on {summary['policy']}"
     subtitle = (f"Proxy reward: {summary['reward']}; gold reward: {summary.get('gold_reward') or 'none'}. "
                 f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by rewardkit rl.")
-    for block in blocks:
-        if isinstance(block, Figure):
-            (directory / block.filename).write_bytes(block.png)
-    html_path, markdown_path = directory / "report.html", directory / "report.md"
-    html_path.write_text(render_html(title, subtitle, blocks), encoding="utf-8")
-    markdown_path.write_text(render_markdown(title, subtitle, blocks), encoding="utf-8")
-    return html_path, markdown_path
+    return write_pages(directory, title, subtitle, blocks)

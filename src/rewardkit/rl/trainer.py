@@ -30,7 +30,7 @@ from rewardkit.errors import RewardkitError
 from rewardkit.rl.advantages import (discounted_returns, gae, group_normalized_advantages, leave_one_out_advantages,
                                      per_token, reinforce_advantages)
 from rewardkit.rl.config import RLConfig
-from rewardkit.rl.critic import TokenCritic, ValueHead
+from rewardkit.rl.critic import ValueHead
 from rewardkit.rl.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_k1
 from rewardkit.rl.losses import aggregate, clipped_surrogate_loss, policy_gradient_loss, value_loss
 from rewardkit.rl.masked import masked_mean, masked_sum, masked_var, masked_whiten

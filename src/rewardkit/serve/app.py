@@ -10,9 +10,9 @@ Endpoints
   nothing but the tokenizer's special tokens, e.g. BOS), the rest is the response; otherwise the whole query is scored
   as the response to an empty prompt (`rm_prompt_split` says which, per item). Special tokens around the response
   (separators, EOS, padding) are removed, since the reward model adds its own. `labels` are ignored. The pair is then
-  scored by the model's own rule, exactly as /score would score it. Limitation: a prompt already rendered with a chat
-  template is taken as plain text, so a chat-template reward model renders it a second time (logged once as a
-  warning); send plain-text prompts (e.g. OpenRLHF without --apply_chat_template) or use /score with conversations.
+  scored by the model's own rule, exactly as /score would score it. A prompt already rendered with the reward model's
+  chat template (OpenRLHF's --apply_chat_template) is recognised by the template's special tokens and not rendered a
+  second time.
 - `GET /health` -> 200 `{"status": "ok", "model": ..., "limits": {...}}` (no token needed; 503 if the batcher died).
 - `GET /metrics` -> Prometheus text format.
 
@@ -222,8 +222,6 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
                            max_queued_items=settings.max_queued_items, metrics=metrics)
     special = _special_tokens(scorer)
     token = settings.api_token.encode("utf-8") if settings.api_token else None
-    chat_template = bool(getattr(scorer, "use_chat_template", False))
-    warned_rendered_prompts: list[bool] = []  # warn once per server, not per request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -284,12 +282,6 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
         authorize(request)
         prompts, responses, found = parse_get_reward_request(await _read_json(request, settings.max_body_bytes),
                                                              settings.max_items_per_request, special)
-        if chat_template and not warned_rendered_prompts and any(
-                any(t in p for t in special) for p, ok in zip(prompts, found) if ok):
-            warned_rendered_prompts.append(True)
-            log.warning("/get_reward prompts contain special tokens, so they were rendered with a chat template; the "
-                        "reward model applies its own template on top. Send plain-text prompts or use /score with "
-                        "conversations for exact scores.")
         rewards = await score(prompts, responses, "query")
         return JSONResponse({"rewards": rewards, "scores": rewards,
                              "extra_logs": {"rm_prompt_split": [float(f) for f in found]}})
