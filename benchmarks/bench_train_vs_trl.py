@@ -110,20 +110,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def per_token_matmul_params(model) -> int:
-    """Weights of the linear layers every token goes through (not the pooler or the scalar head)."""
-    from torch import nn
-
-    return sum(m.weight.numel() for name, m in model.named_modules()
-               if isinstance(m, nn.Linear) and "pooler" not in name and name.split(".")[-1] not in ("score",
-                                                                                                     "classifier"))
-
-
 # ------------------------------------------------------------------------------------------------ rewardkit worker
 
 def rewardkit_worker(args) -> None:
     import torch
 
+    from rewardkit.models.packing import matmul_params_per_token
     from rewardkit.models.trainer import RewardModelTrainer, TrainRMConfig
 
     gate = Gate()
@@ -142,11 +134,11 @@ def rewardkit_worker(args) -> None:
     cfg = TrainRMConfig(model=args.backbone, data=[str(p) for p in HH], output_dir=args.workdir,
                         max_length=args.max_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
                         max_steps=args.steps, eval_every=10 ** 9, save_every=0, tensorboard=False, progress=False,
-                        num_threads=args.threads, seed=0)
+                        num_threads=args.threads, seed=0, freeze_layers=args.freeze_layers)
     trainer = GatedTrainer(cfg)
     rm = trainer.reward_model
     config = rm.model.config
-    params = per_token_matmul_params(rm.model)
+    params = matmul_params_per_token(rm.model)
     layers, hidden = config.num_hidden_layers, config.hidden_size
 
     def count(module, call_args, kwargs):
@@ -303,7 +295,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, help="optimizer steps for each trainer (default per backbone)")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per optimizer step")
     parser.add_argument("--max-length", type=int, help="maximum tokens per text (default per backbone)")
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--freeze-layers", type=int, default=0,
+                        help="rewardkit's --freeze-layers (0, full fine-tuning, is the same work as TRL's)")
     parser.add_argument("--val-pairs", type=int, help="held-out pairs to validate on (0: all; default per backbone)")
     parser.add_argument("--segment-steps", type=int, default=5, help="steps a trainer runs before the other's turn")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads of each trainer")
@@ -325,10 +319,12 @@ def main() -> int:
     args.forward = ["--backbone", args.backbone, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                     "--max-length", str(args.max_length), "--learning-rate", str(args.learning_rate),
                     "--val-pairs", str(args.val_pairs), "--threads", str(args.threads),
+                    "--freeze-layers", str(args.freeze_layers),
                     "--trl-gradient-checkpointing", args.trl_gradient_checkpointing]
     print(f"backbone {args.backbone}: {args.steps} steps x {args.batch_size} pairs, max_length {args.max_length}, "
           f"learning rate {args.learning_rate} (10% warmup, cosine), fp32, {args.threads} threads per trainer, "
-          f"turns of {args.segment_steps} steps; TRL gradient checkpointing {args.trl_gradient_checkpointing}")
+          f"turns of {args.segment_steps} steps; TRL gradient checkpointing {args.trl_gradient_checkpointing}; "
+          f"rewardkit freezes {args.freeze_layers} layers")
     print(f"start: {load_text()}", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:

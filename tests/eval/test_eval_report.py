@@ -59,3 +59,15 @@ def test_report_of_every_kind(tmp_path, n_models):
     subset_rows = [line for line in text.splitlines() if line.startswith("easy") and " accuracy " not in line]
     assert len(subset_rows) == n_models  # one per model; the difference table's row names its metric
     assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", subset_rows[0])
+
+
+def test_reliability_caption_explains_a_runaway_temperature_instead_of_reporting_it_bare():
+    from rewardkit.eval.report import reliability_caption
+
+    def entry(accuracy):
+        return {"accuracy": accuracy, "ece": 0.1, "temperature": 5e3 if accuracy < 0.5 else 2.0,
+                "calibrated_ece": 0.03}
+
+    assert "point the wrong way" in reliability_caption(entry(0.46), ["rm"], [1.0])
+    caption = reliability_caption(entry(0.7), ["rm"], [1.0])
+    assert "over-confident" in caption and "point the wrong way" not in caption

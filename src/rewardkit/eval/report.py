@@ -350,6 +350,13 @@ def reliability_caption(entry: dict, model_names: list[str], temperatures: list[
         figures = _model_figures(entry, m)
         verdict = ("well calibrated" if figures["ece"] is not None and figures["ece"] < 0.03
                    else "over-confident" if figures["temperature"] > temperatures[m] else "under-confident")
+        if figures["accuracy"] is not None and figures["accuracy"] <= 0.5:
+            # the NLL-optimal positive temperature then runs off to its bound: say why instead of showing a bare T
+            parts.append(f"{name}'s reward differences point the wrong way as often as the right one here (accuracy "
+                         f"{fmt(figures['accuracy'])}), so no temperature makes them informative: the fitted "
+                         f"T={figures['temperature']:.3g} just flattens every probability to about 0.5 (ECE "
+                         f"{fmt(figures['ece'])} as is, {fmt(figures['calibrated_ece'])} flattened)")
+            continue
         parts.append(f"{name} is {verdict} as is (ECE {fmt(figures['ece'])} at T={temperatures[m]:.3g}); dividing "
                      f"reward differences by the fitted T={figures['temperature']:.3g} brings the ECE to "
                      f"{fmt(figures['calibrated_ece'])} on these pairs")

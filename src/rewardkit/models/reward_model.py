@@ -208,6 +208,8 @@ class RewardModel(nn.Module):
     def _ids_many(self, texts: Sequence[str], chunk: int = 1024) -> list[list[int]]:
         """Token ids of many texts through batched tokenizer calls (several times faster than a call per text)."""
         ids: list[list[int]] = []
+        # texts longer than the model are expected here (`_assemble` truncates them): silence the tokenizer's warning
+        getattr(self.tokenizer, "deprecation_warnings", {})["sequence-length-is-longer-than-the-specified-maximum"] = True
         for start in range(0, len(texts), chunk):
             ids += self.tokenizer(list(texts[start:start + chunk]), add_special_tokens=False)["input_ids"]
         return [i if text else [] for i, text in zip(ids, texts)]

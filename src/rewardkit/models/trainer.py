@@ -50,15 +50,16 @@ class TrainRMConfig:
     max_length: int = option(512, "maximum tokens per text; longer texts lose their oldest context first")
     batch_size: int = option(16, "examples (pairs, groups, ...) per optimizer step, over all processes")
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step on each process")
-    learning_rate: float = option(5e-5, "peak AdamW learning rate")
+    learning_rate: float = option(1e-4, "peak AdamW learning rate")
     weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and norms)")
     warmup_ratio: float = option(0.1, "fraction of steps of linear warmup before cosine decay")
     max_grad_norm: float = option(1.0, "gradient clipping norm (0 disables)")
     epochs: int = option(1, "passes over the training data")
     max_steps: int = option(-1, "stop after this many optimizer steps (overrides --epochs when > 0)")
     dropout: bool = option(False, "keep the backbone's dropout (off by default: pairwise losses train more stably)")
-    freeze_layers: int = option(0, "train neither the embeddings nor the N lowest transformer layers (their backward "
-                                   "pass is skipped: faster, and less to overfit on small data)")
+    freeze_layers: int = option(-1, "train neither the embeddings nor the N lowest transformer layers: their "
+                                    "backward pass is skipped (half of the layers frozen: ~1/3 less compute per step). "
+                                    "-1: the lower half; 0: train everything")
     use_margin: bool = option(True, "subtract a pair's margin inside the Bradley-Terry loss when the data has one")
     center_rewards_coefficient: float = option(0.0, "weight of the (r_chosen + r_rejected)^2 centering penalty")
     normalize_ratings: bool = option(True, "z-score ratings with training statistics before the MSE loss")
@@ -154,19 +155,21 @@ class RewardModelTrainer:
                                  f"--gradient-accumulation-steps ({cfg.gradient_accumulation_steps})")
         self.output_dir = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
+        records = self._load_records()  # before the model: bad data fails in seconds
         self.reward_model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length, dropout=cfg.dropout)
-        self.reward_model.freeze_lower_layers(cfg.freeze_layers)
-        self.train_examples, self.val_examples, self.task = self._prepare_data()
+        layers = self.reward_model.model.config.num_hidden_layers
+        self.reward_model.freeze_lower_layers(layers // 2 if cfg.freeze_layers < 0 else cfg.freeze_layers)
+        self.train_examples, self.val_examples, self.task = self._prepare_data(*records)
 
     # -------------------------------------------------------------- data
     def _log(self, message: str) -> None:
         if self.accelerator.is_main_process:
             print(message, file=sys.stderr, flush=True)
 
-    def _prepare_data(self):
+    def _load_records(self) -> tuple[list, list]:
+        """Training and validation records, validated."""
         from rewardkit.data import train_val_split
         from rewardkit.errors import RewardkitError
-        from rewardkit.models import tasks
 
         cfg = self.cfg
         records = load_feedback(cfg.data, cfg.feedback, cfg)
@@ -176,6 +179,13 @@ class RewardModelTrainer:
             train_records, val_records = train_val_split(records, cfg.val_fraction, seed=cfg.seed)
         if not train_records:
             raise RewardkitError(f"no training records in {', '.join(cfg.data)}")
+        return train_records, val_records
+
+    def _prepare_data(self, train_records: list, val_records: list):
+        """The loss task and the encoded training and validation examples."""
+        from rewardkit.models import tasks
+
+        cfg = self.cfg
         if cfg.feedback == "pairs":
             task = tasks.pair_task(cfg.use_margin, cfg.center_rewards_coefficient)
         elif cfg.feedback == "rankings":
@@ -424,8 +434,9 @@ def train_reward_model(cfg: TrainRMConfig) -> int:
     trainer = RewardModelTrainer(cfg)
     summary = trainer.train()
     if trainer.accelerator.is_main_process:
-        val = summary["val_accuracy"]
-        print(f"validation accuracy: {val:.4f} on {summary['val_pairs']} held-out {cfg.feedback} "
-              f"({summary['train_pairs']} trained, {summary['train_seconds']:.0f} s, "
-              f"{summary['pairs_per_second']:.1f} pairs/s); model saved to {cfg.output_dir}")
+        unit = "pairs" if cfg.feedback == "pairs" else "examples"
+        accuracy = f"{summary['val_accuracy']:.4f} on {summary['val_pairs']} held-out {cfg.feedback}" \
+            if summary["val_pairs"] else "none (no validation data)"
+        print(f"validation accuracy: {accuracy} ({summary['train_pairs']} trained, {summary['train_seconds']:.0f} s, "
+              f"{summary['pairs_per_second']:.1f} {unit}/s); model saved to {cfg.output_dir}")
     return 0
