@@ -1,7 +1,7 @@
 """Reward-model training speed and accuracy: rewardkit vs TRL's RewardTrainer, side by side in one run.
 
-    python benchmarks/bench_train_vs_trl.py --backbone minilm-l6                 # ~12 min on a quiet 2-core CPU
-    python benchmarks/bench_train_vs_trl.py --backbone smollm2-135m              # fewer steps, max_length 256
+    python benchmarks/bench_train_vs_trl.py --backbone minilm-l6                 # ~18 min on a 2-core CPU
+    python benchmarks/bench_train_vs_trl.py --backbone smollm2-135m              # 8 steps, max_length 256: ~30 min
 
 Both trainers get the same backbone, the same HH training pairs (../shared/data/hh-rlhf, both files, the 90/10 split
 with seed 0 that `rewardkit train-rm` makes), the same max_length, batch size, learning rate, schedule (10% warmup,
@@ -136,6 +136,9 @@ def rewardkit_worker(args) -> None:
                         max_steps=args.steps, eval_every=10 ** 9, save_every=0, tensorboard=False, progress=False,
                         num_threads=args.threads, seed=0, freeze_layers=args.freeze_layers)
     trainer = GatedTrainer(cfg)
+    too_long = sum(e.truncated for e in trainer.train_examples)
+    if args.same_pairs:  # TRL drops the pairs longer than max_length: train on the rest only, as TRL does
+        trainer.train_examples = [e for e in trainer.train_examples if not any(t.truncated for t in e.texts)]
     rm = trainer.reward_model
     config = rm.model.config
     params = matmul_params_per_token(rm.model)
@@ -164,7 +167,7 @@ def rewardkit_worker(args) -> None:
                    "train_pairs": len(trainer.train_examples), "active_seconds": gate.active, "steps": gate.steps,
                    "pairs": gate.steps * args.batch_size, "flops": flops["total"], "tokens": flops["tokens"],
                    "val_correct": dict(enumerate(correct)), "peak_rss_mb": peak_rss_mb(),
-                   "truncated_train_pairs": sum(e.truncated for e in trainer.train_examples)})
+                   "truncated_train_pairs": too_long})
 
 
 # ------------------------------------------------------------------------------------------------ TRL worker
@@ -303,6 +306,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads of each trainer")
     parser.add_argument("--trl-gradient-checkpointing", choices=("on", "off"), default="on",
                         help="TRL's own default is on; off gives TRL its fastest setting where memory allows")
+    parser.add_argument("--same-pairs", action=argparse.BooleanOptionalAction, default=True,
+                        help="rewardkit skips the training pairs that do not fit max_length, which TRL drops, so both "
+                             "train on the same pairs (--no-same-pairs: rewardkit keeps them, truncated)")
     parser.add_argument("--worker", choices=("rewardkit", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -320,6 +326,7 @@ def main() -> int:
                     "--max-length", str(args.max_length), "--learning-rate", str(args.learning_rate),
                     "--val-pairs", str(args.val_pairs), "--threads", str(args.threads),
                     "--freeze-layers", str(args.freeze_layers),
+                    "--same-pairs" if args.same_pairs else "--no-same-pairs",
                     "--trl-gradient-checkpointing", args.trl_gradient_checkpointing]
     print(f"backbone {args.backbone}: {args.steps} steps x {args.batch_size} pairs, max_length {args.max_length}, "
           f"learning rate {args.learning_rate} (10% warmup, cosine), fp32, {args.threads} threads per trainer, "
@@ -375,9 +382,10 @@ def main() -> int:
     print(f"rewardkit MFU: {achieved / 1e9:.1f} GFLOP/s achieved / {peak / 1e9:.1f} GFLOP/s fp32 matmul peak "
           f"(median of {len(peaks)}, range {min(peaks) / 1e9:.0f}-{max(peaks) / 1e9:.0f}) = {achieved / peak:.1%}; "
           f"{rk['tokens'] / rk['active_seconds']:.0f} tokens/s")
-    print(f"data: {rk['train_pairs']} training pairs for rewardkit ({rk['truncated_train_pairs']} truncated, none "
-          f"dropped); TRL kept {trl['train_pairs']} (dropped {trl['dropped_train_pairs']} longer than "
-          f"{args.max_length} tokens)")
+    kept = "skipped as TRL drops them" if args.same_pairs else "truncated"
+    print(f"data: {rk['train_pairs']} training pairs for rewardkit ({rk['truncated_train_pairs']} longer than "
+          f"{args.max_length} tokens {kept}); TRL kept {trl['train_pairs']} (dropped {trl['dropped_train_pairs']} "
+          f"longer than {args.max_length} tokens)")
     return 0
 
 

@@ -316,7 +316,8 @@ class RewardModelTrainer:
         steps_per_epoch = math.ceil(len(self.train_examples) / cfg.batch_size)
         total_steps = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
         self.optimizer = self._optimizer()
-        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * total_steps),
+        # warmup steps rounded up, as transformers' Trainer does: a short run still starts gently
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, math.ceil(cfg.warmup_ratio * total_steps),
                                                          total_steps)
         self.reward_model, self.optimizer = acc.prepare(self.reward_model, self.optimizer)
 
