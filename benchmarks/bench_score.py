@@ -22,14 +22,8 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO = Path(__file__).resolve().parents[1]
-HH = [REPO.parent / "shared" / "data" / "hh-rlhf" / name
-      for name in ("helpful-base.test.jsonl.gz", "harmless-base.test.jsonl.gz")]
+from common import HH  # also sets the offline environment
 DEFAULTS = {"minilm-l6": {"pairs": 2000, "max_length": 512}, "smollm2-135m": {"pairs": 300, "max_length": 256}}
 
 

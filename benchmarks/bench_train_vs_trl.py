@@ -41,12 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO = Path(__file__).resolve().parents[1]
-HH = [REPO.parent / "shared" / "data" / "hh-rlhf" / name
-      for name in ("helpful-base.test.jsonl.gz", "harmless-base.test.jsonl.gz")]
+from common import HH  # also sets the offline environment
 DEFAULTS = {  # per backbone: steps, max_length, validation pairs (0: all held-out pairs)
     "minilm-l6": {"steps": 50, "max_length": 512, "val_pairs": 0},
     "smollm2-135m": {"steps": 8, "max_length": 256, "val_pairs": 150},

@@ -1,0 +1,11 @@
+"""What the benchmark scripts share: offline settings and the HH pairs in ../shared/data (read in place)."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+HH = [REPO.parent / "shared" / "data" / "hh-rlhf" / name
+      for name in ("helpful-base.test.jsonl.gz", "harmless-base.test.jsonl.gz")]
