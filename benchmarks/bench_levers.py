@@ -23,7 +23,7 @@ import random
 import sys
 import time
 
-from common import HH  # also sets the offline environment
+from common import HH, fill_defaults  # also sets the offline environment
 DEFAULTS = {"minilm-l6": {"batches": 6, "max_length": 512}, "smollm2-135m": {"batches": 3, "max_length": 256}}
 
 
@@ -67,9 +67,7 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, help="default per backbone")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    for key, value in DEFAULTS[args.backbone].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, DEFAULTS[args.backbone])
 
     import torch
 

@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import HH  # also sets the offline environment
+from common import HH, fill_defaults  # also sets the offline environment
 DEFAULTS = {  # per backbone: steps, max_length, validation pairs (0: all held-out pairs)
     "minilm-l6": {"steps": 50, "max_length": 512, "val_pairs": 0},
     "smollm2-135m": {"steps": 8, "max_length": 256, "val_pairs": 150},
@@ -110,7 +110,7 @@ def peak_rss_mb() -> float:
 def rewardkit_worker(args) -> None:
     import torch
 
-    from rewardkit.models.packing import matmul_params_per_token
+    from rewardkit.models.packing import attention_weight, matmul_params_per_token
     from rewardkit.models.trainer import RewardModelTrainer, TrainRMConfig
 
     gate = Gate()
@@ -135,9 +135,7 @@ def rewardkit_worker(args) -> None:
     if args.same_pairs:  # TRL drops the pairs longer than max_length: train on the rest only, as TRL does
         trainer.train_examples = [e for e in trainer.train_examples if not any(t.truncated for t in e.texts)]
     rm = trainer.reward_model
-    config = rm.model.config
-    params = matmul_params_per_token(rm.model)
-    layers, hidden = config.num_hidden_layers, config.hidden_size
+    params, attention = matmul_params_per_token(rm.model), attention_weight(rm.model)
 
     def count(module, call_args, kwargs):
         if not module.training:
@@ -147,7 +145,7 @@ def rewardkit_worker(args) -> None:
         else:
             per_row = kwargs["attention_mask"].sum(dim=1)
         flops["tokens"] += int(per_row.sum())
-        flops["total"] += 6 * params * int(per_row.sum()) + 12 * layers * hidden * int((per_row ** 2).sum())
+        flops["total"] += 6 * params * (int(per_row.sum()) + attention * int((per_row ** 2).sum()))
 
     rm.register_forward_pre_hook(count, with_kwargs=True)
     setup = time.perf_counter() - started
@@ -307,9 +305,7 @@ def main() -> int:
     parser.add_argument("--worker", choices=("rewardkit", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for key, value in DEFAULTS[args.backbone].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, DEFAULTS[args.backbone])
     if args.worker:
         sys.stdout = sys.stderr  # stdout carries only the protocol lines
         (rewardkit_worker if args.worker == "rewardkit" else trl_worker)(args)

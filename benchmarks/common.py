@@ -9,3 +9,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 HH = [REPO.parent / "shared" / "data" / "hh-rlhf" / name
       for name in ("helpful-base.test.jsonl.gz", "harmless-base.test.jsonl.gz")]
+
+
+def fill_defaults(args, defaults: dict) -> None:
+    """Set every option the command line left at None to its per-backbone default."""
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)

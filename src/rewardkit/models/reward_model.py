@@ -200,7 +200,8 @@ class RewardModel(nn.Module):
         if layers >= len(blocks[0]):
             raise RewardkitError(f"cannot freeze {layers} of the model's {len(blocks[0])} layers: at least one must "
                                  f"train")
-        frozen = [getattr(base, "embeddings", None) or base.get_input_embeddings(), *blocks[0][:layers]]
+        embeddings = getattr(base, "embeddings", None)  # BERT-style: word, position and type embeddings + norm
+        frozen = [base.get_input_embeddings() if embeddings is None else embeddings, *blocks[0][:layers]]
         for module in frozen:
             module.requires_grad_(False)
 
@@ -224,11 +225,8 @@ class RewardModel(nn.Module):
     @functools.cached_property
     def _assistant_turn_end(self) -> str:
         """What the template writes after an assistant message's content (e.g. `<|im_end|>\n`)."""
-        messages = [{"role": "user", "content": "x"}]
-        template = self.tokenizer.apply_chat_template
-        prefix = template(messages, add_generation_prompt=True, tokenize=False)
-        full = template(messages + [{"role": "assistant", "content": "RESPONSE"}], tokenize=False)
-        return full[len(prefix):].split("RESPONSE", 1)[-1] if full.startswith(prefix) else ""
+        _, response_text = self._chat_texts([{"role": "user", "content": "x"}], "RESPONSE", {})
+        return response_text.split("RESPONSE", 1)[-1]
 
     def _chat_texts(self, prompt: Prompt, response: str, prefixes: dict[str, str]) -> tuple[str, str]:
         """The rendered prompt (cached in `prefixes`, one render per distinct prompt) and the response's text.

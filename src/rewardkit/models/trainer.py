@@ -218,7 +218,6 @@ class RewardModelTrainer:
         """Mean per-example accuracy on the validation set (pairs: chosen scored higher, ties half)."""
         import torch
 
-
         if not self.val_examples:
             return float("nan")
         model = self.accelerator.unwrap_model(self.reward_model)
