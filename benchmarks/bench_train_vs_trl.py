@@ -1,11 +1,13 @@
 """Reward-model training speed and accuracy: rewardkit vs TRL's RewardTrainer, side by side in one run.
 
     python benchmarks/bench_train_vs_trl.py --backbone minilm-l6                 # ~18 min on a 2-core CPU
-    python benchmarks/bench_train_vs_trl.py --backbone smollm2-135m              # 8 steps, max_length 256: ~30 min
+    python benchmarks/bench_train_vs_trl.py --backbone smollm2-135m              # 32 steps, max_length 256: ~70 min
 
-Both trainers get the same backbone, the same HH training pairs (../shared/data/hh-rlhf, both files, the 90/10 split
-with seed 0 that `rewardkit train-rm` makes), the same max_length, batch size, learning rate, schedule (10% warmup,
-cosine), weight decay, clipping and number of optimizer steps, fp32, dropout off. Each runs in its own process (so
+Both trainers get the same backbone, the same max_length, batch size, learning rate, schedule (10% warmup, cosine),
+weight decay, clipping and number of optimizer steps, fp32, dropout off, and the same training pairs: one epoch over
+steps x batch-size HH pairs (../shared/data/hh-rlhf, both files, the training side of the 90/10 split with seed 0 that
+`rewardkit train-rm` makes) drawn at random among those that fit max_length for both, so pairs/s compares the same
+work, not batches that happen to be longer for one; each trainer batches them its own way. Each runs in its own process (so
 its peak RSS is its own) and waits at every optimizer step for the parent's go: the parent lets them take turns in
 segments of a few steps, so a change of machine load hits both alike. pairs/s counts only the time a trainer was
 running its steps (model loading, tokenization and validation are reported separately).
@@ -23,7 +25,8 @@ on the pairs both can score (TRL cannot score pairs beyond max_length) and on ea
 
 MFU: rewardkit's model FLOPs (PaLM's convention: 6 x per-token matmul parameters x tokens, plus 12 x layers x hidden
 x tokens^2 per attention row; padding not counted) per second of its training, over the fp32 matmul peak (a 2048^3
-matmul on the same threads) measured by the parent between segments. For a decoder, whose pairs are packed with their
+matmul on the same threads, the highest of the readings the parent takes between segments: lower ones caught
+neighbours' load, so the MFU is conservative). For a decoder, whose pairs are packed with their
 shared prompt once, tokens are those actually processed (the prompt counted once), so the figure is the hardware's
 utilization, not inflated by the work the shared prompt saves.
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -44,7 +48,7 @@ from pathlib import Path
 from common import HH, fill_defaults  # also sets the offline environment
 DEFAULTS = {  # per backbone: steps, max_length, validation pairs (0: all held-out pairs)
     "minilm-l6": {"steps": 50, "max_length": 512, "val_pairs": 0},
-    "smollm2-135m": {"steps": 8, "max_length": 256, "val_pairs": 150},
+    "smollm2-135m": {"steps": 32, "max_length": 256, "val_pairs": 300},
 }
 PROTOCOL = "@@ "  # prefix of the lines a worker and the parent exchange; everything else a worker says goes to its log
 
@@ -60,6 +64,13 @@ def split_pairs(val_pairs: int):
     return train, val[:val_pairs] if val_pairs else val
 
 
+def agree_on_pairs(fitting: list[int]) -> set[int]:
+    """Tell the parent which training pairs fit max_length here; get back the ones to train on (None: all)."""
+    say("fits", {"indices": fitting})
+    chosen = json.loads(sys.stdin.readline().removeprefix("train "))
+    return set(fitting) if chosen is None else set(chosen)
+
+
 def pair_correct(chosen, rejected) -> list[float]:
     return [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen.tolist(), rejected.tolist())]
 
@@ -73,6 +84,10 @@ class Gate:
         self.steps = 0
         self._since = None
 
+    @property
+    def running(self) -> bool:
+        return self._since is not None
+
     def before_step(self) -> None:
         if self.granted == 0:
             self._report()
@@ -85,9 +100,11 @@ class Gate:
         self.steps += 1
 
     def finish(self) -> None:
-        """The last step is done: stop the clock and hand control back."""
+        """The last step is done: stop the clock, hand control back, and wait for the parent to close stdin, so that
+        this worker's validation never overlaps the other's training."""
         self.granted = 0
         self._report()
+        sys.stdin.read()
 
     def _report(self) -> None:
         if self._since is not None:
@@ -132,13 +149,15 @@ def rewardkit_worker(args) -> None:
                         num_threads=args.threads, seed=0, freeze_layers=args.freeze_layers)
     trainer = GatedTrainer(cfg)
     too_long = sum(e.truncated for e in trainer.train_examples)
-    if args.same_pairs:  # TRL drops the pairs longer than max_length: train on the rest only, as TRL does
-        trainer.train_examples = [e for e in trainer.train_examples if not any(t.truncated for t in e.texts)]
+    if args.same_pairs:  # train_examples are in the order of split_pairs' training pairs, the indices TRL sees
+        fitting = [i for i, e in enumerate(trainer.train_examples) if not any(t.truncated for t in e.texts)]
+        keep = agree_on_pairs(fitting)
+        trainer.train_examples = [e for i, e in enumerate(trainer.train_examples) if i in keep]
     rm = trainer.reward_model
     params, attention = matmul_params_per_token(rm.model), attention_weight(rm.model)
 
     def count(module, call_args, kwargs):
-        if not module.training:
+        if not gate.running:  # only the timed training steps (validation runs the model in train mode's wrapper too)
             return
         if kwargs.get("row_index") is not None:  # packed batch: tokens per attention row
             per_row = torch.bincount(kwargs["row_index"])
@@ -213,6 +232,10 @@ def trl_worker(args) -> None:
 
     trainer = GatedRewardTrainer(model=path, args=config, processing_class=tokenizer,
                                  train_dataset=Dataset.from_list(list(rows(train))), callbacks=[StopClock()])
+    dropped = len(train) - len(trainer.train_dataset)
+    if args.same_pairs:
+        keep = agree_on_pairs(list(trainer.train_dataset["index"]))
+        trainer.train_dataset = trainer.train_dataset.filter(lambda row: row["index"] in keep)
     setup = time.perf_counter() - started
     trainer.train()
 
@@ -232,7 +255,7 @@ def trl_worker(args) -> None:
     say("result", {"setup_seconds": setup, "validation_seconds": time.perf_counter() - started,
                    "train_pairs": len(trainer.train_dataset), "active_seconds": gate.active, "steps": gate.steps,
                    "pairs": gate.steps * args.batch_size, "val_correct": correct, "peak_rss_mb": peak_rss_mb(),
-                   "dropped_train_pairs": len(train) - len(trainer.train_dataset)})
+                   "dropped_train_pairs": dropped})
 
 
 # ------------------------------------------------------------------------------------------------ parent
@@ -300,8 +323,10 @@ def main() -> int:
     parser.add_argument("--trl-gradient-checkpointing", choices=("on", "off"), default="on",
                         help="TRL's own default is on; off gives TRL its fastest setting where memory allows")
     parser.add_argument("--same-pairs", action=argparse.BooleanOptionalAction, default=True,
-                        help="rewardkit skips the training pairs that do not fit max_length, which TRL drops, so both "
-                             "train on the same pairs (--no-same-pairs: rewardkit keeps them, truncated)")
+                        help="both train one epoch over the same steps x batch-size pairs, drawn at random (seed 0) "
+                             "from the training pairs that fit max_length for both, so pairs/s measures the same "
+                             "work; each orders them its own way (--no-same-pairs: each draws its batches from all "
+                             "its training pairs; rewardkit keeps the long ones truncated, TRL drops them)")
     parser.add_argument("--worker", choices=("rewardkit", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -327,6 +352,16 @@ def main() -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         workers = [Worker(name, args, str(Path(tmp) / name), Path(tmp)) for name in ("trl", "rewardkit")]
+        if args.same_pairs:
+            fitting = [set(w.read("fits")["indices"]) for w in workers]
+            both = sorted(set.intersection(*fitting))
+            pool = sorted(random.Random(0).sample(both, min(len(both), args.steps * args.batch_size)))
+            for w in workers:
+                w.process.stdin.write(f"train {json.dumps(pool)}\n")
+                w.process.stdin.flush()
+            print(f"training pairs that fit {args.max_length} tokens: {len(fitting[0])} for TRL, "
+                  f"{len(fitting[1])} for rewardkit, {len(both)} for both; each trains on the same "
+                  f"{len(pool)} of them", flush=True)
         for w in workers:
             w.read("done")  # set up and waiting at its first step
         print(f"both trainers set up after {time.perf_counter() - started:.0f} s; training in turns", flush=True)
@@ -340,7 +375,7 @@ def main() -> int:
                           f"{w.status['steps'] * args.batch_size / w.status['active_seconds']:.2f} pairs/s so far",
                           flush=True)
         peaks.append(matmul_peak(args.threads))
-        for w in workers:
+        for w in workers:  # one at a time: validation seconds are comparable too
             w.process.stdin.close()
             w.result = w.read("result")
             w.process.wait()
@@ -362,7 +397,8 @@ def main() -> int:
               f"{r['validation_seconds']:6.0f} {r['peak_rss_mb']:7.0f}MB {accuracy(own, common):22.4f} "
               f"{accuracy(own, list(own)):11.4f} ({len(own)})")
     speedup = rows[1][1] / rows[0][1]
-    peak = statistics.median(peaks)
+    # the highest reading is the hardware's peak; lower ones caught neighbours' load (so MFU is conservative)
+    peak = max(peaks)
     achieved = rk["flops"] / rk["active_seconds"]
     print()
     print(f"speed: rewardkit / TRL = {speedup:.2f}x pairs/s")
@@ -371,12 +407,15 @@ def main() -> int:
     print(f"accuracy: rewardkit - TRL = {diff:+.4f} on the {n} common held-out pairs "
           f"(one pair is {1 / max(n, 1):.4f}; binomial s.e. of one accuracy ~{0.5 / max(n, 1) ** 0.5:.3f})")
     print(f"rewardkit MFU: {achieved / 1e9:.1f} GFLOP/s achieved / {peak / 1e9:.1f} GFLOP/s fp32 matmul peak "
-          f"(median of {len(peaks)}, range {min(peaks) / 1e9:.0f}-{max(peaks) / 1e9:.0f}) = {achieved / peak:.1%}; "
-          f"{rk['tokens'] / rk['active_seconds']:.0f} tokens/s")
-    kept = "skipped as TRL drops them" if args.same_pairs else "truncated"
-    print(f"data: {rk['train_pairs']} training pairs for rewardkit ({rk['truncated_train_pairs']} longer than "
-          f"{args.max_length} tokens {kept}); TRL kept {trl['train_pairs']} (dropped {trl['dropped_train_pairs']} "
-          f"longer than {args.max_length} tokens)")
+          f"(highest of {len(peaks)} readings; median {statistics.median(peaks) / 1e9:.0f}, lowest "
+          f"{min(peaks) / 1e9:.0f}) = {achieved / peak:.1%}; {rk['tokens'] / rk['active_seconds']:.0f} tokens/s")
+    if args.same_pairs:
+        print(f"data: both trained on the same {rk['train_pairs']} pairs (of those that fit {args.max_length} "
+              f"tokens), one epoch each")
+    else:
+        print(f"data: {rk['train_pairs']} training pairs for rewardkit ({rk['truncated_train_pairs']} longer than "
+              f"{args.max_length} tokens, truncated); TRL kept {trl['train_pairs']} (dropped "
+              f"{trl['dropped_train_pairs']} longer than {args.max_length} tokens)")
     return 0
 
 
