@@ -1,7 +1,7 @@
 """What each training speed lever is worth: forward + backward seconds per pair on the same HH pairs, one lever at a time.
 
     python benchmarks/bench_levers.py                             # minilm-l6, 6 batches of 16 pairs (~5 min)
-    python benchmarks/bench_levers.py --backbone smollm2-135m     # 3 batches, max_length 256 (~8 min)
+    python benchmarks/bench_levers.py --backbone smollm2-135m     # 3 batches, max_length 256 (~25 min)
 
 The same sample of training pairs (the default 90/10 split, seed 0) goes through every setting; only the named lever
 changes from the row above it:
