@@ -6,11 +6,11 @@
 Both trainers get the same backbone, the same max_length, batch size, learning rate, schedule (10% warmup, cosine),
 weight decay, clipping and number of optimizer steps, fp32, dropout off, and the same training pairs: one epoch over
 steps x batch-size HH pairs (../shared/data/hh-rlhf, both files, the training side of the 90/10 split with seed 0 that
-`rewardkit train-rm` makes) drawn at random among those that fit max_length for both, so pairs/s compares the same
-work, not batches that happen to be longer for one; each trainer batches them its own way. Each runs in its own process (so
-its peak RSS is its own) and waits at every optimizer step for the parent's go: the parent lets them take turns in
-segments of a few steps, so a change of machine load hits both alike. pairs/s counts only the time a trainer was
-running its steps (model loading, tokenization and validation are reported separately).
+`rewardkit train-rm` makes) drawn at random (--pool-seed) among those that fit max_length for both, so pairs/s
+compares the same work, not batches that happen to be longer for one; each trainer batches them its own way. Each runs
+in its own process (so its peak RSS is its own) and waits at every optimizer step for the parent's go: the parent lets
+them take turns in segments of a few steps, so a change of machine load hits both alike. pairs/s counts only the time
+a trainer was running its steps (model loading, tokenization and validation are reported separately).
 
 TRL is run as its documentation shows: the explicit-prompt preference format (text for a backbone without a chat
 template, conversational messages for one with a template), its default collator (random batches, padded to the
@@ -323,10 +323,13 @@ def main() -> int:
     parser.add_argument("--trl-gradient-checkpointing", choices=("on", "off"), default="on",
                         help="TRL's own default is on; off gives TRL its fastest setting where memory allows")
     parser.add_argument("--same-pairs", action=argparse.BooleanOptionalAction, default=True,
-                        help="both train one epoch over the same steps x batch-size pairs, drawn at random (seed 0) "
+                        help="both train one epoch over the same steps x batch-size pairs, drawn at random (--pool-seed) "
                              "from the training pairs that fit max_length for both, so pairs/s measures the same "
                              "work; each orders them its own way (--no-same-pairs: each draws its batches from all "
                              "its training pairs; rewardkit keeps the long ones truncated, TRL drops them)")
+    parser.add_argument("--pool-seed", type=int, default=0,
+                        help="seed of the draw of training pairs: repeat runs with other seeds to see how much the "
+                             "accuracies move with the pairs drawn")
     parser.add_argument("--worker", choices=("rewardkit", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -347,7 +350,7 @@ def main() -> int:
     print(f"backbone {args.backbone}: {args.steps} steps x {args.batch_size} pairs, max_length {args.max_length}, "
           f"learning rate {args.learning_rate} (10% warmup, cosine), fp32, {args.threads} threads per trainer, "
           f"turns of {args.segment_steps} steps; TRL gradient checkpointing {args.trl_gradient_checkpointing}; "
-          f"rewardkit freezes {args.freeze_layers} layers")
+          f"rewardkit freezes {args.freeze_layers} layers; pool seed {args.pool_seed}")
     print(f"start: {load_text()}", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
@@ -355,7 +358,7 @@ def main() -> int:
         if args.same_pairs:
             fitting = [set(w.read("fits")["indices"]) for w in workers]
             both = sorted(set.intersection(*fitting))
-            pool = sorted(random.Random(0).sample(both, min(len(both), args.steps * args.batch_size)))
+            pool = sorted(random.Random(args.pool_seed).sample(both, min(len(both), args.steps * args.batch_size)))
             for w in workers:
                 w.process.stdin.write(f"train {json.dumps(pool)}\n")
                 w.process.stdin.flush()
