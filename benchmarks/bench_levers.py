@@ -122,10 +122,9 @@ def main() -> int:
     measure("  1 thread", grouped_batches, rm.collate_groups)
     torch.set_num_threads(args.threads)
     fused, foreach = optimizer_step_seconds(rm, fused=True), optimizer_step_seconds(rm, fused=False)
-    step_pairs = args.batch_size
     print(f"  AdamW step over {sum(p.numel() for p in rm.parameters()) / 1e6:.1f}M weights: fused {fused:.3f} s, "
-          f"foreach {foreach:.3f} s (per pair at batch {step_pairs}: {fused / step_pairs:.4f} vs "
-          f"{foreach / step_pairs:.4f} s)")
+          f"foreach {foreach:.3f} s (per pair at batch {args.batch_size}: {fused / args.batch_size:.4f} vs "
+          f"{foreach / args.batch_size:.4f} s)")
     print(f"\n{best_label} vs random batches, padded: {baseline / best:.2f}x")
     return 0
 

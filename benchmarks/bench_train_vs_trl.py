@@ -65,10 +65,9 @@ def split_pairs(val_pairs: int):
 
 
 def agree_on_pairs(fitting: list[int]) -> set[int]:
-    """Tell the parent which training pairs fit max_length here; get back the ones to train on (None: all)."""
+    """Tell the parent which training pairs fit max_length here; get back the ones both train on."""
     say("fits", {"indices": fitting})
-    chosen = json.loads(sys.stdin.readline().removeprefix("train "))
-    return set(fitting) if chosen is None else set(chosen)
+    return set(json.loads(sys.stdin.readline().removeprefix("train ")))
 
 
 def pair_correct(chosen, rejected) -> list[float]:
@@ -157,7 +156,8 @@ def rewardkit_worker(args) -> None:
     params, attention = matmul_params_per_token(rm.model), attention_weight(rm.model)
 
     def count(module, call_args, kwargs):
-        if not gate.running:  # only the timed training steps (validation runs the model in train mode's wrapper too)
+        # training steps only: validation sets just the inner model to eval mode, not this wrapper
+        if not gate.running:
             return
         if kwargs.get("row_index") is not None:  # packed batch: tokens per attention row
             per_row = torch.bincount(kwargs["row_index"])
@@ -323,9 +323,9 @@ def main() -> int:
     parser.add_argument("--trl-gradient-checkpointing", choices=("on", "off"), default="on",
                         help="TRL's own default is on; off gives TRL its fastest setting where memory allows")
     parser.add_argument("--same-pairs", action=argparse.BooleanOptionalAction, default=True,
-                        help="both train one epoch over the same steps x batch-size pairs, drawn at random (--pool-seed) "
-                             "from the training pairs that fit max_length for both, so pairs/s measures the same "
-                             "work; each orders them its own way (--no-same-pairs: each draws its batches from all "
+                        help="both train one epoch over the same steps x batch-size pairs, drawn at random "
+                             "(--pool-seed) from the training pairs that fit max_length for both, so pairs/s "
+                             "measures the same work; each orders them its own way (--no-same-pairs: each draws its batches from all "
                              "its training pairs; rewardkit keeps the long ones truncated, TRL drops them)")
     parser.add_argument("--pool-seed", type=int, default=0,
                         help="seed of the draw of training pairs: repeat runs with other seeds to see how much the "
