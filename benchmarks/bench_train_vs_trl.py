@@ -325,8 +325,9 @@ def main() -> int:
     parser.add_argument("--same-pairs", action=argparse.BooleanOptionalAction, default=True,
                         help="both train one epoch over the same steps x batch-size pairs, drawn at random "
                              "(--pool-seed) from the training pairs that fit max_length for both, so pairs/s "
-                             "measures the same work; each orders them its own way (--no-same-pairs: each draws its batches from all "
-                             "its training pairs; rewardkit keeps the long ones truncated, TRL drops them)")
+                             "measures the same work; each orders them its own way (--no-same-pairs: each draws "
+                             "its batches from all its training pairs; rewardkit keeps the long ones truncated, TRL "
+                             "drops them)")
     parser.add_argument("--pool-seed", type=int, default=0,
                         help="seed of the draw of training pairs: repeat runs with other seeds to see how much the "
                              "accuracies move with the pairs drawn")
