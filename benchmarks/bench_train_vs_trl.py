@@ -159,8 +159,8 @@ def rewardkit_worker(args) -> None:
         # training steps only: validation sets just the inner model to eval mode, not this wrapper
         if not gate.running:
             return
-        if kwargs.get("row_index") is not None:  # packed batch: tokens per attention row
-            per_row = torch.bincount(kwargs["row_index"])
+        if kwargs.get("row_lengths") is not None:  # packed batch: tokens per attention row
+            per_row = kwargs["row_lengths"]
         else:
             per_row = kwargs["attention_mask"].sum(dim=1)
         flops["tokens"] += int(per_row.sum())

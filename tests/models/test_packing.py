@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rewardkit.models.packing import pack, row_width, shared_prefix_length, shared_prefix_pays
+from rewardkit.models.packing import pack, row_layout, row_width, shared_prefix_length, shared_prefix_pays
 from tests.conftest import build_tiny_reward_model
 
 PROMPTS = [
@@ -46,16 +46,17 @@ def test_decoder_pack_layout_by_hand():
     # row 0: prefix [1, 2] then [3, 4] and [5]; the group without a common prefix: a row per text; a single text
     assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5, 7, 8, 9, 6, 6]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 2, 0, 1, 0, 0, 1]]
-    assert batch["row_index"].tolist() == [0, 0, 0, 0, 0, 1, 1, 2, 3, 3]
-    assert batch["col_index"].tolist() == [0, 1, 2, 3, 4, 0, 1, 0, 0, 1]
+    assert batch["row_lengths"].tolist() == [5, 2, 1, 2]
+    assert batch["segments"].tolist() == [0, 0, 1, 1, 2, 1, 1, 1, 1, 1]
     assert batch["reward_index"].tolist() == [3, 4, 6, 7, 9]  # each text's last token
-    mask = batch["row_mask"][0, 0].int()
-    assert mask.tolist() == [[1, 0, 0, 0, 0],
-                             [1, 1, 0, 0, 0],
-                             [1, 1, 1, 0, 0],  # first text: prefix and itself
-                             [1, 1, 1, 1, 0],
-                             [1, 1, 0, 0, 1]]  # second text: prefix and itself, not the first text
-    assert batch["row_mask"][2, 0].int().tolist()[1] == [0, 1, 0, 0, 0]  # a padding query sees only itself
+    lengths, masks, causal = row_layout(batch["row_lengths"], batch["segments"])
+    assert lengths == [5, 2, 1, 2] and causal
+    assert masks[0][0, 0].int().tolist() == [[1, 0, 0, 0, 0],
+                                             [1, 1, 0, 0, 0],
+                                             [1, 1, 1, 0, 0],  # first text: prefix and itself
+                                             [1, 1, 1, 1, 0],
+                                             [1, 1, 0, 0, 1]]  # second text: prefix and itself, not the first
+    assert masks[1:] == [None, None, None]  # a row of one text: plain causal attention
     assert row_width([[1, 2, 3, 4], [1, 2, 5]], causal=True) == 5 and row_width([[7, 8], [9]], causal=True) == 2
 
 
@@ -65,7 +66,8 @@ def test_encoder_pack_layout_by_hand():
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3]]
     assert batch["token_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 1]]
     assert batch["reward_index"].tolist() == [0, 3]  # CLS
-    assert batch["row_mask"][:, 0, 0].int().tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert batch["row_lengths"].tolist() == [3, 4] and "segments" not in batch
+    assert row_layout(batch["row_lengths"], None) == ([3, 4], [None, None], False)
 
 
 def _groups(rm):
@@ -91,7 +93,7 @@ def test_packed_forward_and_backward_equal_the_padded_forward(kind, padding_side
     groups = _groups(rm)
     texts = [e for g in groups for e in g]
     packed = rm.collate_groups(groups)
-    assert rm._packing_ok and "row_index" in packed and packed["reward_index"].shape == (len(texts),)
+    assert rm._packing_ok and "row_lengths" in packed and packed["reward_index"].shape == (len(texts),)
     if kind == "llama":  # the two prompts are not repeated
         assert packed["input_ids"].shape[1] < sum(len(e.input_ids) for e in texts) - len(groups[1][0].input_ids)
     rewards, grads = _rewards_and_grads(rm, packed)
@@ -130,8 +132,8 @@ def test_a_backbone_that_cannot_pack_trains_on_padded_batches():
     groups = [[rm.encode(PROMPTS[0], r) for r in RESPONSES[0]]]
     with pytest.warns(UserWarning, match="padded batches"):
         batch = rm.collate_groups(groups)
-    assert "row_index" not in batch and rm._packing_ok is False
-    assert "row_index" not in rm.collate_groups(groups)  # checked once
+    assert "row_lengths" not in batch and rm._packing_ok is False
+    assert "row_lengths" not in rm.collate_groups(groups)  # checked once
 
 
 def test_group_length_is_the_attention_row_width(llama, bert):

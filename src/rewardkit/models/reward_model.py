@@ -368,15 +368,15 @@ class RewardModel(nn.Module):
     # ---------------------------------------------------------------- scoring
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-                row_index: torch.Tensor | None = None, col_index: torch.Tensor | None = None,
-                row_mask: torch.Tensor | None = None, reward_index: torch.Tensor | None = None) -> torch.Tensor:
+                row_lengths: torch.Tensor | None = None, segments: torch.Tensor | None = None,
+                reward_index: torch.Tensor | None = None) -> torch.Tensor:
         """Rewards [B] with gradients: the training forward, for a batch from `collate` or `collate_groups`."""
         device = self.device
         input_ids = input_ids.to(device)
         kwargs = {"token_type_ids": token_type_ids.to(device)} if token_type_ids is not None else {}
-        if row_index is not None:
-            return self._forward_packed(input_ids, position_ids.to(device), row_index.to(device),
-                                        col_index.to(device), row_mask.to(device), reward_index.to(device), kwargs)
+        if row_lengths is not None:
+            layout = packing.row_layout(row_lengths, segments.to(device) if segments is not None else None)
+            return self._forward_packed(input_ids, position_ids.to(device), layout, reward_index.to(device), kwargs)
         attention_mask = attention_mask.to(device)
         if not self.is_decoder:
             return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[:, 0]
@@ -387,10 +387,10 @@ class RewardModel(nn.Module):
         pooled = hidden[torch.arange(hidden.shape[0], device=device), last]
         return self.model.score(pooled)[:, 0]
 
-    def _forward_packed(self, input_ids, position_ids, row_index, col_index, row_mask, reward_index, kwargs):
+    def _forward_packed(self, input_ids, position_ids, layout, reward_index, kwargs):
         if self.is_decoder:
             kwargs["use_cache"] = False
-        kwargs[packing.LAYOUT_KWARG] = (row_index, col_index, row_mask)
+        kwargs[packing.LAYOUT_KWARG] = layout
         with packing.packed_attention_for(self.model.config):
             hidden = self.model.base_model(input_ids=input_ids, position_ids=position_ids, **kwargs).last_hidden_state
         pooled = hidden[0, reward_index]
