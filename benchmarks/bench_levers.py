@@ -10,9 +10,8 @@ changes from the row above it:
 - packed: every token of a batch in one row, no padding (attention per text);
 - shared prompt: (decoders) a pair's common prompt encoded once, both responses attending to it;
 - and, one at a time: gradient checkpointing on and eager instead of SDPA attention (both on padded batches, against
-  the padded row), 1 thread instead of all cores (packed), freed memory kept for reuse (`keep_freed_memory`, which
-  train-rm turns on; measured last since it cannot be undone in the process), and the optimizer step of a foreach
-  instead of a fused AdamW.
+  the padded row), 1 thread instead of all cores (packed), and the optimizer step of a foreach instead of a fused
+  AdamW.
 """
 
 from __future__ import annotations
@@ -74,7 +73,6 @@ def main() -> int:
 
     from rewardkit.data import loaders, train_val_split
     from rewardkit.models import RewardModel, packing
-    from rewardkit.runtime import keep_freed_memory
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -123,8 +121,6 @@ def main() -> int:
     torch.set_num_threads(1)
     measure("  1 thread", grouped_batches, rm.collate_groups)
     torch.set_num_threads(args.threads)
-    if keep_freed_memory():
-        measure("  freed memory kept for reuse (vs the best row above)", grouped_batches, rm.collate_groups)
     fused, foreach = optimizer_step_seconds(rm, fused=True), optimizer_step_seconds(rm, fused=False)
     print(f"  AdamW step over {sum(p.numel() for p in rm.parameters()) / 1e6:.1f}M weights: fused {fused:.3f} s, "
           f"foreach {foreach:.3f} s (per pair at batch {args.batch_size}: {fused / args.batch_size:.4f} vs "

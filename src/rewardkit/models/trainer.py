@@ -73,8 +73,6 @@ class TrainRMConfig:
     log_every: int = option(10, "write training metrics every N steps")
     eval_batch_size: int = option(64, "texts per forward pass when validating")
     num_threads: int = option(0, "torch CPU threads per process (0: cores divided by processes)")
-    keep_freed_memory: bool = option(True, "keep freed memory for the next steps' activations instead of returning "
-                                           "it to the system (glibc; saves ~7% of a CPU step in page faults)")
     tensorboard: bool = option(True, "also write metrics for TensorBoard in output_dir/tensorboard")
     progress: bool = option(True, "show a progress bar")
 
@@ -151,9 +149,6 @@ class RewardModelTrainer:
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         if cfg.num_threads > 0 or self.world > 1 or not torch.cuda.is_available():
             torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // self.world))
-        if cfg.keep_freed_memory:
-            from rewardkit.runtime import keep_freed_memory
-            keep_freed_memory()
         if cfg.batch_size % (self.world * cfg.gradient_accumulation_steps):
             from rewardkit.errors import RewardkitError
             raise RewardkitError(f"--batch-size {cfg.batch_size} must be divisible by processes ({self.world}) x "
