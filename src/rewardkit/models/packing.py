@@ -123,13 +123,16 @@ def tree_mask(segments: torch.Tensor) -> torch.Tensor:
     return (allowed & ((keys == 0) | (keys == queries)))[None, None]
 
 
-def row_layout(row_lengths: torch.Tensor, segments: torch.Tensor | None) -> tuple[list[int], list, bool]:
-    """What `packed_attention` needs, built once per forward: the rows' lengths; per row its mask, None for a row of
-    one text; and whether such rows attend causally (a decoder's: it has `segments`) or in full (an encoder's)."""
+def row_layout(row_lengths: torch.Tensor, segments: torch.Tensor | None,
+               device: torch.device | str = "cpu") -> tuple[list[int], list, bool]:
+    """What `packed_attention` needs, built once per forward from the batch's CPU tensors: the rows' lengths; per row
+    its mask on `device`, None for a row of one text; and whether such rows attend causally (a decoder's: it has
+    `segments`) or in full (an encoder's)."""
     lengths = row_lengths.tolist()
     if segments is None:
         return lengths, [None] * len(lengths), False
-    return lengths, [tree_mask(row) if int(row[0]) == 0 else None for row in segments.split(lengths)], True
+    # which rows share a prefix is read on the CPU: no device sync per row
+    return lengths, [tree_mask(row.to(device)) if int(row[0]) == 0 else None for row in segments.split(lengths)], True
 
 
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):

@@ -375,7 +375,7 @@ class RewardModel(nn.Module):
         input_ids = input_ids.to(device)
         kwargs = {"token_type_ids": token_type_ids.to(device)} if token_type_ids is not None else {}
         if row_lengths is not None:
-            layout = packing.row_layout(row_lengths, segments.to(device) if segments is not None else None)
+            layout = packing.row_layout(row_lengths, segments, device)
             return self._forward_packed(input_ids, position_ids.to(device), layout, reward_index.to(device), kwargs)
         attention_mask = attention_mask.to(device)
         if not self.is_decoder:
