@@ -1,7 +1,8 @@
 """Scoring throughput: RewardModel.score vs the plain transformers loop a user would write, on the same model.
 
     python benchmarks/bench_score.py                                  # minilm-l6, 2000 HH pairs (~8 min, quiet CPU)
-    python benchmarks/bench_score.py --model smollm2-135m             # 300 pairs by default, max_length 256 (--pairs 2000: ~60 min)
+    python benchmarks/bench_score.py --model smollm2-135m             # 300 pairs by default, max_length 256
+    python benchmarks/bench_score.py --model smollm2-135m --pairs 2000 # ~60 min
 
 Both score the same HH pairs (../shared/data/hh-rlhf, both files, in file order), each pair as (prompt, chosen) and
 (prompt, rejected) one after the other, from strings to scores (tokenization included, model loading excluded), with
