@@ -63,3 +63,16 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-llama-rm")
     build_tiny_reward_model("llama").save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def varied_bert_dir(tmp_path_factory) -> Path:
+    """The tiny random BERT with a scaled-up head, so that different texts get clearly different scores."""
+    import torch
+
+    rm = build_tiny_reward_model("bert", seed=1)
+    with torch.no_grad():
+        rm.model.classifier.weight.mul_(200.0)
+    path = tmp_path_factory.mktemp("varied-bert-rm")
+    rm.save_pretrained(path)
+    return path

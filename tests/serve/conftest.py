@@ -1,4 +1,4 @@
-"""Real server processes on loopback for the serve tests, and a tiny reward model whose scores vary between texts."""
+"""Real server processes on loopback for the serve tests."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import REPO_ROOT, build_tiny_reward_model
+from tests.conftest import REPO_ROOT
 
 LOOPBACK = "127.0.0.1"
 
@@ -66,16 +65,3 @@ class ServerProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
-
-
-@pytest.fixture(scope="session")
-def varied_bert_dir(tmp_path_factory) -> Path:
-    """The tiny random BERT with a scaled-up head, so that different texts get clearly different scores."""
-    import torch
-
-    rm = build_tiny_reward_model("bert", seed=1)
-    with torch.no_grad():
-        rm.model.classifier.weight.mul_(200.0)
-    path = tmp_path_factory.mktemp("varied-bert-rm")
-    rm.save_pretrained(path)
-    return path

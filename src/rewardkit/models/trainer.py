@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rewardkit.config import option
+from rewardkit.device import DeviceOptions
 
 HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data/hh-rlhf/harmless-base.test.jsonl.gz"]
 FEEDBACK_KINDS = ("pairs", "rankings", "ratings", "binary")
 
 
 @dataclass
-class TrainRMConfig:
+class TrainRMConfig(DeviceOptions):
     """Train a reward model on pairwise, ranking, rating or binary feedback."""
 
     model: str = option("minilm-l6", "backbone: a preset (minilm-l6, smollm2-135m), a local folder or a hub id")
@@ -61,6 +62,15 @@ class TrainRMConfig:
                                     "backward pass is skipped (half of the layers frozen: ~1/3 less compute per step). "
                                     "-1: the lower half; 0: train everything")
     use_margin: bool = option(True, "subtract a pair's margin inside the Bradley-Terry loss when the data has one")
+    lora_r: int = option(0, "LoRA rank: train low-rank adapters on the transformer layers and the whole reward head "
+                            "instead of every weight (0: no LoRA). The saved model is merged: a plain HF model")
+    lora_alpha: float = option(32.0, "LoRA scaling alpha (the adapters' update is scaled by alpha / rank)")
+    lora_dropout: float = option(0.0, "dropout on the LoRA adapters' input")
+    lora_target_modules: str = option("all-linear", "linear layers of the transformer layers that get adapters: "
+                                                    "all-linear, or comma-separated names such as q_proj,v_proj")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass instead of keeping "
+                                                 "them: less memory, about a third more compute (and padded "
+                                                 "instead of packed batches)")
     center_rewards_coefficient: float = option(0.0, "weight of the (r_chosen + r_rejected)^2 centering penalty")
     normalize_ratings: bool = option(True, "z-score ratings with training statistics before the MSE loss")
     seed: int = option(0, "seed for the split, batch order and initialization")
@@ -144,10 +154,21 @@ class RewardModelTrainer:
 
         from rewardkit.models.reward_model import RewardModel
 
+        from rewardkit.device import placement_of
+
         self.cfg = cfg
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.placement = placement_of(cfg)
+        if self.placement.device_type == "cuda" and ":" in self.placement.device:
+            torch.cuda.set_device(self.placement.torch_device)  # one process on a chosen GPU; launchers set their own
+        # Mixed precision is autocast around the forward (`placement.autocast()`), with weights, gradients and optimizer
+        # state in fp32, and a loss scale in fp16. It is not Accelerate's `mixed_precision`: that is fixed once per
+        # process, so a second trainer in the same process (a recipe study, the tests) could not choose another.
+        self.accelerator = Accelerator(cpu=self.placement.device_type == "cpu")
+        self.scaler = torch.amp.GradScaler(self.placement.device_type, enabled=self.placement.loss_scaling)
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
-        if cfg.num_threads > 0 or self.world > 1 or not torch.cuda.is_available():
+        if self.accelerator.is_main_process:
+            self.placement.announce("train-rm")
+        if self.placement.device_type == "cpu":
             torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // self.world))
         if cfg.batch_size % (self.world * cfg.gradient_accumulation_steps):
             from rewardkit.errors import RewardkitError
@@ -156,9 +177,14 @@ class RewardModelTrainer:
         self.output_dir = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
         records = self._load_records()  # before the model: bad data fails in seconds
-        self.reward_model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length, dropout=cfg.dropout)
+        self.reward_model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length, dropout=cfg.dropout,
+                                                        placement=self.placement, train=True)
+        if cfg.lora_r:
+            self.reward_model.add_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
         layers = self.reward_model.model.config.num_hidden_layers
         self.reward_model.freeze_lower_layers(layers // 2 if cfg.freeze_layers < 0 else cfg.freeze_layers)
+        if cfg.gradient_checkpointing:
+            self.reward_model.enable_gradient_checkpointing()
         self.train_examples, self.val_examples, self.task = self._prepare_data(*records)
 
     # -------------------------------------------------------------- data
@@ -223,7 +249,8 @@ class RewardModelTrainer:
         model = self.accelerator.unwrap_model(self.reward_model)
         mine = self.val_examples[self.rank::self.world]
         texts = [t for e in mine for t in e.texts]
-        scores = model.score_encoded(texts, batch_size=self.cfg.eval_batch_size) if texts else torch.empty(0)
+        with self.placement.autocast():
+            scores = model.score_encoded(texts, batch_size=self.cfg.eval_batch_size) if texts else torch.empty(0)
         correct = self.task.correct(scores, mine) if mine else torch.empty(0)
         total = torch.tensor([float(correct.sum()), float(len(mine))])
         total = self.accelerator.reduce(total, reduction="sum") if self.world > 1 else total
@@ -232,15 +259,18 @@ class RewardModelTrainer:
     # -------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, step: int, state: dict) -> None:
         import torch
+        from safetensors.torch import save_model
 
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.reward_model)
 
             def write(folder: Path):
-                model.save_pretrained(folder)
+                # the weights as they train (LoRA adapters unmerged), loaded back strictly by _load_checkpoint
+                save_model(model.model, str(folder / "model.safetensors"))
                 torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+                torch.save(self.scaler.state_dict(), folder / "scaler.pt")
                 torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, folder / "rng.pt")
                 (folder / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
 
@@ -251,14 +281,16 @@ class RewardModelTrainer:
 
     def _load_checkpoint(self, folder: Path) -> dict:
         import torch
-        from safetensors.torch import load_file
+        from safetensors.torch import load_model
 
         model = self.accelerator.unwrap_model(self.reward_model)
-        model.model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        load_model(model.model, str(folder / "model.safetensors"), strict=True, device=str(self.accelerator.device))
         # weights_only: checkpoints hold tensors and numbers only, never arbitrary pickled objects
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-        rng = torch.load(folder / "rng.pt", weights_only=True)
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"))
+        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True, map_location="cpu"))
+        if (folder / "scaler.pt").exists():
+            self.scaler.load_state_dict(torch.load(folder / "scaler.pt", weights_only=True, map_location="cpu"))
+        rng = torch.load(folder / "rng.pt", weights_only=True, map_location="cpu")
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])
         return json.loads((folder / "trainer_state.json").read_text())
@@ -293,12 +325,13 @@ class RewardModelTrainer:
         micro_batches = shard(batch, self.rank, self.world, self.cfg.gradient_accumulation_steps)
         for i, micro in enumerate(micro_batches):
             examples = [self.train_examples[j] for j in micro]
-            inputs = acc.unwrap_model(model).collate_groups([e.texts for e in examples])
             last = i == len(micro_batches) - 1
             with acc.no_sync(model) if not last and self.world > 1 else contextlib.nullcontext():
-                scores = model(**inputs)
-                losses = self.task.loss(scores, examples)
-                acc.backward(losses.sum() * self.world / len(batch))
+                with self.placement.autocast():  # the packing check, made on the first batch, in the same precision
+                    inputs = acc.unwrap_model(model).collate_groups([e.texts for e in examples])
+                    scores = model(**inputs)
+                losses = self.task.loss(scores.float(), examples)  # the loss and its log-sigmoid in fp32
+                acc.backward(self.scaler.scale(losses.sum() * self.world / len(batch)))
             totals += torch.stack([losses.detach().sum(), self.task.correct(scores.detach(), examples).sum()]).cpu()
         if self.world > 1:
             totals = acc.reduce(totals.to(acc.device), reduction="sum").cpu()
@@ -357,9 +390,11 @@ class RewardModelTrainer:
                     raise RewardkitError(f"loss became {batch_loss} at step {step + 1}; stopped. "
                                          f"Last good checkpoint: {last[-1] if last else 'none'} "
                                          f"(try a lower --learning-rate)")
+                self.scaler.unscale_(self.optimizer)  # no-ops unless fp16 scales the loss
                 grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0 \
                     else None
-                self.optimizer.step()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -406,6 +441,7 @@ class RewardModelTrainer:
         if best_state is not None:
             final.load_state_dict(best_state)
             state["val_accuracy"] = state["best_accuracy"]
+        final.merge_lora()
         return self._finish(final, state, stopped_early)
 
     def _finish(self, model, state: dict, stopped_early: bool) -> dict:
@@ -416,7 +452,7 @@ class RewardModelTrainer:
             "pairs_seen": state["pairs_seen"], "train_seconds": round(state["train_seconds"], 2),
             "pairs_per_second": round(state["pairs_seen"] / max(state["train_seconds"], 1e-9), 2),
             "val_accuracy": state.get("val_accuracy"), "best_val_accuracy": state["best_accuracy"],
-            "stopped_early": stopped_early, "processes": self.world,
+            "stopped_early": stopped_early, "processes": self.world, "placement": self.placement.as_dict(),
             "truncated_train_examples": sum(e.truncated for e in self.train_examples),
             "config": dataclasses.asdict(self.cfg),
         }
