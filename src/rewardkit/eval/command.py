@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rewardkit.config import option
+from rewardkit.device import DeviceOptions
 from rewardkit.errors import RewardkitError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(DeviceOptions):
     """Evaluate one or two reward models: accuracy with intervals, length bias, calibration, reports."""
 
     paths: list[str] = option(help="MODEL [MODEL2] DATA...: the model (a folder or preset name), optionally a second "
@@ -298,10 +299,12 @@ def run_eval(cfg: EvalConfig) -> int:
         names.add(name)
         datasets.append(load_dataset(path, side, name, cfg))
 
+    from rewardkit.device import placement_of
     from rewardkit.eval.scoring import ScoreStats
     from rewardkit.models import RewardModel
 
-    models = [RewardModel.from_pretrained(path) for path in model_paths]
+    placement = placement_of(cfg, "eval-rm")
+    models = [RewardModel.from_pretrained(path, placement=placement) for path in model_paths]
     saved_max_lengths = [rm.max_length for rm in models]  # --max-length is for this run, not for saving
     for rm in models:
         rm.max_length = cfg.max_length or rm.max_length
@@ -313,7 +316,7 @@ def run_eval(cfg: EvalConfig) -> int:
     results = {
         "models": [{"name": name, "path": path, "temperature": rm.temperature, "max_length": rm.max_length,
                     "fitted_temperature": pooled_temperature(scored, m), "texts_scored": stats[m].n_texts,
-                    "texts_truncated": stats[m].n_truncated}
+                    "texts_truncated": stats[m].n_truncated, "placement": placement.as_dict()}
                    for m, (name, path, rm) in enumerate(zip(model_names, model_paths, models))],
         "datasets": {data.name: dataset_figures(data, temperatures, cfg) for data in scored},
     }

@@ -24,11 +24,12 @@ from itertools import chain
 from typing import Any, Iterator
 
 from rewardkit.config import option
+from rewardkit.device import DeviceOptions
 from rewardkit.errors import RewardkitError
 
 
 @dataclass
-class ScoreConfig:
+class ScoreConfig(DeviceOptions):
     """Score responses with a reward model or a reward spec (sparse or dense)."""
 
     input: str = option(help="records to score: JSONL/JSON/CSV(.gz) with prompt, response[, reference][, finished], "
@@ -122,12 +123,17 @@ def _batches(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
 
 
 def build_score_reward(cfg: ScoreConfig):
-    """The composite reward the command scores with: the spec, or one reward_model component for MODEL."""
+    """The composite reward the command scores with: the spec, or one reward_model component for MODEL. Model
+    components left at device and precision auto run where --device and --precision say."""
+    from rewardkit.device import placement_of
     from rewardkit.rewards.spec import build_reward, load_reward
 
     if bool(cfg.model) == bool(cfg.reward):
         raise RewardkitError("give either a MODEL or --reward SPEC.yaml (exactly one)")
-    return build_reward(cfg.reward) if cfg.reward else load_reward(cfg.model, max_length=cfg.max_length)
+    placement = placement_of(cfg, "score")
+    if cfg.reward:
+        return build_reward(cfg.reward, placement=placement)
+    return load_reward(cfg.model, max_length=cfg.max_length, placement=placement)
 
 
 def _dense_tokenizer(cfg: ScoreConfig, reward) -> Any:

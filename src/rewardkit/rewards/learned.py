@@ -12,15 +12,20 @@ from rewardkit.rewards.base import RewardFunction
 class LearnedReward(RewardFunction):
     """Scores from a `RewardModel` (preset, rewardkit folder or any HF sequence-classification folder).
 
-    With `calibrated: true` the score is divided by the model's saved calibration temperature.
+    With `calibrated: true` the score is divided by the model's saved calibration temperature. `device` and
+    `precision` follow the rule of `rewardkit.device`; left at auto in a spec, they take the command's own choice.
     """
 
     name = "reward_model"
 
-    def __init__(self, path: str, max_length: int | None = None, batch_size: int = 32, calibrated: bool = False):
+    def __init__(self, path: str, max_length: int | None = None, batch_size: int = 32, calibrated: bool = False,
+                 device: str = "auto", precision: str = "auto"):
+        from rewardkit.device import choose_placement
         from rewardkit.models import RewardModel
 
-        self._use(RewardModel.from_pretrained(path, max_length=max_length), batch_size, calibrated)
+        placement = choose_placement(device, precision)
+        self._use(RewardModel.from_pretrained(path, max_length=max_length, placement=placement), batch_size,
+                  calibrated)
 
     @classmethod
     def from_model(cls, model: Any, batch_size: int = 32, calibrated: bool = False) -> "LearnedReward":

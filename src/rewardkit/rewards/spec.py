@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -33,6 +33,9 @@ from rewardkit.rewards.learned import LearnedReward, RemoteReward
 from rewardkit.rewards.reference import Bleu, Chrf, EmbeddingSimilarity, Rouge, TokenSimilarity
 from rewardkit.rewards.rules import (Keywords, NoEOSPenalty, OverlongPenalty, RegexMatch, RepetitionPenalty,
                                      TargetLength)
+
+if TYPE_CHECKING:
+    from rewardkit.device import Placement
 
 COMPONENT_TYPES: dict[str, type[RewardFunction]] = {
     "reward_model": LearnedReward,
@@ -86,8 +89,11 @@ def _component_lines(path: Path) -> list[int]:
     return []
 
 
-def build_component(entry: Any, index: int, where: str) -> Component:
-    """One component from its spec mapping; `index` is 1-based, `where` names the file (and line)."""
+def build_component(entry: Any, index: int, where: str, placement: Placement | None = None) -> Component:
+    """One component from its spec mapping; `index` is 1-based, `where` names the file (and line).
+
+    A component that runs a model (it takes `device` and `precision`) and leaves them unset, or at auto, runs where
+    `placement` (the command's own choice) says."""
     if not isinstance(entry, dict):
         raise RewardkitError(f"{where}: component {index} must be a mapping with a 'type', got {entry!r}")
     kind = entry.get("type")
@@ -106,6 +112,10 @@ def build_component(entry: Any, index: int, where: str) -> Component:
         if key not in fields:
             raise RewardkitError(f"{label}: unknown field {key!r} (fields: {', '.join([*fields, *COMMON_FIELDS[1:]])})")
         kwargs[key] = coerce(value, hints.get(key, Any), f"{label}: field {key!r}")
+    if placement is not None:
+        for name, value in (("device", placement.device), ("precision", placement.precision)):
+            if name in fields and kwargs.get(name, "auto") == "auto":
+                kwargs[name] = value
     missing = [name for name, p in fields.items() if p.default is inspect.Parameter.empty and name not in kwargs]
     if missing:
         raise RewardkitError(f"{label}: missing field {missing[0]!r}")
@@ -121,8 +131,10 @@ def build_component(entry: Any, index: int, where: str) -> Component:
     return Component(reward, name=str(entry.get("name") or kind), weight=weight, normalize=normalize, clip=clip)
 
 
-def build_reward(spec: dict | str | Path, source: str | None = None) -> CompositeReward:
-    """The composite reward described by `spec` (a mapping, or the path of a YAML file)."""
+def build_reward(spec: dict | str | Path, source: str | None = None,
+                 placement: Placement | None = None) -> CompositeReward:
+    """The composite reward described by `spec` (a mapping, or the path of a YAML file); model components left at
+    device and precision auto run where `placement` says."""
     lines: list[int] = []
     if not isinstance(spec, dict):
         path = Path(spec)
@@ -139,7 +151,7 @@ def build_reward(spec: dict | str | Path, source: str | None = None) -> Composit
     components = []
     for index, entry in enumerate(entries, start=1):
         where = f"{source}:{lines[index - 1]}" if len(lines) >= index else source
-        components.append(build_component(entry, index, where))
+        components.append(build_component(entry, index, where, placement))
     seen: dict[str, int] = {}
     for component in components:  # repeated types get numbered names: length, length_2, ...
         seen[component.name] = seen.get(component.name, 0) + 1
@@ -156,12 +168,13 @@ def build_reward(spec: dict | str | Path, source: str | None = None) -> Composit
         raise RewardkitError(f"{source}: {exc}")
 
 
-def load_reward(spec_or_model: str, max_length: int | None = None) -> CompositeReward:
+def load_reward(spec_or_model: str, max_length: int | None = None,
+                placement: Placement | None = None) -> CompositeReward:
     """A reward from a spec file (.yaml/.yml) or a reward model (preset, folder or hub id), the latter as a composite
-    with one `reward_model` component, so callers (score, rl, serve) accept either."""
+    with one `reward_model` component, so callers (score, rl) accept either."""
     if Path(spec_or_model).suffix.lower() in (".yaml", ".yml"):
-        return build_reward(spec_or_model)
+        return build_reward(spec_or_model, placement=placement)
     component: dict[str, Any] = {"type": "reward_model", "path": spec_or_model}
     if max_length:
         component["max_length"] = max_length
-    return build_reward({"components": [component]}, source=f"model {spec_or_model}")
+    return build_reward({"components": [component]}, source=f"model {spec_or_model}", placement=placement)

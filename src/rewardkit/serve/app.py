@@ -13,7 +13,8 @@ Endpoints
   scored by the model's own rule, exactly as /score would score it. A prompt already rendered with the reward model's
   chat template (OpenRLHF's --apply_chat_template) is recognised by the template's special tokens and not rendered a
   second time.
-- `GET /health` -> 200 `{"status": "ok", "model": ..., "limits": {...}}` (no token needed; 503 if the batcher died).
+- `GET /health` -> 200 `{"status": "ok", "model": ..., "placement": {"device", "precision", "reason"}, "limits":
+  {...}}` (no token needed; 503 if the batcher died).
 - `GET /metrics` -> Prometheus text format.
 
 Errors are JSON `{"detail": message, "field": "items[3].response"}` (field when one is at fault): 401 missing or
@@ -33,6 +34,7 @@ from typing import Any, Sequence
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from rewardkit.device import Placement
 from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull
 from rewardkit.serve.command import ServeConfig, check_limits
 from rewardkit.serve.metrics import MetricsMiddleware, ServeMetrics
@@ -213,8 +215,10 @@ def _special_tokens(scorer: Any) -> tuple[str, ...]:
     return tuple(sorted({t for t in tokens if t}, key=len, reverse=True))  # longest first: "</s>" before "<"
 
 
-def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None) -> FastAPI:
-    """An app serving `scorer` (anything with `score(prompts, responses)`; see `ScorerAdapter`) under `settings`."""
+def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None,
+               placement: Placement | None = None) -> FastAPI:
+    """An app serving `scorer` (anything with `score(prompts, responses)`; see `ScorerAdapter`) under `settings`;
+    `/health` reports `placement` (where the model runs) when given."""
     check_limits(settings)
     metrics = ServeMetrics(settings.max_batch_size, settings.max_batch_tokens)
     batcher = MicroBatcher(scorer, max_batch_size=settings.max_batch_size,
@@ -292,6 +296,7 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
                   ("max_batch_size", "max_items_per_request", "max_body_bytes", "request_timeout_s")}
         status = 200 if batcher.running else 503
         return JSONResponse({"status": "ok" if status == 200 else "unavailable", "model": model_name,
+                             "placement": placement.as_dict() if placement is not None else None,
                              "limits": limits}, status_code=status)
 
     @app.get("/metrics")

@@ -11,13 +11,14 @@ import sys
 from dataclasses import dataclass
 
 from rewardkit.config import option
+from rewardkit.device import DeviceOptions
 from rewardkit.errors import RewardkitError
 
 TOKEN_ENV = "REWARDKIT_API_TOKEN"
 
 
 @dataclass
-class ServeConfig:
+class ServeConfig(DeviceOptions):
     """Serve a reward model over HTTP: POST /score, POST /get_reward (OpenRLHF remote RM), GET /health, GET /metrics."""
 
     model: str = option(help="reward model to serve: a preset (minilm-l6, smollm2-135m), a folder saved by rewardkit "
@@ -79,6 +80,7 @@ def run_serve(cfg: ServeConfig) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from rewardkit.device import placement_of
     from rewardkit.models import RewardModel
     from rewardkit.serve.app import create_app
 
@@ -86,9 +88,10 @@ def run_serve(cfg: ServeConfig) -> int:
         import torch
 
         torch.set_num_threads(cfg.torch_threads)
-    model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length)
+    placement = placement_of(cfg, "serve")
+    model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length, placement=placement)
     model.eval()
-    serve_app(create_app(model, cfg, model_name=cfg.model), cfg)
+    serve_app(create_app(model, cfg, model_name=cfg.model, placement=placement), cfg)
     return 0
 
 
