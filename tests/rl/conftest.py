@@ -44,3 +44,8 @@ def yes_fraction(prompts, responses, references=None):
 @pytest.fixture
 def tokenizer():
     return toy_tokenizer()
+
+
+def film_fraction(prompts, responses, references=None):
+    """Toy reward that greedy decoding of the toy policy already varies across prompts: the share of "film"."""
+    return torch.tensor([r.split().count("film") / max(len(r.split()), 1) for r in responses])

@@ -6,8 +6,15 @@
 
 Output folder: `metrics.jsonl` (+ `tensorboard/`), `eval.jsonl` (held-out evaluations), `samples/` (generations at
 intervals and at every evaluation), `checkpoints/step-N/` (written to a temporary folder, then renamed; `--resume`
-continues from the newest one exactly), `policy/` (the final policy; LoRA adapters only when --lora-rank > 0) and
-`report.html` / `report.md`. Nothing heavy is imported at module level, so `rewardkit --help` stays fast.
+continues from the newest one exactly), `policy/` (the final policy; LoRA adapters only when --lora-rank > 0),
+`summary.json` (with the placement: device, precision and why; and the process count) and `report.html` /
+`report.md`. Nothing heavy is imported at module level, so `rewardkit --help` stays fast.
+
+`--device` and `--precision` resolve once to a `Placement` shared by the policy, reference, critic and reward models.
+Launched with `torchrun --nproc-per-node N -m rewardkit.cli rl ...` (or `accelerate launch`), the N processes share
+each step's prompts and take the update one process would take (`rewardkit.rl.distributed`); only the main process
+prints, writes metrics, samples, checkpoints and the report, and evaluates on the held-out prompts while the others
+wait, so that the evaluation does not depend on the process count.
 """
 
 from __future__ import annotations
@@ -95,21 +102,24 @@ class PromptOrder:
 
 
 # ------------------------------------------------------------------------------------------------ models
-def load_models(cfg: RLConfig, checkpoint: Path | None):
+def load_models(cfg: RLConfig, checkpoint: Path | None, placement=None):
     """(policy, tokenizer, reference, critic). The policy comes from the checkpoint when resuming; the reference is
-    always the original policy (or, with LoRA, the base model under disabled adapters)."""
+    always the original policy (or, with LoRA, the base model under disabled adapters). The trainable policy and critic
+    are loaded in fp32 (master weights); the frozen reference, inference only, in the placement's dtype."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rewardkit.models.presets import resolve_model_path
     from rewardkit.rl.critic import TokenCritic
 
     path = resolve_model_path(cfg.policy)
+    reference_dtype = placement.weights_dtype if placement is not None else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        load = lambda p: AutoModelForCausalLM.from_pretrained(p, dtype="float32")  # noqa: E731
+        load = lambda p, dtype=torch.float32: AutoModelForCausalLM.from_pretrained(p, dtype=dtype)  # noqa: E731
         full_weights = checkpoint / "policy" if checkpoint is not None and not cfg.lora_rank else path
         policy = load(full_weights)
-        reference = None if cfg.lora_rank else load(path)
+        reference = None if cfg.lora_rank else load(path, reference_dtype)
     except OSError as exc:
         raise RewardkitError(f"cannot load policy {cfg.policy!r}: {str(exc).splitlines()[0]}")
     if tokenizer.pad_token is None:
@@ -136,6 +146,7 @@ def load_models(cfg: RLConfig, checkpoint: Path | None):
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict) -> Path:
+    """Every process calls it (the trainer's state gathers each process's RNG state); the main process writes."""
     import torch
 
     from rewardkit.models.trainer import checkpoint_dirs, write_atomically
@@ -143,6 +154,9 @@ def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict)
 
     output_dir = Path(cfg.output_dir)
     target = output_dir / "checkpoints" / f"step-{trainer.step_count}"
+    state = trainer.state_dict()
+    if not trainer.processes.is_main:
+        return target
 
     def write(folder: Path) -> None:
         trainer.policy.save_pretrained(folder / "policy", safe_serialization=True)
@@ -150,7 +164,6 @@ def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict)
         if isinstance(trainer.value_model, TokenCritic):
             trainer.value_model.model.save_pretrained(folder / "critic", safe_serialization=True)
             trainer.tokenizer.save_pretrained(folder / "critic")
-        state = trainer.state_dict()
         if isinstance(trainer.value_model, TokenCritic):
             state["value_model"] = None  # saved as a model folder above
         torch.save(state, folder / "trainer.pt")
@@ -166,8 +179,9 @@ def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict)
 def load_checkpoint(folder: Path, trainer, order: PromptOrder) -> dict:
     import torch
 
-    # Optimizer states and RNG state are plain tensors and numbers: safe to load with weights_only.
-    trainer.load_state_dict(torch.load(folder / "trainer.pt", weights_only=True))
+    # Optimizer states and RNG state are plain tensors and numbers: safe to load with weights_only. They load on the
+    # CPU (a GPU run resumes on a CPU-only machine too) and the optimizer moves its state next to the parameters.
+    trainer.load_state_dict(torch.load(folder / "trainer.pt", weights_only=True, map_location="cpu"))
     state = json.loads((folder / "trainer_state.json").read_text())
     order.load_state_dict(state.pop("prompt_order"))
     return state
@@ -195,10 +209,12 @@ def _log_line(step: int, steps: int, m: dict) -> str:
 
 
 def _experience_samples(trainer) -> list[dict]:
+    """The step's samples of every process, in prompt order (a collective: every process calls it)."""
     exp = trainer.last_experience
-    return [{"prompt": p, "response": r, "proxy": float(s), "gold": None if exp.gold is None else float(exp.gold[i]),
-             "truncated": bool(exp.rollout.truncated[i])}
-            for i, (p, r, s) in enumerate(zip(exp.prompts, exp.texts, exp.scores))]
+    return trainer.processes.gather([
+        {"prompt": p, "response": r, "proxy": float(s), "gold": None if exp.gold is None else float(exp.gold[i]),
+         "truncated": bool(exp.rollout.truncated[i])}
+        for i, (p, r, s) in enumerate(zip(exp.prompts, exp.texts, exp.scores))])
 
 
 # ------------------------------------------------------------------------------------------------ the command
@@ -211,14 +227,20 @@ def run_rl(cfg: RLConfig) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    from rewardkit.device import placement_of
     from rewardkit.models.trainer import checkpoint_dirs
     from rewardkit.rewards.spec import load_reward
+    from rewardkit.rl.distributed import derived_seed, launch
     from rewardkit.rl.trainer import RLTrainer, check_config
     from rewardkit.tracking import MetricsLog
 
-    check_config(cfg)
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    processes, placement = launch(placement_of(cfg))
+    main = processes.is_main
+    check_config(cfg, processes.world)
+    if main:
+        placement.announce("rl")
+    if cfg.num_threads > 0 or processes.world > 1:  # processes sharing a CPU split its cores
+        torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // processes.world))
     output_dir = Path(cfg.output_dir)
     prompts, references = load_prompts(cfg.prompts, cfg.prompt_field, cfg.reference_field)
     if cfg.eval_prompts:
@@ -246,25 +268,35 @@ def run_rl(cfg: RLConfig) -> int:
         raise RewardkitError(f"{output_dir} already holds a run: pass --resume to continue it or choose another "
                              "--output-dir")
 
-    torch.manual_seed(cfg.seed)
-    reward_fn = load_reward(cfg.reward)
-    gold_fn = load_reward(cfg.gold_reward) if cfg.gold_reward else None
-    policy, tokenizer, reference, critic = load_models(cfg, checkpoint)
-    trainer = RLTrainer(cfg, policy, tokenizer, reward_fn, reference=reference, critic=critic, gold_fn=gold_fn)
-    order = PromptOrder(len(prompts), cfg.prompts_per_step, cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same on every process: LoRA adapters and heads start identical
+    reward_fn = load_reward(cfg.reward, placement=placement)
+    gold_fn = load_reward(cfg.gold_reward, placement=placement) if cfg.gold_reward else None
+    policy, tokenizer, reference, critic = load_models(cfg, checkpoint, placement)
+    trainer = RLTrainer(cfg, policy, tokenizer, reward_fn, reference=reference, critic=critic, gold_fn=gold_fn,
+                        placement=placement, processes=processes)
+    if processes.world > 1:  # each process draws its own samples (one process keeps the seed's stream)
+        torch.manual_seed(derived_seed(cfg.seed, processes.rank))
+    order = PromptOrder(len(prompts), cfg.prompts_per_step, cfg.seed)  # the same global order on every process
     run_state: dict[str, Any] = {"elapsed": 0.0, "evals": [], "before_samples": []}
     if checkpoint is not None:
         run_state = load_checkpoint(checkpoint, trainer, order)
-        _truncate_jsonl(output_dir / "metrics.jsonl", trainer.step_count)
-        _truncate_jsonl(output_dir / "eval.jsonl", trainer.step_count)
-        print(f"rewardkit rl: resumed from {checkpoint} at step {trainer.step_count}", file=sys.stderr)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    log = MetricsLog(output_dir, tensorboard=cfg.tensorboard)
+        if main:
+            _truncate_jsonl(output_dir / "metrics.jsonl", trainer.step_count)
+            _truncate_jsonl(output_dir / "eval.jsonl", trainer.step_count)
+            print(f"rewardkit rl: resumed from {checkpoint} at step {trainer.step_count}", file=sys.stderr)
+    processes.wait()  # every process has looked at the output folder before the main process writes to it
+    if main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    log = MetricsLog(output_dir, enabled=main, tensorboard=cfg.tensorboard)
     clock = time.perf_counter() - run_state["elapsed"]
 
     def evaluate() -> list[dict] | None:
+        """On the main process only, the others waiting: the same samples whatever the process count."""
         if not eval_prompts:
+            return None
+        if not main:
+            processes.wait()
             return None
         metrics, samples = trainer.evaluate(eval_prompts, eval_references, cfg.eval_samples_per_prompt,
                                             seed=cfg.seed + 1)
@@ -279,6 +311,7 @@ def run_rl(cfg: RLConfig) -> int:
         gold = f", gold {metrics['eval/gold']:+.3f}" if "eval/gold" in metrics else ""
         print(f"eval at step {trainer.step_count}: proxy {metrics['eval/proxy']:+.3f}{gold}, "
               f"kl {metrics['eval/kl']:.3f}, length {metrics['eval/length']:.1f}", file=sys.stderr)
+        processes.wait()
         return samples
 
     try:
@@ -291,12 +324,14 @@ def run_rl(cfg: RLConfig) -> int:
                                    [references[i] for i in rows] if references else None)
             step = trainer.step_count
             log.write(step, metrics)
-            for warning in trainer.new_warnings:
+            for warning in trainer.new_warnings if main else []:
                 print(f"rewardkit rl: warning at step {step}: {warning}", file=sys.stderr)
-            if cfg.log_every and step % cfg.log_every == 0:
+            if main and cfg.log_every and step % cfg.log_every == 0:
                 print(_log_line(step, cfg.steps, metrics), file=sys.stderr)
             if cfg.sample_every and step % cfg.sample_every == 0:
-                _write_jsonl(output_dir / "samples" / f"step-{step}.jsonl", _experience_samples(trainer))
+                samples = _experience_samples(trainer)
+                if main:
+                    _write_jsonl(output_dir / "samples" / f"step-{step}.jsonl", samples)
             if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
                 last_samples = evaluate()
             run_state["elapsed"] = time.perf_counter() - clock
@@ -305,6 +340,8 @@ def run_rl(cfg: RLConfig) -> int:
     finally:
         log.close()
 
+    if not main:
+        return 0
     final = output_dir / "policy"
     trainer.policy.save_pretrained(final, safe_serialization=True)
     tokenizer.save_pretrained(final)
@@ -318,6 +355,7 @@ def run_rl(cfg: RLConfig) -> int:
         "eval_prompts": len(eval_prompts), "eval_samples_per_prompt": cfg.eval_samples_per_prompt,
         "evals": run_state["evals"], "warnings": trainer.watch.warnings,
         "prompts_truncated": trainer.prompts_truncated,
+        "placement": placement.as_dict(), "processes": processes.world,
         "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k in _REPORTED_SETTINGS},
     }
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -1,16 +1,18 @@
-"""`RLConfig`: every option of `rewardkit rl`, each with its help text (no torch here: `rewardkit --help` stays fast)."""
+"""`RLConfig`: every option of `rewardkit rl`, each with its help text (no torch here: `rewardkit --help` stays fast).
+`--device` and `--precision` come from `rewardkit.device.DeviceOptions`, the rule every command shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from rewardkit.config import option
+from rewardkit.device import DeviceOptions
 
 ALGORITHM_NAMES = ("reinforce", "actor_critic", "ppo", "grpo", "rloo")
 
 
 @dataclass
-class RLConfig:
+class RLConfig(DeviceOptions):
     """Optimize a causal language model against a reward (REINFORCE, actor-critic, PPO, GRPO, RLOO)."""
 
     # ------------------------------------------------------------------ models, rewards, prompts
@@ -38,7 +40,8 @@ class RLConfig:
     # ------------------------------------------------------------------ the algorithm
     algorithm: str = option("ppo", "Policy-optimization algorithm", choices=ALGORITHM_NAMES)
     steps: int = option(200, "Number of RL steps (each: sample, score, one update)")
-    prompts_per_step: int = option(8, "Prompts sampled per step")
+    prompts_per_step: int = option(8, "Prompts sampled per step, over all processes (a multiple of their number: each "
+                                      "process samples an equal share)")
     samples_per_prompt: int = option(1, "Responses per prompt; GRPO and RLOO compare them, so they need at least 2")
     epochs: int = option(1, "Passes over each step's samples (PPO/GRPO; their clipped objective keeps later passes "
                             "near the sampling policy; the unclipped algorithms take exactly one)")

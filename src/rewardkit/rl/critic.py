@@ -5,6 +5,7 @@ Two kinds, one interface (`values(rollout, policy_hidden) -> [B, T]`):
 - `TokenCritic`: a separate decoder model with a scalar head applied at every position, e.g. initialised from a
   reward model, whose score of a prefix is a natural first guess of the return. It reads the policy's token ids, so it
   must share the policy's tokenizer.
+Both keep their head in fp32 even under autocast: the values feed GAE and the value loss, which need fp32's precision.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class ValueHead(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def values(self, rollout: Rollout, policy_hidden: torch.Tensor | None) -> torch.Tensor:
-        return self.linear(policy_hidden.float()).squeeze(-1)
+        with torch.autocast(policy_hidden.device.type, enabled=False):
+            return self.linear(policy_hidden.float()).squeeze(-1)
 
 
 class TokenCritic(nn.Module):
@@ -66,4 +68,5 @@ class TokenCritic(nn.Module):
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                        use_cache=False).last_hidden_state
         n_response = rollout.response_ids.shape[1]
-        return self.model.score(hidden[:, -(n_response + 1):-1]).squeeze(-1).float()
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.model.score(hidden[:, -(n_response + 1):-1].float()).squeeze(-1)

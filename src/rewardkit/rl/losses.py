@@ -34,6 +34,7 @@ class SurrogateLoss(NamedTuple):
     loss: torch.Tensor
     clip_fraction: torch.Tensor  # share of valid tokens whose ratio left [1 − ε, 1 + ε] in the direction that clips
     approx_kl: torch.Tensor      # k3 estimate of KL(old ‖ new): how far this epoch moved the policy
+    # Both are aggregated like the loss, so that they add up over forward chunks and processes as the loss does.
 
 
 def clipped_surrogate_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
@@ -51,8 +52,8 @@ def clipped_surrogate_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, a
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     loss = aggregate(torch.maximum(unclipped, clipped), mask, aggregation)
     with torch.no_grad():
-        clip_fraction = masked_mean((clipped > unclipped).float(), mask)
-        approx_kl = masked_mean(torch.exp(-log_ratio) - 1 + log_ratio, mask)
+        clip_fraction = aggregate((clipped > unclipped).float(), mask, aggregation)
+        approx_kl = aggregate(torch.exp(-log_ratio) - 1 + log_ratio, mask, aggregation)
     return SurrogateLoss(loss, clip_fraction, approx_kl)
 
 

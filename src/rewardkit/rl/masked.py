@@ -1,7 +1,12 @@
 """Statistics over the valid tokens of a padded batch: responses have different lengths, so every mean, variance and
-whitening over a [batch, tokens] tensor must ignore the padding (`mask` is 1 on response tokens, 0 elsewhere)."""
+whitening over a [batch, tokens] tensor must ignore the padding (`mask` is 1 on response tokens, 0 elsewhere).
+
+When several processes each hold a share of the batch, `masked_moments` takes an `all_sum` (a sum over the processes)
+and returns the moments of the whole batch, which `masked_whiten` accepts in place of its own."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -28,14 +33,27 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) 
     return squares
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
-                  eps: float = 1e-8) -> torch.Tensor:
+def masked_moments(values: torch.Tensor, mask: torch.Tensor,
+                   all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, Bessel-corrected variance) of the valid elements. With `all_sum` (a sum of a tensor over the processes
+    that each hold a share of the batch) they are the moments of the whole batch. Two passes, the mean first and then
+    the squared deviations from it, as in `masked_var`: one process and several agree to rounding."""
+    all_sum = all_sum or (lambda t: t)
+    count, total = all_sum(torch.stack([mask.sum(), masked_sum(values, mask)]).float()).unbind()
+    mean = total / count.clamp(min=1)
+    squares = all_sum(masked_sum((values - mean) ** 2, mask).float())
+    return mean, squares / (count - 1).clamp(min=1)
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+                  moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Scale the valid elements to unit variance (and zero mean unless `shift_mean=False`); padding stays as is.
 
     `shift_mean=False` keeps the sign of rewards meaningful (a value function then still sees their level).
+    `moments` (mean, variance), e.g. those of `masked_moments` over every process's share, replace the local ones.
     """
-    mean = masked_mean(values, mask)
-    whitened = (values - mean) * torch.rsqrt(masked_var(values, mask) + eps)
+    mean, var = moments if moments is not None else masked_moments(values, mask)
+    whitened = (values - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         whitened = whitened + mean
     return torch.where(mask.bool(), whitened, values)

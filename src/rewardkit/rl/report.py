@@ -121,8 +121,11 @@ def build_blocks(summary: dict[str, Any], history: list[dict], evals: list[dict]
             f"with a fixed sampling seed, at step {first['step']} and step {last['step']} (± one standard error)."))
         blocks.append(Table(["metric", "before", "after", "change"], rows))
     settings = [[k, str(v)] for k, v in summary["settings"].items()]
+    placement = summary.get("placement")
+    where = (f" on {placement['device']} in {placement['precision']} ({summary.get('processes', 1)} process"
+             f"{'es' if summary.get('processes', 1) > 1 else ''})" if placement else "")
     blocks.append(Paragraph(
-        f"{summary['steps']} steps of **{summary['algorithm']}** in {summary['wall_minutes']:.1f} minutes "
+        f"{summary['steps']} steps of **{summary['algorithm']}**{where} in {summary['wall_minutes']:.1f} minutes "
         f"({summary['seconds_per_step']:.1f} s per step, {summary['samples_per_step']} samples per step)."))
     blocks.append(Table(["setting", "value"], settings, text_columns=2))
 

@@ -96,7 +96,8 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[tor
 def response_mask_after_eos(response_ids: torch.Tensor, eos_token_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask, truncated): the mask is 1 up to and including each row's first EOS, 0 after it; rows without an EOS are
     all 1 and flagged truncated."""
-    is_eos = torch.isin(response_ids, torch.as_tensor(list(eos_token_ids), dtype=response_ids.dtype))
+    is_eos = torch.isin(response_ids, torch.as_tensor(list(eos_token_ids), dtype=response_ids.dtype,
+                                                      device=response_ids.device))
     eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()  # EOS strictly before this column
     mask = (eos_before == 0).float()
     truncated = ~is_eos.any(dim=1)

@@ -13,6 +13,12 @@ The algorithms differ only in the advantage estimator and the policy loss the lo
 Per-token rewards are built once for all of them: the reward function's tokens (sparse: the total on the last token,
 EOS included; dense: shaped per token), minus the truncation penalty, minus β·KL per token when the KL sits in the
 reward, plus the entropy bonus when it is an intrinsic reward. Sequence-level algorithms (GRPO, RLOO) use their sum.
+
+Device and precision come from a `Placement`: the policy and the value function keep fp32 weights on the device;
+sampling, the no-grad forwards and the update's forwards run under `Placement.autocast()`, while log-probs, KL,
+advantages and losses are computed in fp32; fp16 scales the loss (a GradScaler) so that gradients do not underflow.
+Under several processes (`rewardkit.rl.distributed`) each takes a share of the step's prompts, every batch statistic
+is a sum over the processes, and gradients are summed before the optimizer step: N processes take the update of one.
 """
 
 from __future__ import annotations
@@ -26,14 +32,16 @@ import torch
 from torch import nn
 
 from rewardkit.data.types import Prompt
+from rewardkit.device import Placement
 from rewardkit.errors import RewardkitError
 from rewardkit.rl.advantages import (discounted_returns, gae, group_normalized_advantages, leave_one_out_advantages,
                                      per_token, reinforce_advantages)
 from rewardkit.rl.config import RLConfig
 from rewardkit.rl.critic import ValueHead
+from rewardkit.rl.distributed import Processes, derived_seed, held_rows, minibatch_order
 from rewardkit.rl.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_k1
 from rewardkit.rl.losses import aggregate, clipped_surrogate_loss, policy_gradient_loss, value_loss
-from rewardkit.rl.masked import masked_mean, masked_sum, masked_var, masked_whiten
+from rewardkit.rl.masked import masked_sum, masked_whiten
 from rewardkit.rl.rollout import (Rollout, SamplingSettings, decode_responses, eos_token_ids, forward_responses,
                                   left_pad, prompt_token_ids, sample)
 from rewardkit.rl.watch import RewardHackingWatch
@@ -65,26 +73,29 @@ class Experience:
 
 
 # ---------------------------------------------------------------------------------------------- the algorithms
-def _reinforce(rewards, mask, values, cfg, group_size):
-    return reinforce_advantages(discounted_returns(rewards, mask, cfg.gamma), mask), None
+def _reinforce(rewards, mask, values, cfg, group_size, processes):
+    returns = discounted_returns(rewards, mask, cfg.gamma)
+    return reinforce_advantages(returns, mask, mean_return=processes.mean(returns, mask)), None
 
 
-def _gae(rewards, mask, values, cfg, group_size):
+def _gae(rewards, mask, values, cfg, group_size, processes):
     return gae(rewards, values, mask, cfg.gamma, cfg.lam)
 
 
-def _grpo(rewards, mask, values, cfg, group_size):
+def _grpo(rewards, mask, values, cfg, group_size, processes):
     totals = masked_sum(rewards, mask, dim=1)
     return per_token(group_normalized_advantages(totals, group_size, scale=cfg.group_std_scaling), mask), None
 
 
-def _rloo(rewards, mask, values, cfg, group_size):
+def _rloo(rewards, mask, values, cfg, group_size, processes):
     return per_token(leave_one_out_advantages(masked_sum(rewards, mask, dim=1), group_size), mask), None
 
 
 @dataclass(frozen=True)
 class Algorithm:
-    advantages: Callable            # (token_rewards, mask, values, cfg, group_size) -> (advantages, returns | None)
+    # (token_rewards, mask, values, cfg, group_size, processes) -> (advantages, returns | None); groups are local to a
+    # process, batch statistics go through `processes`
+    advantages: Callable
     clipped: bool                   # PPO's clipped surrogate (else the plain policy gradient)
     critic: bool = False            # learns a value function
     grouped: bool = False           # compares several samples of the same prompt
@@ -99,9 +110,12 @@ ALGORITHMS = {
 }
 
 
-def check_config(cfg: RLConfig) -> None:
+def check_config(cfg: RLConfig, processes: int = 1) -> None:
     """Combinations that cannot work, as one-line user errors."""
     algorithm = ALGORITHMS[cfg.algorithm]
+    if cfg.prompts_per_step % processes:
+        raise RewardkitError(f"--prompts-per-step {cfg.prompts_per_step} must be divisible by the number of "
+                             f"processes ({processes})")
     if algorithm.grouped and cfg.samples_per_prompt < 2:
         raise RewardkitError(f"--algorithm {cfg.algorithm} compares samples of the same prompt: set "
                              "--samples-per-prompt to 2 or more")
@@ -125,13 +139,20 @@ def _pad_columns(tensor: torch.Tensor, width: int) -> torch.Tensor:
 
 
 class RLTrainer:
-    """Holds the policy, reference, value function, optimizer and KL controller; `step(prompts)` runs one RL step."""
+    """Holds the policy, reference, value function, optimizer and KL controller; `step(prompts)` runs one RL step.
+
+    `placement` (default: the CPU in fp32) says where the models run; the policy and value function are moved there
+    in fp32, the reference stays in the dtype it was loaded in. `processes` (default: one) are the run's processes."""
 
     def __init__(self, cfg: RLConfig, policy: nn.Module, tokenizer, reward_fn: RewardFn, *,
                  reference: nn.Module | None = None, critic: nn.Module | None = None,
-                 gold_fn: RewardFn | None = None):
-        check_config(cfg)
-        self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
+                 gold_fn: RewardFn | None = None, placement: Placement | None = None,
+                 processes: Processes | None = None):
+        self.placement = placement or Placement("cpu", "fp32", "default")
+        self.processes = processes or Processes()
+        check_config(cfg, self.processes.world)
+        self.device = self.placement.torch_device
+        self.cfg, self.policy, self.tokenizer = cfg, policy.to(self.device), tokenizer
         self.reward_fn, self.gold_fn = reward_fn, gold_fn
         self.algorithm = ALGORITHMS[cfg.algorithm]
         self.is_peft = hasattr(policy, "disable_adapter")
@@ -139,12 +160,12 @@ class RLTrainer:
             raise ValueError("a full fine-tuning run needs a frozen reference model (LoRA policies use their base)")
         self.reference = reference
         if self.reference is not None:
-            self.reference.requires_grad_(False).eval()
+            self.reference.requires_grad_(False).eval().to(self.device)
         self.policy.eval()  # no dropout: log-probs of the update must match those of sampling
         self.value_model = None
         if self.algorithm.critic:
             self.value_model = critic if critic is not None else ValueHead(policy.config.hidden_size)
-            self.value_model.eval()
+            self.value_model.eval().to(self.device)
         self.sampling = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p)
         self.eos_ids = eos_token_ids(policy, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
@@ -153,6 +174,8 @@ class RLTrainer:
             groups.append({"params": list(self.value_model.parameters()),
                            "lr": cfg.value_learning_rate or cfg.learning_rate})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        # fp16 gradients underflow without a loss scale; disabled (bf16, fp32) it passes everything through unchanged.
+        self.scaler = torch.amp.GradScaler(self.placement.device_type, enabled=self.placement.loss_scaling)
         self.kl_controller = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
                               if cfg.kl_target is not None else FixedKLController(cfg.kl_coef))
         self.watch = RewardHackingWatch(cfg.watch_window, cfg.length_drift)
@@ -165,7 +188,9 @@ class RLTrainer:
         ids, truncated = prompt_token_ids(self.tokenizer, prompts, self.cfg.chat_template, self.cfg.max_prompt_tokens)
         self.prompts_truncated += truncated
         query_ids, query_mask = left_pad(ids, self.pad_id)
-        return sample(self.policy, query_ids, query_mask, self.sampling, self.eos_ids, self.pad_id)
+        with self.placement.autocast():
+            return sample(self.policy, query_ids.to(self.device), query_mask.to(self.device), self.sampling,
+                          self.eos_ids, self.pad_id)
 
     def _no_grad_forward(self, model: nn.Module, rollout: Rollout, with_entropy: bool = False,
                          with_values: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -173,7 +198,7 @@ class RLTrainer:
         width = rollout.response_ids.shape[1]
         logprobs, entropies, values = [], [], []
         use_hidden = with_values and getattr(self.value_model, "uses_policy_hidden", False)
-        with torch.no_grad():
+        with torch.no_grad(), self.placement.autocast():
             for start in range(0, len(rollout), self.cfg.forward_batch_size):
                 part = rollout.select(slice(start, start + self.cfg.forward_batch_size))
                 out = forward_responses(model, part, self.cfg.temperature or 1.0, with_entropy, use_hidden)
@@ -205,9 +230,9 @@ class RLTrainer:
             for i, row in enumerate(rows):
                 out[i, :len(row)] = row
             return out
-        scores = self.call_reward(fn, prompts, texts, rollout, references)
+        scores = self.call_reward(fn, prompts, texts, rollout, references).to(mask.device)
         last = (rollout.lengths.long() - 1).clamp(min=0)
-        return torch.zeros_like(mask).scatter(1, last[:, None], scores[:, None].float())
+        return torch.zeros_like(mask).scatter(1, last[:, None], scores[:, None])
 
     @staticmethod
     def call_reward(fn: RewardFn, prompts: list, texts: list[str], rollout: Rollout,
@@ -226,10 +251,12 @@ class RLTrainer:
             penalty = self.cfg.truncation_penalty * rollout.truncated.float()[:, None]
             rewards = rewards.scatter_add(1, last, -penalty)
         if self.cfg.whiten_rewards:
-            # Whiten each response's total: dense tokens are scaled, the mean comes off the last token.
+            # Whiten each response's total over the whole batch (every process's share): dense tokens are scaled,
+            # the mean comes off the last token.
             totals = masked_sum(rewards, mask, dim=1)
-            std = masked_var(totals, torch.ones_like(totals)).add(1e-8).sqrt()
-            rewards = (rewards / std).scatter_add(1, last, -(totals.mean() / std).expand(len(totals), 1))
+            mean, var = self.processes.moments(totals)
+            std = var.add(1e-8).sqrt()
+            rewards = (rewards / std).scatter_add(1, last, -(mean / std).expand(len(totals), 1))
         if self.cfg.kl_in == "reward":
             rewards = rewards - self.kl_controller.value * kl_tokens
         if self.cfg.entropy_coef and self.cfg.entropy_in == "reward":
@@ -244,7 +271,11 @@ class RLTrainer:
         prompts = [p for p in prompts for _ in range(group)]  # a prompt's samples are contiguous (one group)
         references = None if references is None else [r for r in references for _ in range(group)]
         start = time.perf_counter()
+        truncated_before = self.prompts_truncated
         rollout = self.generate(prompts)
+        # Every process keeps the whole batch's count, so that the main process's checkpoint holds the right one.
+        local = torch.tensor(float(self.prompts_truncated - truncated_before), device=self.device)
+        self.prompts_truncated = truncated_before + int(self.processes.sum(local))
         texts = decode_responses(self.tokenizer, rollout)
         timings["time/generate"] = time.perf_counter() - start
 
@@ -264,40 +295,43 @@ class RLTrainer:
         mask = rollout.response_mask
         kl_tokens = kl_estimate(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask
         token_rewards = self.shape_rewards(score_tokens, rollout, kl_tokens, old_logprobs)
-        advantages, returns = self.algorithm.advantages(token_rewards, mask, values, cfg, group)
+        advantages, returns = self.algorithm.advantages(token_rewards, mask, values, cfg, group, self.processes)
         if cfg.whiten_advantages:
-            advantages = masked_whiten(advantages, mask) * mask
+            advantages = masked_whiten(advantages, mask, moments=self.processes.moments(advantages, mask)) * mask
         scores = masked_sum(score_tokens, mask, dim=1)
         experience = Experience(prompts, references, texts, rollout, old_logprobs, ref_logprobs, entropy, scores,
                                 token_rewards, values, advantages, returns)
         return experience, timings
 
     def step(self, prompts: Sequence[Prompt], references: Sequence | None = None) -> dict[str, float]:
-        """One RL step on `prompts`; returns the step's metrics (warnings of the watch under `self.new_warnings`)."""
+        """One RL step on the step's `prompts` (all processes', of which this process takes its contiguous share);
+        returns the step's metrics over the whole batch (warnings of the watch under `self.new_warnings`)."""
         step_start = time.perf_counter()
-        experience, metrics = self.make_experience(prompts, references)
+        share = self.processes.share(len(prompts))
+        experience, metrics = self.make_experience(prompts[share], None if references is None else references[share])
         start = time.perf_counter()
         metrics.update(self.update(experience))
         metrics["time/update"] = time.perf_counter() - start
         self.step_count += 1
 
-        mask, rollout = experience.mask, experience.rollout
+        mask, rollout, batch = experience.mask, experience.rollout, self.processes
         sequence_kl = masked_sum(kl_k1(experience.old_logprobs, experience.ref_logprobs), mask, dim=1)
-        metrics.update({
-            "reward/proxy": float(experience.scores.mean()),
-            "reward/proxy_std": float(experience.scores.std()) if len(experience.scores) > 1 else 0.0,
-            "reward/shaped": float(masked_sum(experience.token_rewards, mask, dim=1).mean()),
-            "kl/ref": float(sequence_kl.mean()),
+        proxy_mean, proxy_var = batch.moments(experience.scores)
+        metrics.update({  # means over every process's samples
+            "reward/proxy": float(proxy_mean),
+            "reward/proxy_std": float(proxy_var.sqrt()),
+            "reward/shaped": float(batch.mean(masked_sum(experience.token_rewards, mask, dim=1))),
+            "kl/ref": float(batch.mean(sequence_kl)),
             "kl/coef": self.kl_controller.value,
-            "response/length": float(rollout.lengths.mean()),
-            "response/truncated": float(rollout.truncated.float().mean()),
-            "policy/entropy": float(masked_mean(experience.entropy, mask)),
+            "response/length": float(batch.mean(rollout.lengths)),
+            "response/truncated": float(batch.mean(rollout.truncated.float())),
+            "policy/entropy": float(batch.mean(experience.entropy, mask)),
         })
         if self.gold_fn is not None and (self.step_count - 1) % max(self.cfg.gold_every, 1) == 0:
             experience.gold = self.call_reward(self.gold_fn, experience.prompts, experience.texts, rollout,
                                                experience.references)
-            metrics["reward/gold"] = float(experience.gold.mean())
-        self.kl_controller.update(metrics["kl/ref"], len(rollout))
+            metrics["reward/gold"] = float(batch.mean(experience.gold))
+        self.kl_controller.update(metrics["kl/ref"], len(rollout) * batch.world)
         self.new_warnings = self.watch.update(self.step_count, metrics["reward/proxy"], metrics["response/length"],
                                               metrics.get("reward/gold"))
         metrics["time/step"] = time.perf_counter() - step_start
@@ -306,34 +340,53 @@ class RLTrainer:
 
     # ------------------------------------------------------------------------------------------ the update
     def update(self, exp: Experience) -> dict[str, float]:
-        """`epochs` passes of minibatch updates; each minibatch's gradient is accumulated over forward chunks with
-        weights that make it exactly the gradient of the minibatch's aggregated loss."""
-        cfg = self.cfg
-        n = len(exp.rollout)
+        """`epochs` passes of minibatch updates. Minibatches are drawn over the global sample index (every process's
+        share; this process holds rows `held`); each minibatch's gradient is accumulated over forward chunks and
+        processes with weights that make it exactly the gradient of the minibatch's aggregated loss. The logged losses
+        are the minibatches' aggregated losses, averaged over the updates."""
+        cfg, batch = self.cfg, self.processes
+        local = len(exp.rollout)
+        n = local * batch.world  # every process holds an equal share
+        held = slice(batch.rank * local, (batch.rank + 1) * local)
         minibatch = min(cfg.minibatch_size or n, n)
         token_mean = cfg.loss_aggregation == "token_mean"
-        stats: dict[str, list[float]] = {}
+        # Every sample's token count, on every process: a minibatch's loss is normalised by its total.
+        lengths = torch.zeros(n, device=self.device)
+        lengths[held] = exp.mask.sum(dim=1)
+        lengths = batch.sum(lengths)
+        weighted: dict[str, float] = {}
+        grad_norms: list[float] = []
+        updates = 0
         trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
-        for _ in range(cfg.epochs):
-            order = torch.randperm(n)
+        for epoch in range(cfg.epochs):
+            order = minibatch_order(n, cfg.seed, self.step_count, epoch)
             for mb_start in range(0, n, minibatch):
                 rows = order[mb_start:mb_start + minibatch]
-                total = exp.mask[rows].sum() if token_mean else torch.tensor(float(len(rows)))
+                total = lengths[rows].sum() if token_mean else float(len(rows))
+                mine = held_rows(rows, held)
                 self.optimizer.zero_grad(set_to_none=True)
-                for chunk_start in range(0, len(rows), cfg.forward_batch_size):
-                    chunk = rows[chunk_start:chunk_start + cfg.forward_batch_size]
-                    weight = (exp.mask[chunk].sum() if token_mean else len(chunk)) / total
+                for chunk_start in range(0, len(mine), cfg.forward_batch_size):
+                    chunk = mine[chunk_start:chunk_start + cfg.forward_batch_size]
+                    weight = float((exp.mask[chunk].sum() if token_mean else len(chunk)) / total)
                     loss, chunk_stats = self.chunk_loss(exp, chunk)
-                    (loss * weight).backward()
+                    self.scaler.scale(loss * weight).backward()
                     for key, value in chunk_stats.items():
-                        stats.setdefault(key, []).append(value)
+                        weighted[key] = weighted.get(key, 0.0) + value * weight
+                batch.sum_gradients(trainable)  # a process holding none of the rows still takes part
+                self.scaler.unscale_(self.optimizer)
                 if cfg.max_grad_norm:
-                    grad_norm = nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                    stats.setdefault("policy/grad_norm", []).append(float(grad_norm))
-                self.optimizer.step()
-        out = {key: sum(v) / len(v) for key, v in stats.items()}
+                    grad_norms.append(float(nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)))
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                updates += 1
+        # Each process holds rows of some minibatch, so every process has every key.
+        keys = sorted(weighted)
+        sums = batch.sum(torch.tensor([weighted[k] for k in keys], dtype=torch.float64, device=self.device))
+        out = {key: float(value) / updates for key, value in zip(keys, sums)}
+        if grad_norms:
+            out["policy/grad_norm"] = sum(grad_norms) / len(grad_norms)
         if exp.values is not None:
-            out.update(_value_stats(exp.values, exp.returns, exp.mask))
+            out.update(_value_stats(exp.values, exp.returns, exp.mask, batch))
         return out
 
     def chunk_loss(self, exp: Experience, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -348,7 +401,9 @@ class RLTrainer:
 
         need_entropy = cfg.entropy_coef > 0 and cfg.entropy_in == "loss"
         use_hidden = getattr(self.value_model, "uses_policy_hidden", False)
-        out = forward_responses(self.policy, part, cfg.temperature or 1.0, need_entropy, use_hidden)
+        with self.placement.autocast():  # the forwards; log-probs, values and losses come out in fp32
+            out = forward_responses(self.policy, part, cfg.temperature or 1.0, need_entropy, use_hidden)
+            values = self.value_model.values(part, out.hidden) if self.value_model is not None else None
         advantages, old_logprobs = cols(exp.advantages), cols(exp.old_logprobs)
         stats = {}
         if self.algorithm.clipped:
@@ -360,8 +415,7 @@ class RLTrainer:
         else:
             loss = policy_gradient_loss(out.logprobs, advantages, mask, cfg.loss_aggregation)
         stats["loss/policy"] = float(loss.detach())
-        if self.value_model is not None:
-            values = self.value_model.values(part, out.hidden)
+        if values is not None:
             clip = cfg.value_clip_range if self.algorithm.clipped else None
             v_loss = value_loss(values, cols(exp.returns), mask, cols(exp.values), clip, cfg.loss_aggregation)
             loss = loss + cfg.value_coef * v_loss
@@ -385,7 +439,8 @@ class RLTrainer:
         references = None if references is None else [r for r in references for _ in range(samples_per_prompt)]
         chunk = self.cfg.prompts_per_step * self.cfg.samples_per_prompt
         proxy, gold, kl, lengths, samples = [], [], [], [], []
-        with torch.random.fork_rng(devices=[]):
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []  # sampling on a GPU draws from its RNG
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             for start in range(0, len(prompts), chunk):
                 batch_prompts = prompts[start:start + chunk]
@@ -414,11 +469,13 @@ class RLTrainer:
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Everything but the policy weights (saved as a model folder) needed to resume exactly."""
+        """Everything but the policy weights (saved as a model folder) needed to resume exactly. Every process calls
+        it (it gathers each process's RNG state); the rest is the same on every process."""
         return {"step": self.step_count, "optimizer": self.optimizer.state_dict(),
                 "value_model": self.value_model.state_dict() if self.value_model is not None else None,
                 "kl_controller": self.kl_controller.state_dict(), "watch": self.watch.state_dict(),
-                "prompts_truncated": self.prompts_truncated, "torch_rng": torch.get_rng_state()}
+                "prompts_truncated": self.prompts_truncated, "grad_scaler": self.scaler.state_dict(),
+                "rng": self.processes.gather([_rng_state(self.device)])}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = state["step"]
@@ -428,15 +485,36 @@ class RLTrainer:
         self.kl_controller.load_state_dict(state["kl_controller"])
         self.watch.load_state_dict(state["watch"])
         self.prompts_truncated = state["prompts_truncated"]
-        torch.set_rng_state(state["torch_rng"])
+        if state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
+        if len(state["rng"]) == self.processes.world:
+            _set_rng_state(state["rng"][self.processes.rank], self.device)
+        else:  # another process count cannot draw the same samples: each process starts a stream of its own
+            torch.manual_seed(derived_seed(self.cfg.seed, self.step_count, self.processes.rank))
 
 
 def _sem(values: torch.Tensor) -> float:
     return float(values.std() / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
-def _value_stats(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    """Explained variance 1 − Var(R − V)/Var(R): 1 is a perfect critic, 0 no better than a constant."""
-    var_returns = masked_var(returns, mask)
-    explained = 1 - masked_var(returns - values, mask) / var_returns.clamp(min=1e-8)
-    return {"value/mean": float(masked_mean(values, mask)), "value/explained_variance": float(explained)}
+def _value_stats(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+                 processes: Processes) -> dict[str, float]:
+    """Explained variance 1 − Var(R − V)/Var(R) over the whole batch: 1 is a perfect critic, 0 no better than a
+    constant."""
+    var_returns = processes.moments(returns, mask)[1]
+    explained = 1 - processes.moments(returns - values, mask)[1] / var_returns.clamp(min=1e-8)
+    return {"value/mean": float(processes.mean(values, mask)), "value/explained_variance": float(explained)}
+
+
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The RNG states sampling draws from: the CPU's, and the GPU's when it samples on one."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
