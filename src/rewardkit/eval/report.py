@@ -680,7 +680,8 @@ def write_report(directory: str | Path, results: dict, scored: list[ScoredDatase
                  temperatures: list[float], n_bins: int = 10) -> tuple[Path, Path]:
     """The eval-rm report of `results` (the --json object) and the scored datasets it was computed from."""
     blocks = build_blocks(results, scored, model_names, temperatures, n_bins)
-    models = "; ".join(f"{m['name']} ({m['path']}, {m['placement']['device']} {m['placement']['precision']})"
+    models = "; ".join(f"{m['name']} ({m['path']}" + (f", {m['placement']['device']} {m['placement']['precision']}"
+                                                       if m.get("placement") else "") + ")"
                        for m in results["models"])
     subtitle = f"Models: {models}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by rewardkit eval-rm."
     return write_pages(directory, "Reward model evaluation: " + " vs ".join(model_names), subtitle, blocks)
