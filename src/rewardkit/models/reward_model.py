@@ -11,6 +11,8 @@ everywhere:
   beginning cut. The end of the response is never cut and no pair is dropped.
 Training batches (`collate_groups`) are packed when the backbone allows it: no padding, and a decoder encodes the
 prompt that a pair's (or a ranking's) texts share once (see `rewardkit.models.packing`).
+Precision follows `rewardkit.device`: weights in fp32 for training (under autocast) or in bf16/fp16 for inference, and
+the reward head always computes in fp32 (`keep_head_in_fp32`), so that rewards do not tie at bf16's resolution.
 Saved folders are standard HF folders (safetensors) that `AutoModelForSequenceClassification` loads with one label;
 the few rewardkit settings (max_length, calibration temperature) sit beside them in `rewardkit.json`.
 """
@@ -150,6 +152,7 @@ class RewardModel(nn.Module):
     def __init__(self, model: nn.Module, tokenizer, max_length: int = 512, temperature: float = 1.0,
                  use_chat_template: bool | None = None):
         super().__init__()
+        keep_head_in_fp32(model)
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
@@ -181,8 +184,8 @@ class RewardModel(nn.Module):
 
         A backbone without a trained head gets a freshly initialised one. Only safetensors weights are read.
         `placement` (default: the CPU in fp32) says where the model runs. For inference (`train=False`) the weights
-        are loaded directly in its precision; for training they stay fp32 (master weights) and the trainer runs
-        autocast. Either way the reward head computes in fp32 (see `keep_head_in_fp32`).
+        are loaded directly in its precision, on its device; for training they stay fp32 (master weights) and the
+        trainer places them and runs autocast. Either way the reward head computes in fp32 (see `keep_head_in_fp32`).
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -206,9 +209,8 @@ class RewardModel(nn.Module):
             tokenizer = AutoTokenizer.from_pretrained(path)
         except OSError as exc:
             raise RewardkitError(f"cannot load model {name_or_path!r}: {str(exc).splitlines()[0]}")
-        if placement is not None:
+        if placement is not None and not train:  # a trainer places the model itself (one device per process)
             model.to(placement.torch_device)
-        keep_head_in_fp32(model)
         return cls(model, tokenizer,
                    max_length=max_length or metadata.get("max_length", 512),
                    temperature=metadata.get("temperature", 1.0),
