@@ -78,11 +78,9 @@ def test_cpu_bf16_units_are_read_from_the_amx_flag():
 @pytest.mark.parametrize("command", ["train-rm", "eval-rm", "score", "serve", "rl"])
 def test_every_command_takes_device_and_precision(command):
     import dataclasses
-    import importlib
 
-    from rewardkit.cli import COMMANDS
+    from rewardkit.cli import COMMANDS, resolve
 
-    module, cls_name, _, _ = COMMANDS[command]
-    fields = {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(module), cls_name))}
+    fields = {f.name: f for f in dataclasses.fields(resolve(COMMANDS[command][0]))}
     assert fields["device"].default == "auto" and fields["precision"].default == "auto"
     assert fields["precision"].metadata["choices"] == ("auto", "fp32", "bf16", "fp16")

@@ -1,7 +1,7 @@
 """The `rewardkit` command: parses flags (or `--config FILE.yaml`) into a command's config dataclass and dispatches.
 
 Each command lives next to the code it drives and exposes a config dataclass plus a function taking it; importing
-them lazily keeps `rewardkit --help` fast.
+them lazily keeps `rewardkit --help` fast. Every command runs offline (`rewardkit.runs.offline_environment`).
 """
 
 from __future__ import annotations
@@ -12,31 +12,39 @@ import sys
 
 from rewardkit.config import add_config_arguments, config_from_args
 from rewardkit.errors import RewardkitError
+from rewardkit.runs import offline_environment
 
-# command -> (module, config class, function, one-line description)
-COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "train-rm": ("rewardkit.models.trainer", "TrainRMConfig", "train_reward_model",
+# command -> (its config class, the function running it, a one-line description); classes and functions are named
+# "module:attribute". The config modules import no torch, so building one command's parser stays fast.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train-rm": ("rewardkit.models.trainer:TrainRMConfig", "rewardkit.models.trainer:train_reward_model",
                  "Train a reward model on pairwise, rating, ranking or binary feedback."),
-    "eval-rm": ("rewardkit.eval.command", "EvalConfig", "run_eval",
+    "eval-rm": ("rewardkit.eval.command:EvalConfig", "rewardkit.eval.command:run_eval",
                 "Evaluate one or two reward models: accuracy with intervals, length bias, calibration, reports."),
-    "score": ("rewardkit.rewards.command", "ScoreConfig", "run_score",
+    "score": ("rewardkit.rewards.command:ScoreConfig", "rewardkit.rewards.command:run_score",
               "Score responses with a reward model or a reward spec (sparse or dense)."),
-    "rl": ("rewardkit.rl.command", "RLConfig", "run_rl",
+    "rl": ("rewardkit.rl.config:RLConfig", "rewardkit.rl.command:run_rl",
            "Optimize a policy against a reward spec (REINFORCE, actor-critic, PPO, GRPO, RLOO)."),
-    "serve": ("rewardkit.serve.command", "ServeConfig", "run_serve",
+    "serve": ("rewardkit.serve.config:ServeConfig", "rewardkit.serve.command:run_serve",
               "Serve a reward model over HTTP."),
 }
 
 
+def resolve(name: str):
+    """The object a "module:attribute" name of COMMANDS names, importing its module."""
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 def build_parser(command: str | None) -> tuple[argparse.ArgumentParser, type | None]:
-    """The top-level parser; only `command`'s module is imported and its flags added (the others stay lazy)."""
+    """The top-level parser; only `command`'s config module is imported and its flags added (the others stay lazy)."""
     parser = argparse.ArgumentParser(prog="rewardkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     config_class = None
-    for name, (module, cls_name, _, description) in COMMANDS.items():
+    for name, (config_name, _, description) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=description, description=description)
         if name == command:
-            config_class = getattr(importlib.import_module(module), cls_name)
+            config_class = resolve(config_name)
             add_config_arguments(command_parser, config_class)
     return parser, config_class
 
@@ -46,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     parser, config_class = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
-    module, _, function, _ = COMMANDS[args.command]
+    offline_environment()  # before any command imports transformers, which reads it once
     try:
         cfg = config_from_args(config_class, args)
-        result = getattr(importlib.import_module(module), function)(cfg)
+        result = resolve(COMMANDS[args.command][1])(cfg)
     except RewardkitError as exc:
         print(f"rewardkit {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -133,6 +133,31 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tmp_
     assert (tmp_path / "out" / "checkpoints" / "step-2" / "model.safetensors").exists()
 
 
+def test_keep_checkpoints_0_keeps_the_newest_while_running_and_none_once_the_model_is_saved(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    checkpoints = tmp_path / "out" / "checkpoints"
+    crashing = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=6, save_every=2,
+                                               keep_checkpoints=0))
+    real_loss = crashing.task.loss
+    calls = {"n": 0}
+
+    def nan_at_step_5(scores, examples):
+        calls["n"] += 1
+        return real_loss(scores, examples) * (float("nan") if calls["n"] == 5 else 1.0)
+
+    object.__setattr__(crashing.task, "loss", nan_at_step_5)
+    with pytest.raises(RewardkitError, match=r"step-4"):
+        crashing.train()
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-4"]  # what a resumed run needs, and no more
+
+    finished = run_cli("train-rm", "--model", str(tiny_bert_dir), "--data", str(data), "--output-dir",
+                       str(tmp_path / "out"), "--max-length", "64", "--batch-size", "8", "--max-steps", "6",
+                       "--save-every", "2", "--keep-checkpoints", "0", "--resume", "--no-progress", "--no-tensorboard")
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "resumed from" in finished.stderr
+    assert (tmp_path / "out" / "model.safetensors").exists() and not checkpoints.exists()
+
+
 def test_existing_checkpoints_without_resume_is_a_user_error(tmp_path, tiny_bert_dir):
     data = write_pairs(tmp_path / "pairs.jsonl")
     RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=3, save_every=2)).train()

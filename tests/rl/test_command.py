@@ -35,7 +35,7 @@ def toy_config(inputs, output_dir, **overrides):
                     output_dir=str(output_dir), algorithm="ppo", steps=4, prompts_per_step=4, epochs=2,
                     learning_rate=3e-3, value_learning_rate=1e-2, max_new_tokens=5, eval_size=4,
                     eval_samples_per_prompt=2, eval_every=2, sample_every=2, save_every=2, tensorboard=False,
-                    report=False, log_every=0, watch_window=2)
+                    report=False, log_every=0, watch_window=2, progress=False)
     settings.update(overrides)
     return RLConfig(**settings)
 
@@ -84,6 +84,18 @@ def test_resume_continues_exactly(toy_run_inputs, tmp_path):
     straight, resumed = rows("straight"), rows("resumed")
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
     assert [r["reward/proxy"] for r in resumed] == [r["reward/proxy"] for r in straight]
+
+
+def test_progress_bar_and_keep_checkpoints_0(toy_run_inputs, tmp_path, capsys):
+    out = tmp_path / "run"
+    run_rl(toy_config(toy_run_inputs, out, steps=2, eval_size=0, save_every=1, keep_checkpoints=0, progress=True,
+                      log_every=1))
+    err = capsys.readouterr().err
+    assert "rl: 100%" in err and "2/2" in err  # the bar, over the steps
+    assert "step 2/2 | proxy" in err  # log lines still come through it
+    assert (out / "policy" / "model.safetensors").exists() and not (out / "checkpoints").exists()
+    with pytest.raises(RewardkitError, match="--keep-checkpoints must be 0 or more"):
+        run_rl(toy_config(toy_run_inputs, tmp_path / "bad", keep_checkpoints=-1))
 
 
 def test_existing_run_needs_resume(toy_run_inputs, tmp_path):

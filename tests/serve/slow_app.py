@@ -8,7 +8,8 @@ import time
 
 from rewardkit.config import parse_config
 from rewardkit.serve.app import create_app
-from rewardkit.serve.command import ServeConfig, serve_app
+from rewardkit.serve.command import serve_app
+from rewardkit.serve.config import ServeConfig
 
 
 class SlowScorer:

@@ -15,7 +15,7 @@ from rewardkit.config import parse_config
 from rewardkit.errors import RewardkitError
 from rewardkit.serve.app import create_app, split_query
 from rewardkit.serve.batcher import MicroBatcher
-from rewardkit.serve.command import ServeConfig, check_limits
+from rewardkit.serve.config import ServeConfig, check_limits
 
 
 class FakeScorer:

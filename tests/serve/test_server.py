@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import urllib.error
+import urllib.request
 
 import httpx
 import pytest
@@ -134,6 +137,21 @@ def test_body_over_limit_is_413_by_header_and_by_bytes_read(http, server):
     answer = http.post("/score", content=chunks())
     assert "content-length" not in answer.request.headers
     assert answer.status_code == 413
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("megabytes", [16, 64])
+def test_a_client_that_sends_its_whole_body_before_reading_hears_413_not_a_reset(server, megabytes, chunked):
+    """urllib writes the whole body before it reads the answer: the server must read past the body before closing."""
+    body = b'{"items": [{"prompt": "", "response": "' + b"x" * (megabytes << 20) + b'"}]}'
+    # a generator has no length: urllib sends it chunked, and the server finds out by counting what it reads
+    data = (body[i:i + (1 << 20)] for i in range(0, len(body), 1 << 20)) if chunked else body
+    request = urllib.request.Request(server.url + "/score", data=data,
+                                     headers={**AUTH, "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=60)
+    assert answer.value.code == 413
+    assert "--max-body-bytes" in json.loads(answer.value.read())["detail"]
 
 
 def test_too_many_items_is_413(http):

@@ -28,7 +28,6 @@ No torch or transformers at import time: `rewardkit --help` imports this module.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,7 +278,6 @@ def pooled_temperature(scored: list[ScoredDataset], model: int) -> float | None:
 # ------------------------------------------------------------------------------------------------------------- run
 
 def run_eval(cfg: EvalConfig) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     model_paths, data_paths = split_arguments(cfg.paths)
     if cfg.batch_size < 1:
         raise RewardkitError("--batch-size must be at least 1")

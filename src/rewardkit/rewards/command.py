@@ -191,9 +191,6 @@ def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
 
 
 def run_score(cfg: ScoreConfig) -> int:
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tqdm.auto import tqdm
 
     if cfg.batch_size < 1:

@@ -5,16 +5,17 @@
                  --samples-per-prompt 4
 
 Output folder: `metrics.jsonl` (+ `tensorboard/`), `eval.jsonl` (held-out evaluations), `samples/` (generations at
-intervals and at every evaluation), `checkpoints/step-N/` (written to a temporary folder, then renamed; `--resume`
-continues from the newest one exactly), `policy/` (the final policy; LoRA adapters only when --lora-rank > 0),
-`summary.json` (with the placement: device, precision and why; and the process count) and `report.html` /
-`report.md`. Nothing heavy is imported at module level, so `rewardkit --help` stays fast.
+intervals and at every evaluation), `checkpoints/step-N/` (written atomically and pruned to --keep-checkpoints by
+`rewardkit.runs`, as for train-rm; `--resume` continues from the newest one exactly), `policy/` (the final policy;
+LoRA adapters only when --lora-rank > 0), `summary.json` (with the placement: device, precision and why; and the
+process count) and `report.html` / `report.md`. Nothing heavy is imported at module level, so `rewardkit --help`
+stays fast.
 
 `--device` and `--precision` resolve once to a `Placement` shared by the policy, reference, critic and reward models.
 Launched with `torchrun --nproc-per-node N -m rewardkit.cli rl ...` (or `accelerate launch`), the N processes share
 each step's prompts and take the update one process would take (`rewardkit.rl.distributed`); only the main process
-prints, writes metrics, samples, checkpoints and the report, and evaluates on the held-out prompts while the others
-wait, so that the evaluation does not depend on the process count.
+prints (and shows the progress bar), writes metrics, samples, checkpoints and the report, and evaluates on the
+held-out prompts while the others wait, so that the evaluation does not depend on the process count.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any
 
 from rewardkit.errors import RewardkitError
 from rewardkit.rl.config import ALGORITHM_NAMES, RLConfig
+from rewardkit.runs import checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints, write_atomically
 
 __all__ = ["RLConfig", "ALGORITHM_NAMES", "run_rl", "load_prompts"]
 
@@ -149,11 +150,10 @@ def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict)
     """Every process calls it (the trainer's state gathers each process's RNG state); the main process writes."""
     import torch
 
-    from rewardkit.models.trainer import checkpoint_dirs, write_atomically
     from rewardkit.rl.critic import TokenCritic
 
     output_dir = Path(cfg.output_dir)
-    target = output_dir / "checkpoints" / f"step-{trainer.step_count}"
+    target = checkpoint_dir(output_dir, trainer.step_count)
     state = trainer.state_dict()
     if not trainer.processes.is_main:
         return target
@@ -171,8 +171,7 @@ def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict)
             {"step": trainer.step_count, "prompt_order": order.state_dict(), **run_state}, indent=1))
 
     write_atomically(target, write)
-    for old in checkpoint_dirs(output_dir)[:-max(cfg.keep_checkpoints, 1)]:
-        shutil.rmtree(old, ignore_errors=True)
+    prune_checkpoints(output_dir, cfg.keep_checkpoints)
     return target
 
 
@@ -224,11 +223,9 @@ def run_rl(cfg: RLConfig) -> int:
         raise RewardkitError("--reward is required: a reward spec YAML or a reward model folder/preset")
     if not cfg.prompts:
         raise RewardkitError("--prompts is required: a file of prompts")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
     from rewardkit.device import placement_of
-    from rewardkit.models.trainer import checkpoint_dirs
     from rewardkit.rewards.spec import load_reward
     from rewardkit.rl.distributed import derived_seed, launch
     from rewardkit.rl.trainer import RLTrainer, check_config
@@ -290,6 +287,14 @@ def run_rl(cfg: RLConfig) -> int:
         (output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     log = MetricsLog(output_dir, enabled=main, tensorboard=cfg.tensorboard)
     clock = time.perf_counter() - run_state["elapsed"]
+    bar = progress_bar(cfg.progress and main, cfg.steps, trainer.step_count, "rl")
+
+    def say(line: str) -> None:
+        """A line on stderr, written through the progress bar when there is one so that neither is torn."""
+        if bar is not None:
+            bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
 
     def evaluate() -> list[dict] | None:
         """On the main process only, the others waiting: the same samples whatever the process count."""
@@ -309,8 +314,8 @@ def run_rl(cfg: RLConfig) -> int:
             f.write(json.dumps(row) + "\n")
         _write_jsonl(output_dir / "samples" / f"eval-step-{trainer.step_count}.jsonl", samples)
         gold = f", gold {metrics['eval/gold']:+.3f}" if "eval/gold" in metrics else ""
-        print(f"eval at step {trainer.step_count}: proxy {metrics['eval/proxy']:+.3f}{gold}, "
-              f"kl {metrics['eval/kl']:.3f}, length {metrics['eval/length']:.1f}", file=sys.stderr)
+        say(f"eval at step {trainer.step_count}: proxy {metrics['eval/proxy']:+.3f}{gold}, "
+            f"kl {metrics['eval/kl']:.3f}, length {metrics['eval/length']:.1f}")
         processes.wait()
         return samples
 
@@ -324,10 +329,13 @@ def run_rl(cfg: RLConfig) -> int:
                                    [references[i] for i in rows] if references else None)
             step = trainer.step_count
             log.write(step, metrics)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(proxy=f"{metrics['reward/proxy']:+.3f}", kl=f"{metrics['kl/ref']:.3f}")
             for warning in trainer.new_warnings if main else []:
-                print(f"rewardkit rl: warning at step {step}: {warning}", file=sys.stderr)
+                say(f"rewardkit rl: warning at step {step}: {warning}")
             if main and cfg.log_every and step % cfg.log_every == 0:
-                print(_log_line(step, cfg.steps, metrics), file=sys.stderr)
+                say(_log_line(step, cfg.steps, metrics))
             if cfg.sample_every and step % cfg.sample_every == 0:
                 samples = _experience_samples(trainer)
                 if main:
@@ -338,6 +346,8 @@ def run_rl(cfg: RLConfig) -> int:
             if step == cfg.steps or (cfg.save_every and step % cfg.save_every == 0):
                 save_checkpoint(cfg, trainer, order, run_state)
     finally:
+        if bar is not None:
+            bar.close()
         log.close()
 
     if not main:
@@ -345,6 +355,7 @@ def run_rl(cfg: RLConfig) -> int:
     final = output_dir / "policy"
     trainer.policy.save_pretrained(final, safe_serialization=True)
     tokenizer.save_pretrained(final)
+    prune_checkpoints(output_dir, cfg.keep_checkpoints, run_finished=True)
     history = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     history = [row for row in history if "reward/proxy" in row]
     summary = {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from rewardkit.config import option
 from rewardkit.device import DeviceOptions
+from rewardkit.runs import KEEP_CHECKPOINTS_HELP
 
 ALGORITHM_NAMES = ("reinforce", "actor_critic", "ppo", "grpo", "rloo")
 
@@ -105,8 +106,9 @@ class RLConfig(DeviceOptions):
     eval_every: int = option(25, "Evaluate on held-out prompts every this many steps (and at start and end)")
     sample_every: int = option(10, "Save the step's sampled generations every this many steps")
     save_every: int = option(50, "Checkpoint every this many steps (and at the end)")
-    keep_checkpoints: int = option(2, "Checkpoints kept (the oldest are deleted)")
+    keep_checkpoints: int = option(2, KEEP_CHECKPOINTS_HELP)
     resume: bool = option(False, "Continue from the newest checkpoint in --output-dir")
     tensorboard: bool = option(True, "Also write TensorBoard event files")
     report: bool = option(True, "Write the final report (HTML and Markdown with PNG curves)")
     log_every: int = option(1, "Print a metrics line every this many steps")
+    progress: bool = option(True, "Show a progress bar over the steps")

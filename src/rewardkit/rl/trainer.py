@@ -45,6 +45,7 @@ from rewardkit.rl.masked import masked_sum, masked_whiten
 from rewardkit.rl.rollout import (Rollout, SamplingSettings, decode_responses, eos_token_ids, forward_responses,
                                   left_pad, prompt_token_ids, sample)
 from rewardkit.rl.watch import RewardHackingWatch
+from rewardkit.runs import check_keep_checkpoints
 
 RewardFn = Callable[..., torch.Tensor]
 
@@ -132,6 +133,7 @@ def check_config(cfg: RLConfig, processes: int = 1) -> None:
         raise RewardkitError("sampling needs --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
     if cfg.kl_target is not None and cfg.kl_target <= 0:
         raise RewardkitError("--kl-target must be positive")
+    check_keep_checkpoints(cfg.keep_checkpoints)
 
 
 def _pad_columns(tensor: torch.Tensor, width: int) -> torch.Tensor:

@@ -19,7 +19,9 @@ Endpoints
 
 Errors are JSON `{"detail": message, "field": "items[3].response"}` (field when one is at fault): 401 missing or
 wrong bearer token, 400 body not JSON, 413 body or item count over the limit, 422 invalid field, 503 queue full or
-shutting down, 504 not scored within the request timeout, 500 scorer failure.
+shutting down, 504 not scored within the request timeout, 500 scorer failure. An error answered before the body was
+read (413 on its Content-Length, 401) is sent after the rest of the body (`rewardkit.serve.drain`), so that clients
+which send their whole body before reading hear it instead of a connection reset.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from fastapi.responses import JSONResponse, Response
 
 from rewardkit.device import Placement
 from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull
-from rewardkit.serve.command import ServeConfig, check_limits
+from rewardkit.serve.config import ServeConfig, check_limits
+from rewardkit.serve.drain import DrainUnreadBody, drain_bound
 from rewardkit.serve.metrics import MetricsMiddleware, ServeMetrics
 
 log = logging.getLogger("rewardkit.serve")
@@ -241,6 +244,8 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
     app.state.batcher = batcher
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=ENDPOINTS)
+    # added last, so outermost: it sees every response start, whichever layer answers early
+    app.add_middleware(DrainUnreadBody, max_bytes=drain_bound(settings.max_body_bytes))
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:

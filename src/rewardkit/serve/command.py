@@ -1,6 +1,7 @@
-"""`rewardkit serve`: load a reward model and serve it over HTTP (FastAPI app in `rewardkit.serve.app`).
+"""`rewardkit serve`: load a reward model and serve it over HTTP (FastAPI app in `rewardkit.serve.app`, options in
+`rewardkit.serve.config`).
 
-No torch or transformers at module level: the CLI imports this module to build its parser.
+No torch, transformers or web framework at module level: they are imported when the server starts.
 """
 
 from __future__ import annotations
@@ -8,58 +9,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from dataclasses import dataclass
 
-from rewardkit.config import option
-from rewardkit.device import DeviceOptions
-from rewardkit.errors import RewardkitError
-
-TOKEN_ENV = "REWARDKIT_API_TOKEN"
-
-
-@dataclass
-class ServeConfig(DeviceOptions):
-    """Serve a reward model over HTTP: POST /score, POST /get_reward (OpenRLHF remote RM), GET /health, GET /metrics."""
-
-    model: str = option(help="reward model to serve: a preset (minilm-l6, smollm2-135m), a folder saved by rewardkit "
-                             "or any HF sequence-classification folder", positional=True, metavar="MODEL")
-    host: str = option("127.0.0.1", "address to bind; loopback by default. Binding another address exposes the "
-                                    "model to the network: set --api-token then")
-    port: int = option(8000, "TCP port to listen on (0 picks a free one and prints it)")
-    api_token: str | None = option(None, f"bearer token required by every endpoint except /health "
-                                         f"(also read from ${TOKEN_ENV}); no token means no authentication")
-    max_batch_size: int = option(32, "most items scored in one forward pass; concurrent requests are merged up to it")
-    max_wait_ms: float = option(5.0, "how long the first queued item waits for others to fill its batch")
-    max_batch_tokens: int = option(16384, "most padded tokens in one forward pass (items x longest item); a single "
-                                          "item longer than this is still scored, alone")
-    max_body_bytes: int = option(4 * 1024 * 1024, "largest request body accepted; larger ones get 413")
-    max_items_per_request: int = option(1024, "most items in one request; more get 413 (clients split into chunks)")
-    max_queued_items: int = option(16384, "most items waiting to be scored; beyond it new requests get 503 so that "
-                                          "clients back off instead of timing out")
-    request_timeout_s: float = option(60.0, "a request not scored within this many seconds gets 504 and its "
-                                            "unscored items are dropped from the queue")
-    max_length: int | None = option(None, "truncate (prompt, response) to this many tokens, oldest prompt tokens "
-                                          "first (default: the model's saved max_length, else 512)")
-    torch_threads: int | None = option(None, "CPU threads per forward pass (default: torch's, one per core). On a "
-                                             "machine shared with other busy processes 1 can be much faster")
-    log_level: str = option("info", "server log level",
-                            choices=("critical", "error", "warning", "info", "debug"))
-
-
-def check_limits(cfg: ServeConfig) -> None:
-    """Reject limits that cannot work, naming the flag."""
-    positive = ("max_batch_size", "max_batch_tokens", "max_body_bytes", "max_items_per_request", "max_queued_items",
-                "request_timeout_s")
-    for name in positive:
-        if getattr(cfg, name) <= 0:
-            raise RewardkitError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    if cfg.max_wait_ms < 0:
-        raise RewardkitError(f"--max-wait-ms must not be negative, got {cfg.max_wait_ms}")
-    for name in ("max_length", "torch_threads"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
-            raise RewardkitError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    if not 0 <= cfg.port <= 65535:
-        raise RewardkitError(f"--port must be in 0..65535, got {cfg.port}")
+from rewardkit.serve.config import TOKEN_ENV, ServeConfig, check_limits
 
 
 def is_loopback(host: str) -> bool:
@@ -78,8 +29,6 @@ def run_serve(cfg: ServeConfig) -> int:
         print(f"rewardkit serve: warning: listening on {cfg.host} without --api-token: anyone who can reach this "
               f"port can use the model", file=sys.stderr)
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rewardkit.device import placement_of
     from rewardkit.models import RewardModel
     from rewardkit.serve.app import create_app

@@ -1,0 +1,99 @@
+"""Run plumbing shared by the training commands (`train-rm`, `rl`) and the preset cache: atomic folder writes,
+checkpoint listing and pruning, the progress bar and the offline environment.
+
+A run's checkpoints are `OUTPUT_DIR/checkpoints/step-N/`, each complete once its `trainer_state.json` exists (folders
+are written elsewhere and renamed into place, so a listed checkpoint is never half written). No torch here: the
+config modules import this to build `--help`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from rewardkit.errors import RewardkitError
+
+STATE_FILE = "trainer_state.json"
+KEEP_CHECKPOINTS_HELP = ("how many of the newest checkpoints to keep; older ones are deleted as newer ones are "
+                         "written. 0 keeps none once the run has finished and saved its final model (while it runs, "
+                         "the newest is kept so that a crashed run can --resume)")
+
+
+def offline_environment() -> None:
+    """Defaults for every command (and the presets, which library code may resolve without the CLI): never reach a
+    model hub (HF_HUB_OFFLINE=1: models come from local folders and pip packages), and no tokenizers warning after a
+    fork (TOKENIZERS_PARALLELISM=false). A value the user set wins. Set before transformers is imported, which reads
+    them once."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def progress_bar(enabled: bool, total: int, done: int, desc: str):
+    """A bar over a run's steps (--progress; only on the main process), or None. tqdm is imported only when shown."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def write_atomically(target: Path, *writers: Callable[[Path], object], keep_existing: bool = False) -> None:
+    """Call each writer with a temporary sibling folder, then rename that folder to `target`: a crash mid-write leaves
+    no half-written `target`, only a hidden `.tmp-*` folder.
+
+    An existing `target` is replaced, unless `keep_existing` (a cache several processes may fill at once): then a
+    `target` that another process put in place first is kept, and this copy dropped.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # a name of our own (not mkdtemp, whose 0700 mode the renamed folder would keep)
+    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        for write in writers:
+            write(tmp)
+        if target.exists() and not keep_existing:
+            shutil.rmtree(target)
+        os.replace(tmp, target)  # fails on a non-empty target: a race lost under keep_existing
+    except OSError:
+        if not (keep_existing and target.exists()):
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
+
+
+def checkpoint_dir(output_dir: Path, step: int) -> Path:
+    return output_dir / "checkpoints" / f"step-{step}"
+
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    """The run's complete checkpoints, oldest first (by step number: step-10 comes after step-9)."""
+    root = output_dir / "checkpoints"
+    found = [p for p in root.glob("step-*") if (p / STATE_FILE).exists()] if root.exists() else []
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def check_keep_checkpoints(keep: int) -> None:
+    if keep < 0:
+        raise RewardkitError(f"--keep-checkpoints must be 0 or more, got {keep}")
+
+
+def prune_checkpoints(output_dir: Path, keep: int, *, run_finished: bool = False) -> None:
+    """Delete all but the newest `keep` checkpoints (the meaning of --keep-checkpoints).
+
+    Call it after writing each checkpoint, and once with `run_finished` after the final model is saved. Until then
+    the newest checkpoint survives even `keep` 0: it is the only one a crashed run could resume from.
+    """
+    kept = keep if run_finished else max(keep, 1)
+    found = checkpoint_dirs(output_dir)
+    for old in found[:max(len(found) - kept, 0)]:
+        # the state file first: a crash mid-delete leaves a folder that no --resume picks
+        (old / STATE_FILE).unlink(missing_ok=True)
+        shutil.rmtree(old, ignore_errors=True)
+    if kept == 0:
+        try:
+            (output_dir / "checkpoints").rmdir()  # asked for none: no empty folder either
+        except OSError:
+            pass  # absent, or holding something that is not ours to delete
