@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from rewardkit.device import cpu_model_name
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -52,22 +54,11 @@ def gpu_names() -> list[str]:
     return nvidia_smi("--query-gpu=name,memory.total")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
-
 
 def machine_text() -> str:
     gpus = gpu_names()
     gpu = "; ".join(f"{g.split(',')[0].strip()} ({g.split(',')[-1].strip()} MiB)" for g in gpus) or "no GPU"
-    return f"GPU: {gpu}; CPU: {cpu_name()}, {os.cpu_count()} cores"
+    return f"GPU: {gpu}; CPU: {cpu_model_name()}, {os.cpu_count()} cores"
 
 
 def measures_gpu(device: str | None) -> bool:

@@ -62,7 +62,7 @@ class Hardware:
                    cuda_bf16=bool(cuda) and torch.cuda.is_bf16_supported(),
                    mps=bool(mps_backend is not None and mps_backend.is_available()),
                    cpu_bf16_units=cpu_has_bf16_units(),
-                   cpu_name=_cpu_name())
+                   cpu_name=cpu_model_name())
 
 
 def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
@@ -85,7 +85,8 @@ def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
     return any(line.startswith("flags") and "amx_bf16" in line.split() for line in cpuinfo.splitlines())
 
 
-def _cpu_name() -> str:
+def cpu_model_name() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (what speed claims must name)."""
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             if line.startswith("model name"):
