@@ -1,10 +1,13 @@
 """The config system: one dataclass filled from flags and YAML alike."""
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from rewardkit.cli import COMMANDS
 from rewardkit.config import option, parse_config
 from rewardkit.errors import RewardkitError
 
@@ -72,8 +75,18 @@ def test_every_example_config_parses(path):
 
         assert build_reward(path).components
         return
-    from rewardkit.models.trainer import TrainRMConfig
+    from rewardkit.models.config import TrainRMConfig
     from rewardkit.rl.config import RLConfig
 
     cls = {"train": TrainRMConfig, "rl": RLConfig}[path.name.split("_")[0]]
     assert isinstance(config_from_mapping(cls, load_yaml_mapping(path), str(path)), cls)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_command_help_imports_no_torch(command):
+    """Each command's config module is torch-free, so `rewardkit COMMAND --help` answers in a fraction of a second."""
+    code = (f"import sys\nfrom rewardkit.cli import main\ntry:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from rewardkit.config import parse_config
 from rewardkit.errors import RewardkitError
-from rewardkit.models.trainer import RewardModelTrainer, TrainRMConfig, length_grouped_batches, shard
+from rewardkit.models.config import TrainRMConfig
+from rewardkit.models.trainer import RewardModelTrainer, length_grouped_batches, shard
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = "the a cat dog runs fast slow red blue green house tree river sky".split()
@@ -191,6 +192,45 @@ def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_
     assert_same_weights(tmp_path / "straight", out)
 
 
+def test_resumed_early_stopping_still_ends_with_the_best_weights(tmp_path, tiny_bert_dir):
+    """Validation accuracies are scripted: the best comes at step 2, before the step-3 checkpoint, and the run stops at
+    step 5. A run interrupted at step 4 and resumed from step 3 must still end with step 2's weights. Its checkpoint
+    also carries a CUDA RNG state, as one written on a GPU does: a CPU-only machine resumes from it all the same."""
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    accuracies = [0.5, 0.8, 0.6, 0.6, 0.6, 0.6]  # validations at steps 1..6
+
+    def trainer(out: str, first_step: int = 1, **overrides) -> RewardModelTrainer:
+        cfg = small_config(tmp_path, tiny_bert_dir, data, output_dir=str(tmp_path / out), max_steps=6, eval_every=1,
+                           early_stopping_patience=3, save_every=3, keep_checkpoints=10, **overrides)
+        built = RewardModelTrainer(cfg)
+        scripted = iter(accuracies[first_step - 1:])
+        built.validate = lambda: next(scripted)
+        return built
+
+    straight = trainer("straight").train()
+    assert straight["stopped_early"] and straight["steps"] == 5 and straight["val_accuracy"] == 0.8
+
+    interrupted = trainer("resumed")
+    real_loss = interrupted.task.loss
+    calls = {"n": 0}
+
+    def nan_at_step_4(scores, examples):
+        calls["n"] += 1
+        return real_loss(scores, examples) * (float("nan") if calls["n"] == 4 else 1.0)
+
+    object.__setattr__(interrupted.task, "loss", nan_at_step_4)
+    with pytest.raises(RewardkitError, match="step 4"):
+        interrupted.train()
+    checkpoint = tmp_path / "resumed" / "checkpoints" / "step-3"
+    assert (checkpoint / "best.safetensors").exists()
+    rng = torch.load(checkpoint / "rng.pt", weights_only=True)
+    torch.save({**rng, "cuda": torch.zeros(16, dtype=torch.uint8)}, checkpoint / "rng.pt")
+
+    resumed = trainer("resumed", first_step=4, resume=True).train()
+    assert resumed["stopped_early"] and resumed["steps"] == 5 and resumed["val_accuracy"] == 0.8
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
+
+
 def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_bert_dir):
     data = write_pairs(tmp_path / "pairs.jsonl", n=64)
     common = ["--model", str(tiny_bert_dir), "--data", str(data), "--max-length", "64", "--batch-size", "8",
@@ -234,11 +274,16 @@ def test_minilm_trains_a_few_steps_on_real_hh_pairs(tmp_path, shared_data):
     cfg = TrainRMConfig(model="minilm-l6", data=[str(shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz")],
                         output_dir=str(tmp_path / "rm"), max_length=96, batch_size=8, max_steps=3,
                         val_fraction=0.02, save_every=0, progress=False, tensorboard=False)
-    summary = RewardModelTrainer(cfg).train()
+    trainer = RewardModelTrainer(cfg)
+    summary = trainer.train()
     assert summary["steps"] == 3 and summary["pairs_seen"] == 24
     assert summary["train_pairs"] + summary["val_pairs"] == 2352  # 2354 minus the 2 identical pairs
     assert summary["truncated_train_examples"] > 0  # max_length 96 truncates, but nothing is dropped
-    assert 0.0 <= summary["val_accuracy"] <= 1.0
     from rewardkit.models import RewardModel
     reloaded = RewardModel.from_pretrained(str(tmp_path / "rm"))
     assert reloaded.max_length == 96 and reloaded.model.config.num_labels == 1
+    # the reported accuracy is the saved model's on the held-out pairs: chosen scored higher, ties half
+    scores = reloaded.score_encoded([t for e in trainer.val_examples for t in e.encoded])
+    chosen, rejected = scores[0::2], scores[1::2]
+    expected = float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean())
+    assert summary["val_accuracy"] == pytest.approx(expected, abs=1e-9)

@@ -40,6 +40,28 @@ def test_running_normalization_keeps_state_across_calls():
     assert second.tolist() == pytest.approx([(4 - 3) / np.sqrt(2), (5 - 3) / np.sqrt(2)])
 
 
+def test_a_restored_composite_normalizes_the_next_batch_as_the_original():
+    reward = CompositeReward([Component(Fixed([1, 2, 3]), "a", normalize="running"),
+                              Component(Fixed([0, 0, 0]), "b", normalize="rank")])
+    reward(*batch(3))
+    restored = CompositeReward([Component(Fixed([4, 5]), "a", normalize="running"),
+                                Component(Fixed([1, 0]), "b", normalize="rank")])
+    restored.load_state_dict(reward.state_dict())
+    # a fresh composite would normalize [4, 5] by themselves (to -1, 1); the restored one by 1..5's mean 3, std √2
+    assert restored(*batch(2)).tolist() == pytest.approx([(4 - 3) / np.sqrt(2) + 1.0, (5 - 3) / np.sqrt(2)])
+    with pytest.raises(RewardkitError, match="reward spec changed"):
+        CompositeReward([Component(Fixed([1]), "c", normalize="running")]).load_state_dict(reward.state_dict())
+
+
+def test_merged_states_hold_the_statistics_of_every_process():
+    shares = [[1.0, 2.0], [3.0, 4.0, 5.0]]  # two processes' scores
+    rewards = [CompositeReward([Component(Fixed(share), "a", normalize="running")]) for share in shares]
+    for reward, share in zip(rewards, shares):
+        reward(*batch(len(share)))
+    merged = rewards[0].merged_state_dict([r.state_dict() for r in rewards])["a"]["running"]
+    assert (merged["count"], merged["mean"], merged["m2"]) == pytest.approx((5, 3.0, 10.0))  # as one pass over 1..5
+
+
 def test_running_normalization_only_centers_while_std_is_zero():
     reward = CompositeReward([Component(Fixed([7.0]), "a", normalize="running")])
     assert reward(*batch(1)).tolist() == [0.0]

@@ -1,11 +1,11 @@
-"""Dense rewards: token alignment, potential-based shaping summing to the sparse reward, step rewards, KL term."""
+"""Dense rewards: token alignment, potential-based shaping summing to the sparse reward, step rewards."""
 
 import pytest
 import torch
 
 from rewardkit.rewards.composite import Component, CompositeReward
-from rewardkit.rewards.dense import (kl_penalty, plan_prefixes, resolve_token_ends, sparse_on_last_token,
-                                     step_boundaries, token_ends_from_ids)
+from rewardkit.rewards.dense import (plan_prefixes, resolve_token_ends, sparse_on_last_token, step_boundaries,
+                                     token_ends_from_ids)
 from rewardkit.rewards.learned import LearnedReward
 from rewardkit.rewards.rules import NoEOSPenalty, TargetLength
 from tests.conftest import build_tiny_reward_model
@@ -114,7 +114,5 @@ def test_token_rewards_follow_the_mode():
     assert float(dense[0][0]) > 0
 
 
-def test_sparse_on_last_token_and_kl_penalty():
+def test_sparse_on_last_token():
     assert [t.tolist() for t in sparse_on_last_token(torch.tensor([2.0, -1.0]), [3, 1])] == [[0, 0, 2.0], [-1.0]]
-    logp, ref = torch.tensor([-1.0, -2.0, -0.5]), torch.tensor([-1.5, -1.0, -0.5])
-    assert kl_penalty(logp, ref, beta=0.1).tolist() == pytest.approx([-0.05, 0.1, 0.0])

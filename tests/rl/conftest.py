@@ -49,3 +49,11 @@ def tokenizer():
 def film_fraction(prompts, responses, references=None):
     """Toy reward that greedy decoding of the toy policy already varies across prompts: the share of "film"."""
     return torch.tensor([r.split().count("film") / max(len(r.split()), 1) for r in responses])
+
+
+def yes_fraction_slowly(prompts, responses, references=None):
+    """`yes_fraction`, a quarter of a second late: a run slow enough to be killed between two checkpoints."""
+    import time
+
+    time.sleep(0.25)
+    return yes_fraction(prompts, responses, references)

@@ -1,9 +1,18 @@
 """`rewardkit rl` end to end on the toy task: outputs, the report, config errors, and exact resume."""
 
+import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from safetensors.torch import load_file
 
 from rewardkit.cli import main
 from rewardkit.errors import RewardkitError
@@ -60,14 +69,15 @@ def test_run_writes_metrics_samples_checkpoints_policy_and_report(toy_run_inputs
     assert summary["steps"] == 4 and len(summary["evals"]) == 3
 
 
-def _yaml(inputs, out, tmp_path):
-    cfg = toy_config(inputs, out)
-    import dataclasses
-
-    import yaml
+def _yaml(inputs, out, tmp_path, **overrides):
+    cfg = toy_config(inputs, out, **overrides)
     path = tmp_path / "rl.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}))
     return path
+
+
+def _train_rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "reward/proxy" in line]
 
 
 def test_resume_continues_exactly(toy_run_inputs, tmp_path):
@@ -75,15 +85,50 @@ def test_resume_continues_exactly(toy_run_inputs, tmp_path):
     run_rl(toy_config(toy_run_inputs, tmp_path / "straight"))
     run_rl(toy_config(toy_run_inputs, tmp_path / "resumed", steps=2))
     run_rl(toy_config(toy_run_inputs, tmp_path / "resumed", steps=4, resume=True))
-    from safetensors.torch import load_file
     a = load_file(tmp_path / "straight" / "policy" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "policy" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    rows = lambda run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
-                        if "reward/proxy" in line]  # noqa: E731
-    straight, resumed = rows("straight"), rows("resumed")
+    straight, resumed = _train_rows(tmp_path / "straight"), _train_rows(tmp_path / "resumed")
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
     assert [r["reward/proxy"] for r in resumed] == [r["reward/proxy"] for r in straight]
+
+
+def test_sigkill_then_resume_keeps_the_running_reward_normalizers(toy_run_inputs, tmp_path):
+    """Proxy and gold rewards normalized by running statistics: a run killed after a checkpoint and resumed must
+    normalize with the statistics of every response scored before the kill, as the uninterrupted run does."""
+    (tmp_path / "proxy.yaml").write_text("components:\n  - {type: custom, function: "
+                                         "'tests.rl.conftest:yes_fraction_slowly', normalize: running}\n")
+    (tmp_path / "gold.yaml").write_text("components:\n  - {type: length, target: 20, normalize: running}\n")
+    config = _yaml(toy_run_inputs, tmp_path / "unused", tmp_path, reward=str(tmp_path / "proxy.yaml"),
+                   gold_reward=str(tmp_path / "gold.yaml"), steps=8, save_every=2, keep_checkpoints=10,
+                   eval_size=0, sample_every=0, num_threads=1)
+    command = [sys.executable, "-m", "rewardkit.cli", "rl", "--config", str(config), "--output-dir"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    repo = Path(__file__).resolve().parents[2]
+    straight = subprocess.run([*command, str(tmp_path / "straight")], capture_output=True, text=True, timeout=240,
+                              env=env, cwd=repo)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen([*command, str(out)], env=env, cwd=repo, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (out / "checkpoints" / "step-2").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "checkpoints" / "step-2").exists(), "the run never reached its first checkpoint"
+    assert not (out / "policy").exists(), "killed too late: the run had already finished"
+
+    resumed = subprocess.run([*command, str(out), "--resume"], capture_output=True, text=True, timeout=240, env=env,
+                             cwd=repo)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    a = load_file(tmp_path / "straight" / "policy" / "model.safetensors")
+    b = load_file(out / "policy" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rewards = lambda run: [(r["reward/proxy"], r["reward/gold"]) for r in _train_rows(run)]  # noqa: E731
+    assert rewards(out) == rewards(tmp_path / "straight")
 
 
 def test_progress_bar_and_keep_checkpoints_0(toy_run_inputs, tmp_path, capsys):

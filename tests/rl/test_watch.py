@@ -41,10 +41,14 @@ def test_length_drift_both_ways():
     assert any(shrink.update(s, 0.0, n) for s, n in enumerate([20, 20, 8, 8], 1))
 
 
-def test_state_round_trip():
-    watch = RewardHackingWatch(window=2)
-    for step in range(1, 5):
-        watch.update(step, float(step), 10.0, 1.0)
-    clone = RewardHackingWatch(window=2)
+def test_a_restored_watch_warns_exactly_as_the_original():
+    watch = RewardHackingWatch(window=2, length_drift=2.0)
+    for step, length in enumerate([10, 10, 12], 1):
+        assert not watch.update(step, 0.0, length, 1.0)
+    clone = RewardHackingWatch(window=2, length_drift=2.0)
     clone.load_state_dict(watch.state_dict())
-    assert clone.history == watch.history
+    # the restored history holds the first window (mean 10): 30 after 12 drifts x2.1, which a fresh watch cannot tell
+    assert not RewardHackingWatch(window=2, length_drift=2.0).update(4, 0.0, 30, 1.0)
+    for restored in (watch, clone):
+        assert [bool(restored.update(4, 0.0, 30, 1.0)), bool(restored.update(5, 0.0, 30, 1.0))] == [True, False]
+    assert clone.warnings == watch.warnings and [w["step"] for w in clone.warnings] == [4]

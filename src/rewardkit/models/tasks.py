@@ -13,7 +13,6 @@ from typing import Callable, Sequence
 import torch
 
 from rewardkit.data.types import BinaryFeedback, FeedbackRecord, PreferencePair, RankedGroup, RatedResponse
-from rewardkit.eval.metrics import pairwise_accuracy
 from rewardkit.losses import (binary_cross_entropy_loss, bradley_terry_loss, center_rewards_penalty,
                               normalize_ratings, plackett_luce_loss, rating_mse_loss)
 from rewardkit.models.reward_model import Encoded
@@ -23,12 +22,12 @@ from rewardkit.models.reward_model import Encoded
 class Example:
     """Encoded texts of one record (chosen first for pairs, best first for rankings) and its numeric target."""
 
-    texts: list[Encoded]
+    encoded: list[Encoded]
     target: float | None = None  # margin for pairs, rating, or binary label
 
     @property
     def truncated(self) -> bool:
-        return any(t.truncated for t in self.texts)
+        return any(t.truncated for t in self.encoded)
 
 
 def texts_of(record: FeedbackRecord) -> tuple[list[str], float | None]:
@@ -45,8 +44,13 @@ def texts_of(record: FeedbackRecord) -> tuple[list[str], float | None]:
 
 
 def split_scores(scores: torch.Tensor, examples: Sequence[Example]) -> list[torch.Tensor]:
-    sizes = [len(e.texts) for e in examples]
+    sizes = [len(e.encoded) for e in examples]
     return list(torch.split(scores, sizes))
+
+
+def pair_outcomes(better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
+    """1 where the better text scores higher, 0 where lower, 0.5 for a tie (a constant scorer gets 0.5, not 0 or 1)."""
+    return (better > worse).float() + 0.5 * (better == worse).float()
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,7 @@ def pair_task(use_margin: bool = True, center_rewards_coefficient: float = 0.0) 
         return losses
 
     def correct(scores, examples):
-        chosen, rejected = scores[0::2], scores[1::2]
-        return (chosen > rejected).float() + 0.5 * (chosen == rejected).float()
+        return pair_outcomes(scores[0::2], scores[1::2])
 
     return Task("pairs", loss, correct)
 
@@ -94,27 +97,31 @@ def ranking_task() -> Task:
     def correct(scores, examples):
         # fraction of the implied pairs (better, worse) that the scores order right, ties half
         result = []
-        for group in split_scores(scores, examples):
+        for group in split_scores(scores.detach(), examples):
             better, worse = torch.triu_indices(len(group), len(group), offset=1)
-            result.append(pairwise_accuracy(group[better].detach().cpu(), group[worse].detach().cpu()))
-        return torch.tensor(result, dtype=torch.float32)
+            result.append(float(pair_outcomes(group[better], group[worse]).mean()))
+        return torch.tensor(result, dtype=torch.float32, device=scores.device)
 
     return Task("rankings", loss, correct)
 
 
-def rating_task(mean: float = 0.0, std: float = 1.0) -> Task:
-    """MSE on ratings z-scored with training statistics (pass mean 0, std 1 to train on raw ratings)."""
+def rating_task(mean: float = 0.0, std: float = 1.0, normalize: bool = True) -> Task:
+    """MSE on ratings, z-scored with the training statistics `mean` and `std` unless `normalize` is off (then the model
+    learns the raw ratings)."""
+    spread = std if std > 0 else 1.0  # as normalize_ratings: constant ratings are only centered
 
     def targets(scores, examples):
         raw = torch.tensor([e.target for e in examples], dtype=scores.dtype, device=scores.device)
-        return normalize_ratings(raw, mean, std)
+        return normalize_ratings(raw, mean, std) if normalize else raw
 
     def loss(scores, examples):
         return rating_mse_loss(scores, targets(scores, examples), reduction="none")
 
     def correct(scores, examples):
-        # a rating has no right/wrong: count the score as right within half a standard deviation of the rating
-        return ((scores - targets(scores, examples)).abs() < 0.5).float()
+        # A rating has no right/wrong: count the score as right within half a (training) standard deviation of the
+        # rating, which is 0.5 on the z-scored scale and 0.5 * std on the raw one.
+        tolerance = 0.5 if normalize else 0.5 * spread
+        return ((scores - targets(scores, examples)).abs() < tolerance).float()
 
     return Task("ratings", loss, correct)
 

@@ -4,8 +4,8 @@ The loop is deliberately plain. Global batches are built on every process from t
 then shuffled); each process takes its share of every global batch, so N processes compute the same optimizer step as
 one process with the same global batch. Losses are summed per micro-batch and divided by the global batch size, so
 gradient accumulation and the process count leave the loss scale unchanged. Checkpoints hold everything a resumed run
-needs (weights, optimizer, scheduler, RNG, step); `rewardkit.runs` writes them atomically and prunes them to
---keep-checkpoints, as for `rewardkit rl`.
+needs (weights, optimizer, scheduler, RNG, step, and with early stopping the best weights so far); `rewardkit.runs`
+writes them atomically and prunes them to --keep-checkpoints, as for `rewardkit rl`.
 """
 
 from __future__ import annotations
@@ -18,83 +18,30 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from rewardkit.config import option
-from rewardkit.device import DeviceOptions
-from rewardkit.runs import (KEEP_CHECKPOINTS_HELP, check_keep_checkpoints, checkpoint_dir, checkpoint_dirs,
-                            progress_bar, prune_checkpoints, write_atomically)
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, load_model, save_file, save_model
+from transformers import get_cosine_schedule_with_warmup
 
-HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data/hh-rlhf/harmless-base.test.jsonl.gz"]
-FEEDBACK_KINDS = ("pairs", "rankings", "ratings", "binary")
+from rewardkit.data import loaders, train_val_split
+from rewardkit.data.fields import parse_column_mapping
+from rewardkit.device import placement_of
+from rewardkit.errors import RewardkitError
+from rewardkit.models import tasks
+from rewardkit.models.config import TrainRMConfig
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints,
+                            write_atomically)
+from rewardkit.tracking import MetricsLog
 
-
-@dataclass
-class TrainRMConfig(DeviceOptions):
-    """Train a reward model on pairwise, ranking, rating or binary feedback."""
-
-    model: str = option("minilm-l6", "backbone: a preset (minilm-l6, smollm2-135m), a local folder or a hub id")
-    data: list[str] = option(HH_FILES, "feedback files or folders (JSONL, JSON, CSV, each optionally .gz; LLMBar "
-                                       "and OASST layouts; hf:NAME[:split])", metavar="PATH")
-    feedback: str = option("pairs", "shape of the feedback, which also picks the loss: pairs (Bradley-Terry), "
-                                    "rankings (Plackett-Luce), ratings (MSE), binary (cross-entropy)",
-                           choices=FEEDBACK_KINDS)
-    val_data: list[str] = option([], "validation files; when empty, val_fraction of --data is held out",
-                                 metavar="PATH")
-    val_fraction: float = option(0.1, "fraction of --data held out for validation when --val-data is not given")
-    columns: list[str] = option([], "column renames FIELD=COLUMN, e.g. prompt=question chosen=good; prompt= when there is no prompt column",
-                                metavar="FIELD=COLUMN")
-    on_bad_record: str = option("fail", "what to do with a malformed record: fail, or skip and report it",
-                                choices=("fail", "skip"))
-    on_identical: str = option("skip", "pairs whose chosen equals rejected carry no signal: skip (each reported "
-                                       "with its file:line) or fail", choices=("fail", "skip"))
-    output_dir: str = option("runs/hh-rm", "where the model, train_summary.json, metrics and checkpoints go")
-    max_length: int = option(512, "maximum tokens per text; longer texts lose their oldest context first")
-    batch_size: int = option(16, "examples (pairs, groups, ...) per optimizer step, over all processes")
-    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step on each process")
-    learning_rate: float = option(1e-4, "peak AdamW learning rate")
-    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and norms)")
-    warmup_ratio: float = option(0.1, "fraction of steps of linear warmup before cosine decay")
-    max_grad_norm: float = option(1.0, "gradient clipping norm (0 disables)")
-    epochs: int = option(1, "passes over the training data")
-    max_steps: int = option(-1, "stop after this many optimizer steps (overrides --epochs when > 0)")
-    dropout: bool = option(False, "keep the backbone's dropout (off by default: pairwise losses train more stably)")
-    freeze_layers: int = option(-1, "train neither the embeddings nor the N lowest transformer layers: their "
-                                    "backward pass is skipped (half of the layers frozen: ~1/3 less compute per step). "
-                                    "-1: the lower half; 0: train everything")
-    use_margin: bool = option(True, "subtract a pair's margin inside the Bradley-Terry loss when the data has one")
-    lora_r: int = option(0, "LoRA rank: train low-rank adapters on the transformer layers and the whole reward head "
-                            "instead of every weight (0: no LoRA). The saved model is merged: a plain HF model")
-    lora_alpha: float = option(32.0, "LoRA scaling alpha (the adapters' update is scaled by alpha / rank)")
-    lora_dropout: float = option(0.0, "dropout on the LoRA adapters' input")
-    lora_target_modules: str = option("all-linear", "linear layers of the transformer layers that get adapters: "
-                                                    "all-linear, or comma-separated names such as q_proj,v_proj")
-    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass instead of keeping "
-                                                 "them: less memory, about a third more compute (and padded "
-                                                 "instead of packed batches)")
-    center_rewards_coefficient: float = option(0.0, "weight of the (r_chosen + r_rejected)^2 centering penalty")
-    normalize_ratings: bool = option(True, "z-score ratings with training statistics before the MSE loss")
-    seed: int = option(0, "seed for the split, batch order and initialization")
-    eval_every: int = option(0, "validate every N steps (0: at the end of each epoch)")
-    early_stopping_patience: int = option(0, "stop after N validations without a better accuracy and keep the best "
-                                             "weights (0 disables)")
-    save_every: int = option(100, "write a resumable checkpoint every N steps (0: only at the end)")
-    keep_checkpoints: int = option(2, KEEP_CHECKPOINTS_HELP)
-    resume: bool = option(False, "continue from the newest checkpoint in output_dir")
-    log_every: int = option(10, "write training metrics every N steps")
-    eval_batch_size: int = option(64, "texts per forward pass when validating")
-    num_threads: int = option(0, "torch CPU threads per process (0: cores divided by processes)")
-    tensorboard: bool = option(True, "also write metrics for TensorBoard in output_dir/tensorboard")
-    progress: bool = option(True, "show a progress bar")
+__all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_reward_model"]
 
 
 # ------------------------------------------------------------------------------------------------ data preparation
 
 def load_feedback(paths: list[str], kind: str, cfg: TrainRMConfig) -> list:
-    from rewardkit.data import loaders
-    from rewardkit.data.fields import parse_column_mapping
-
     kwargs = {"columns": parse_column_mapping(cfg.columns), "on_bad_record": cfg.on_bad_record}
     if kind == "pairs":
         return loaders.load_pairs(paths, on_identical=cfg.on_identical, **kwargs)
@@ -132,13 +79,6 @@ class RewardModelTrainer:
     """Wires data, RewardModel, loss task, optimizer and Accelerate; `train()` runs to the end and returns a summary."""
 
     def __init__(self, cfg: TrainRMConfig):
-        import torch
-        from accelerate import Accelerator
-
-        from rewardkit.models.reward_model import RewardModel
-
-        from rewardkit.device import placement_of
-
         self.cfg = cfg
         self.placement = placement_of(cfg)
         if self.placement.device_type == "cuda" and ":" in self.placement.device:
@@ -154,7 +94,6 @@ class RewardModelTrainer:
         if self.placement.device_type == "cpu":
             torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // self.world))
         if cfg.batch_size % (self.world * cfg.gradient_accumulation_steps):
-            from rewardkit.errors import RewardkitError
             raise RewardkitError(f"--batch-size {cfg.batch_size} must be divisible by processes ({self.world}) x "
                                  f"--gradient-accumulation-steps ({cfg.gradient_accumulation_steps})")
         check_keep_checkpoints(cfg.keep_checkpoints)
@@ -170,6 +109,7 @@ class RewardModelTrainer:
         if cfg.gradient_checkpointing:
             self.reward_model.enable_gradient_checkpointing()
         self.train_examples, self.val_examples, self.task = self._prepare_data(*records)
+        self.best_weights: dict[str, torch.Tensor] | None = None  # of the best validation, kept for early stopping
 
     # -------------------------------------------------------------- data
     def _log(self, message: str) -> None:
@@ -178,9 +118,6 @@ class RewardModelTrainer:
 
     def _load_records(self) -> tuple[list, list]:
         """Training and validation records, validated."""
-        from rewardkit.data import train_val_split
-        from rewardkit.errors import RewardkitError
-
         cfg = self.cfg
         records = load_feedback(cfg.data, cfg.feedback, cfg)
         if cfg.val_data:
@@ -193,8 +130,6 @@ class RewardModelTrainer:
 
     def _prepare_data(self, train_records: list, val_records: list):
         """The loss task and the encoded training and validation examples."""
-        from rewardkit.models import tasks
-
         cfg = self.cfg
         if cfg.feedback == "pairs":
             task = tasks.pair_task(cfg.use_margin, cfg.center_rewards_coefficient)
@@ -204,7 +139,7 @@ class RewardModelTrainer:
             ratings = [r.score for r in train_records]
             mean = sum(ratings) / len(ratings)
             std = math.sqrt(sum((x - mean) ** 2 for x in ratings) / len(ratings))
-            task = tasks.rating_task(mean, std) if cfg.normalize_ratings else tasks.rating_task()
+            task = tasks.rating_task(mean, std, normalize=cfg.normalize_ratings)
         else:
             task = tasks.binary_task()
         train, val = self._encode(train_records), self._encode(val_records)
@@ -215,24 +150,20 @@ class RewardModelTrainer:
         return train, val, task
 
     def _encode(self, records) -> list:
-        from rewardkit.models.tasks import Example, texts_of
-
-        wanted = [texts_of(record) for record in records]
+        wanted = [tasks.texts_of(record) for record in records]
         prompts = [record.prompt for record, (responses, _) in zip(records, wanted) for _ in responses]
         # one batched call: several times faster than encoding text by text
         encoded = iter(self.reward_model.encode_many(prompts, [text for responses, _ in wanted for text in responses]))
-        return [Example([next(encoded) for _ in responses], target) for responses, target in wanted]
+        return [tasks.Example([next(encoded) for _ in responses], target) for responses, target in wanted]
 
     # -------------------------------------------------------------- evaluation
     def validate(self) -> float:
         """Mean per-example accuracy on the validation set (pairs: chosen scored higher, ties half)."""
-        import torch
-
         if not self.val_examples:
             return float("nan")
         model = self.accelerator.unwrap_model(self.reward_model)
         mine = self.val_examples[self.rank::self.world]
-        texts = [t for e in mine for t in e.texts]
+        texts = [t for e in mine for t in e.encoded]
         with self.placement.autocast():
             scores = model.score_encoded(texts, batch_size=self.cfg.eval_batch_size) if texts else torch.empty(0)
         correct = self.task.correct(scores, mine) if mine else torch.empty(0)
@@ -242,9 +173,6 @@ class RewardModelTrainer:
 
     # -------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, step: int, state: dict) -> None:
-        import torch
-        from safetensors.torch import save_model
-
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.reward_model)
@@ -255,7 +183,9 @@ class RewardModelTrainer:
                 torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
                 torch.save(self.scaler.state_dict(), folder / "scaler.pt")
-                torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, folder / "rng.pt")
+                torch.save(self._rng_state(), folder / "rng.pt")
+                if self.best_weights is not None:  # early stopping restores them at the end, even after a resume
+                    save_file({k: v.contiguous() for k, v in self.best_weights.items()}, folder / "best.safetensors")
                 (folder / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
 
             write_atomically(checkpoint_dir(self.output_dir, step), write)
@@ -263,9 +193,6 @@ class RewardModelTrainer:
         self.accelerator.wait_for_everyone()
 
     def _load_checkpoint(self, folder: Path) -> dict:
-        import torch
-        from safetensors.torch import load_model
-
         model = self.accelerator.unwrap_model(self.reward_model)
         load_model(model.model, str(folder / "model.safetensors"), strict=True, device=str(self.accelerator.device))
         # weights_only: checkpoints hold tensors and numbers only, never arbitrary pickled objects
@@ -273,15 +200,26 @@ class RewardModelTrainer:
         self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True, map_location="cpu"))
         if (folder / "scaler.pt").exists():
             self.scaler.load_state_dict(torch.load(folder / "scaler.pt", weights_only=True, map_location="cpu"))
-        rng = torch.load(folder / "rng.pt", weights_only=True, map_location="cpu")
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
+        self._set_rng_state(torch.load(folder / "rng.pt", weights_only=True, map_location="cpu"))
+        if (folder / "best.safetensors").exists():
+            self.best_weights = load_file(folder / "best.safetensors", device=str(self.accelerator.device))
         return json.loads((folder / "trainer_state.json").read_text())
+
+    def _rng_state(self) -> dict:
+        """The RNG states training draws from (dropout: torch's; nothing draws from numpy's global RNG)."""
+        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if self.accelerator.device.type == "cuda" and torch.cuda.is_available():  # dropout on a GPU draws from it
+            state["cuda"] = torch.cuda.get_rng_state(self.accelerator.device)
+        return state
+
+    def _set_rng_state(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        if "cuda" in state and self.accelerator.device.type == "cuda":  # a GPU checkpoint resumes on a CPU, too
+            torch.cuda.set_rng_state(state["cuda"], self.accelerator.device)
 
     # -------------------------------------------------------------- training
     def _optimizer(self):
-        import torch
-
         decay, no_decay = [], []
         for name, param in self.reward_model.named_parameters():
             if param.requires_grad:
@@ -301,8 +239,6 @@ class RewardModelTrainer:
         that DDP averages over), so the gradient equals that of the mean loss over the global batch whatever the
         accumulation steps and processes.
         """
-        import torch
-
         acc, model = self.accelerator, self.reward_model
         totals = torch.zeros(2)
         micro_batches = shard(batch, self.rank, self.world, self.cfg.gradient_accumulation_steps)
@@ -311,7 +247,7 @@ class RewardModelTrainer:
             last = i == len(micro_batches) - 1
             with acc.no_sync(model) if not last and self.world > 1 else contextlib.nullcontext():
                 with self.placement.autocast():  # the packing check, made on the first batch, in the same precision
-                    inputs = acc.unwrap_model(model).collate_groups([e.texts for e in examples])
+                    inputs = acc.unwrap_model(model).collate_groups([e.encoded for e in examples])
                     scores = model(**inputs)
                 losses = self.task.loss(scores.float(), examples)  # the loss and its log-sigmoid in fp32
                 acc.backward(self.scaler.scale(losses.sum() * self.world / len(batch)))
@@ -321,13 +257,8 @@ class RewardModelTrainer:
         return float(totals[0]) / len(batch), float(totals[1]) / len(batch)
 
     def train(self) -> dict:
-        from transformers import get_cosine_schedule_with_warmup
-
-        from rewardkit.errors import RewardkitError
-        from rewardkit.tracking import MetricsLog
-
         cfg, acc = self.cfg, self.accelerator
-        lengths = [self.reward_model.group_length(e.texts) for e in self.train_examples]
+        lengths = [self.reward_model.group_length(e.encoded) for e in self.train_examples]
         steps_per_epoch = math.ceil(len(self.train_examples) / cfg.batch_size)
         total_steps = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
         self.optimizer = self._optimizer()
@@ -347,7 +278,6 @@ class RewardModelTrainer:
         elif checkpoints:
             raise RewardkitError(f"{self.output_dir} already holds checkpoints; pass --resume to continue or "
                                  f"choose another --output-dir")
-        best_state = None
         log = MetricsLog(self.output_dir, enabled=acc.is_main_process, tensorboard=cfg.tensorboard)
         bar = progress_bar(cfg.progress and acc.is_main_process, total_steps, state["step"], "train-rm")
 
@@ -402,7 +332,8 @@ class RewardModelTrainer:
                     if state["best_accuracy"] is None or val_accuracy > state["best_accuracy"]:
                         state["best_accuracy"], state["evals_without_improvement"] = val_accuracy, 0
                         if cfg.early_stopping_patience:
-                            best_state = {k: v.detach().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
+                            self.best_weights = {k: v.detach().clone()
+                                                 for k, v in acc.unwrap_model(model).state_dict().items()}
                     else:
                         state["evals_without_improvement"] += 1
                         if cfg.early_stopping_patience and \
@@ -418,8 +349,8 @@ class RewardModelTrainer:
         log.close()
 
         final = acc.unwrap_model(model)
-        if best_state is not None:
-            final.load_state_dict(best_state)
+        if self.best_weights is not None:
+            final.load_state_dict(self.best_weights)
             state["val_accuracy"] = state["best_accuracy"]
         final.merge_lora()
         return self._finish(final, state, stopped_early)

@@ -21,9 +21,8 @@ The interface (`rewardkit.rewards.base.RewardFunction`)
   Tokens that add no text (EOS, other special tokens) get 0. `shaping="step"` scores only the prefixes ending at each
   `step_separator` (default newline) plus the whole response (process rewards): each increment sits on the token
   that completes the separator, zeros elsewhere. `token_rewards` follows `fn.mode`: "sparse" puts the total on the
-  last token (the EOS when it is included), "dense" calls per_token.
-- `rewardkit.rewards.dense.kl_penalty(logp_policy, logp_ref, beta)` is the per-token −β·(log π − log π_ref) term to
-  add to either layout.
+  last token (the EOS when it is included), "dense" calls per_token. The per-token KL to a reference model is not a
+  reward component: the RL loop adds it (`rewardkit.rl.kl`).
 
 Components (spec `type:` → class; see spec.py for the YAML and each class for its fields)
 ---------------------------------------------------------------------------------------
@@ -34,7 +33,8 @@ rouge (Rouge), embedding_similarity (EmbeddingSimilarity), token_similarity (Tok
 `last_contributions` (weighted, normalized, clipped terms) and `last_total` describe the last batch for logging.
 
 `load_reward(spec_or_model)` takes a spec file (.yaml/.yml) or a reward model (preset/folder) and returns a composite
-either way (what `rewardkit rl --reward` and `rewardkit serve` can call).
+either way (what `rewardkit rl --reward`/`--gold-reward` and `rewardkit score` call; `rewardkit serve` serves a reward
+model itself, not a spec).
 
 Names are imported lazily so that `rewardkit --help` does not load torch.
 """
@@ -54,7 +54,7 @@ _EXPORTS = {
     "Bleu": "reference", "Chrf": "reference", "Rouge": "reference", "EmbeddingSimilarity": "reference",
     "TokenSimilarity": "reference",
     "CustomReward": "custom",
-    "kl_penalty": "dense", "sparse_on_last_token": "dense", "resolve_token_ends": "dense",
+    "sparse_on_last_token": "dense", "resolve_token_ends": "dense",
 }
 __all__ = sorted(_EXPORTS)
 

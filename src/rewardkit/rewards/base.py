@@ -78,6 +78,18 @@ class RewardFunction:
                finished: list[bool] | None) -> torch.Tensor:
         raise NotImplementedError
 
+    # State carried from one call to the next (a composite's running normalizers), saved in RL checkpoints so that a
+    # resumed run scores as the uninterrupted one would. Components keep none.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def merged_state_dict(self, states: list[dict]) -> dict:
+        """One state standing for several processes' `states` (a run resumed on another process count)."""
+        return {}
+
     def _potentials(self, prompts: list[Prompt], texts: list[str], references: list | None,
                     finished: list[bool] | None, complete: torch.Tensor) -> torch.Tensor:
         """Φ(x, text) for response prefixes; `complete[k]` marks texts that are a whole response.

@@ -6,7 +6,8 @@ optionally clipped, with an optional clip of the total. It is itself a `RewardFu
 Normalizations:
 - `running`: (v − mean) / std with a running mean and population std over every response scored so far (Welford/Chan
   merge per batch, state kept across calls); the current batch is included before normalizing. While the std is ~0
-  (first batch of one, or constant scores) values are only centered.
+  (first batch of one, or constant scores) values are only centered. `CompositeReward.state_dict()` holds these
+  statistics, so that a resumed RL run normalizes as the uninterrupted one would.
 - `rank`: the average rank within the batch mapped to [0, 1] (ties share their mean rank; a batch of one gives 0.5);
   `rank_centered`: the same minus 0.5, in [−0.5, 0.5].
 After each call, `last_components` holds every component's raw values, `last_contributions` its weighted,
@@ -38,16 +39,25 @@ class RunningMeanStd:
 
     def update(self, values: torch.Tensor) -> None:
         values = values.double()
-        n = values.numel()
-        if n == 0:
+        if values.numel():
+            batch_mean = float(values.mean())
+            self.merge(values.numel(), batch_mean, float(((values - batch_mean) ** 2).sum()))
+
+    def merge(self, count: int, mean: float, m2: float) -> None:
+        """Fold in the statistics of `count` other values: their mean and sum of squared deviations from it."""
+        if count == 0:
             return
-        batch_mean = float(values.mean())
-        batch_m2 = float(((values - batch_mean) ** 2).sum())
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += batch_m2 + delta ** 2 * self.count * n / total
+        total = self.count + count
+        delta = mean - self.mean
+        self.mean += delta * count / total
+        self.m2 += m2 + delta ** 2 * self.count * count / total
         self.count = total
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
 
     @property
     def std(self) -> float:
@@ -89,6 +99,13 @@ class Normalizer:
         elif self.kind.startswith("rank"):
             self.rank_reference = values.clone()
         return self.apply(values)
+
+    def state_dict(self) -> dict:
+        """What carries over from one batch to the next: the running statistics (a rank reference lasts one call)."""
+        return {"running": self.running.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.running.load_state_dict(state["running"])
 
     def apply(self, values: torch.Tensor) -> torch.Tensor:
         if self.kind == "none":
@@ -139,6 +156,28 @@ class CompositeReward(RewardFunction):
         self.last_total = torch.empty(0)
         self.last_token_contributions: dict[str, list[torch.Tensor]] = {}
         self._prefix_contributions: dict[str, torch.Tensor] = {}
+
+    def state_dict(self) -> dict:
+        """Each component's normalizer state, by component name."""
+        return {c.name: c.normalizer.state_dict() for c in self.components}
+
+    def load_state_dict(self, state: dict) -> None:
+        names = [c.name for c in self.components]
+        if sorted(state) != sorted(names):
+            raise RewardkitError(f"the saved reward state has components {sorted(state)}, this reward "
+                                 f"{sorted(names)}: was the reward spec changed?")
+        for component in self.components:
+            component.normalizer.load_state_dict(state[component.name])
+
+    def merged_state_dict(self, states: list[dict]) -> dict:
+        """One state holding the running statistics of all `states` (several processes' statistics) at once."""
+        merged = {}
+        for name in states[0]:
+            running = RunningMeanStd()
+            for state in states:
+                running.merge(**state[name]["running"])
+            merged[name] = {"running": running.state_dict()}
+        return merged
 
     def _raw(self, index: int, component: Component, values: torch.Tensor) -> torch.Tensor:
         if torch.isnan(values).any():  # components validate their own output; nested ones may still pass NaN on

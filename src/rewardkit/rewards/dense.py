@@ -1,5 +1,6 @@
 """Dense rewards as pure functions: aligning the policy's response tokens to characters, the prefixes to score,
-potential-based shaping, step (process) rewards, the sparse-on-last-token layout and the per-token KL penalty.
+potential-based shaping, step (process) rewards and the sparse-on-last-token layout. (The per-token KL to a reference
+model is the RL loop's business: `rewardkit.rl.kl`.)
 
 Potential-based shaping (Ng et al. 1999) with potential Φ(x, y≤t) = R(x, y≤t) gives r_t = Φ(x, y≤t) − Φ(x, y<t). We
 define the potential of the empty prefix as 0, so token 1 carries R(x, y≤1) and Σ_t r_t = R(x, y) exactly: the dense
@@ -155,8 +156,3 @@ def sparse_on_last_token(totals: torch.Tensor, lengths: Sequence[int]) -> list[t
         rewards[-1] = total
         out.append(rewards)
     return out
-
-
-def kl_penalty(logp_policy: torch.Tensor, logp_ref: torch.Tensor, beta: float) -> torch.Tensor:
-    """Per-token KL penalty reward −β·(log π(y_t) − log π_ref(y_t)) (the k1 estimator), same shape as the inputs."""
-    return -beta * (logp_policy - logp_ref)

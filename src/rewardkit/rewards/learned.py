@@ -29,7 +29,7 @@ class LearnedReward(RewardFunction):
 
     @classmethod
     def from_model(cls, model: Any, batch_size: int = 32, calibrated: bool = False) -> "LearnedReward":
-        """Wrap an already loaded `RewardModel` (e.g. the one the RL loop or the server holds)."""
+        """Wrap an already loaded `RewardModel` (library callers and tests; the commands build rewards from specs)."""
         reward = cls.__new__(cls)
         reward._use(model, batch_size, calibrated)
         return reward

@@ -147,7 +147,8 @@ def load_models(cfg: RLConfig, checkpoint: Path | None, placement=None):
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict) -> Path:
-    """Every process calls it (the trainer's state gathers each process's RNG state); the main process writes."""
+    """Every process calls it (the trainer's state gathers each process's RNG and reward state); the main process
+    writes."""
     import torch
 
     from rewardkit.rl.critic import TokenCritic

@@ -34,6 +34,7 @@ from torch import nn
 from rewardkit.data.types import Prompt
 from rewardkit.device import Placement
 from rewardkit.errors import RewardkitError
+from rewardkit.rewards.base import RewardFunction
 from rewardkit.rl.advantages import (discounted_returns, gae, group_normalized_advantages, leave_one_out_advantages,
                                      per_token, reinforce_advantages)
 from rewardkit.rl.config import RLConfig
@@ -472,12 +473,15 @@ class RLTrainer:
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Everything but the policy weights (saved as a model folder) needed to resume exactly. Every process calls
-        it (it gathers each process's RNG state); the rest is the same on every process."""
+        it (it gathers each process's RNG state and reward state: a running normalizer sees only the scores of its
+        process's share); the rest is the same on every process."""
+        rewards = {"proxy": self.reward_fn, "gold": self.gold_fn}
         return {"step": self.step_count, "optimizer": self.optimizer.state_dict(),
                 "value_model": self.value_model.state_dict() if self.value_model is not None else None,
                 "kl_controller": self.kl_controller.state_dict(), "watch": self.watch.state_dict(),
                 "prompts_truncated": self.prompts_truncated, "grad_scaler": self.scaler.state_dict(),
-                "rng": self.processes.gather([_rng_state(self.device)])}
+                "rng": self.processes.gather([_rng_state(self.device)]),
+                "rewards": self.processes.gather([{key: _reward_state(fn) for key, fn in rewards.items()}])}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = state["step"]
@@ -493,6 +497,17 @@ class RLTrainer:
             _set_rng_state(state["rng"][self.processes.rank], self.device)
         else:  # another process count cannot draw the same samples: each process starts a stream of its own
             torch.manual_seed(derived_seed(self.cfg.seed, self.step_count, self.processes.rank))
+        self._load_reward_states(state.get("rewards", []))  # none in checkpoints from before rewards had a state
+
+    def _load_reward_states(self, saved: list[dict]) -> None:
+        """Each process takes back its own reward state; on another process count, every process takes the merge of
+        them all (the statistics of every response scored so far)."""
+        for key, fn in (("proxy", self.reward_fn), ("gold", self.gold_fn)):
+            states = [per_process[key] for per_process in saved if per_process[key] is not None]
+            if not isinstance(fn, RewardFunction) or not states:
+                continue
+            same_world = len(states) == self.processes.world
+            fn.load_state_dict(states[self.processes.rank] if same_world else fn.merged_state_dict(states))
 
 
 def _sem(values: torch.Tensor) -> float:
@@ -506,6 +521,11 @@ def _value_stats(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor
     var_returns = processes.moments(returns, mask)[1]
     explained = 1 - processes.moments(returns - values, mask)[1] / var_returns.clamp(min=1e-8)
     return {"value/mean": float(processes.mean(values, mask)), "value/explained_variance": float(explained)}
+
+
+def _reward_state(fn: RewardFn | None) -> dict | None:
+    """What a rewardkit reward function carries across steps (running normalizers); None for a plain callable."""
+    return fn.state_dict() if isinstance(fn, RewardFunction) else None
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ A warning is raised when its condition starts to hold, not again while it keeps 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -81,4 +82,5 @@ class RewardHackingWatch:
         return {"history": self.history, "active": self.active, "warnings": self.warnings}
 
     def load_state_dict(self, state: dict) -> None:
+        state = copy.deepcopy(state)  # a watch restored from another one's state must not share its lists with it
         self.history, self.active, self.warnings = state["history"], state["active"], state["warnings"]

@@ -1,0 +1,73 @@
+"""`TrainRMConfig`: every option of `rewardkit train-rm`, each with its help text (no torch here: `rewardkit --help`
+and `rewardkit train-rm --help` stay fast). `--device` and `--precision` come from `rewardkit.device.DeviceOptions`, the
+rule every command shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rewardkit.config import option
+from rewardkit.device import DeviceOptions
+from rewardkit.runs import KEEP_CHECKPOINTS_HELP
+
+HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data/hh-rlhf/harmless-base.test.jsonl.gz"]
+FEEDBACK_KINDS = ("pairs", "rankings", "ratings", "binary")
+
+
+@dataclass
+class TrainRMConfig(DeviceOptions):
+    """Train a reward model on pairwise, ranking, rating or binary feedback."""
+
+    model: str = option("minilm-l6", "backbone: a preset (minilm-l6, smollm2-135m), a local folder or a hub id")
+    data: list[str] = option(HH_FILES, "feedback files or folders (JSONL, JSON, CSV, each optionally .gz; LLMBar "
+                                       "and OASST layouts; hf:NAME[:split])", metavar="PATH")
+    feedback: str = option("pairs", "shape of the feedback, which also picks the loss: pairs (Bradley-Terry), "
+                                    "rankings (Plackett-Luce), ratings (MSE), binary (cross-entropy)",
+                           choices=FEEDBACK_KINDS)
+    val_data: list[str] = option([], "validation files; when empty, val_fraction of --data is held out",
+                                 metavar="PATH")
+    val_fraction: float = option(0.1, "fraction of --data held out for validation when --val-data is not given")
+    columns: list[str] = option([], "column renames FIELD=COLUMN, e.g. prompt=question chosen=good; prompt= when "
+                                    "there is no prompt column", metavar="FIELD=COLUMN")
+    on_bad_record: str = option("fail", "what to do with a malformed record: fail, or skip and report it",
+                                choices=("fail", "skip"))
+    on_identical: str = option("skip", "pairs whose chosen equals rejected carry no signal: skip (each reported "
+                                       "with its file:line) or fail", choices=("fail", "skip"))
+    output_dir: str = option("runs/hh-rm", "where the model, train_summary.json, metrics and checkpoints go")
+    max_length: int = option(512, "maximum tokens per text; longer texts lose their oldest context first")
+    batch_size: int = option(16, "examples (pairs, groups, ...) per optimizer step, over all processes")
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step on each process")
+    learning_rate: float = option(1e-4, "peak AdamW learning rate")
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and norms)")
+    warmup_ratio: float = option(0.1, "fraction of steps of linear warmup before cosine decay")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 disables)")
+    epochs: int = option(1, "passes over the training data")
+    max_steps: int = option(-1, "stop after this many optimizer steps (overrides --epochs when > 0)")
+    dropout: bool = option(False, "keep the backbone's dropout (off by default: pairwise losses train more stably)")
+    freeze_layers: int = option(-1, "train neither the embeddings nor the N lowest transformer layers: their "
+                                    "backward pass is skipped (half of the layers frozen: ~1/3 less compute per step). "
+                                    "-1: the lower half; 0: train everything")
+    use_margin: bool = option(True, "subtract a pair's margin inside the Bradley-Terry loss when the data has one")
+    lora_r: int = option(0, "LoRA rank: train low-rank adapters on the transformer layers and the whole reward head "
+                            "instead of every weight (0: no LoRA). The saved model is merged: a plain HF model")
+    lora_alpha: float = option(32.0, "LoRA scaling alpha (the adapters' update is scaled by alpha / rank)")
+    lora_dropout: float = option(0.0, "dropout on the LoRA adapters' input")
+    lora_target_modules: str = option("all-linear", "linear layers of the transformer layers that get adapters: "
+                                                    "all-linear, or comma-separated names such as q_proj,v_proj")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass instead of keeping "
+                                                 "them: less memory, about a third more compute (and padded "
+                                                 "instead of packed batches)")
+    center_rewards_coefficient: float = option(0.0, "weight of the (r_chosen + r_rejected)^2 centering penalty")
+    normalize_ratings: bool = option(True, "z-score ratings with training statistics before the MSE loss")
+    seed: int = option(0, "seed for the split, batch order and initialization")
+    eval_every: int = option(0, "validate every N steps (0: at the end of each epoch)")
+    early_stopping_patience: int = option(0, "stop after N validations without a better accuracy and keep the best "
+                                             "weights (0 disables)")
+    save_every: int = option(100, "write a resumable checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = option(2, KEEP_CHECKPOINTS_HELP)
+    resume: bool = option(False, "continue from the newest checkpoint in output_dir")
+    log_every: int = option(10, "write training metrics every N steps")
+    eval_batch_size: int = option(64, "texts per forward pass when validating")
+    num_threads: int = option(0, "torch CPU threads per process (0: cores divided by processes)")
+    tensorboard: bool = option(True, "also write metrics for TensorBoard in output_dir/tensorboard")
+    progress: bool = option(True, "show a progress bar")
