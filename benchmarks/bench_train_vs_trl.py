@@ -88,15 +88,6 @@ def agree_on_pairs(fitting: list[int]) -> set[int]:
     return set(json.loads(sys.stdin.readline().removeprefix("train ")))
 
 
-def trainer_has_precision() -> bool:
-    """Whether rewardkit's TrainRMConfig takes `device` and `precision` (its DeviceOptions base)."""
-    import dataclasses
-
-    from rewardkit.models.trainer import TrainRMConfig
-
-    return {"device", "precision"} <= {f.name for f in dataclasses.fields(TrainRMConfig)}
-
-
 def pair_correct(chosen, rejected) -> list[float]:
     return [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen.tolist(), rejected.tolist())]
 
@@ -153,8 +144,9 @@ def peak_rss_mb() -> float:
 def rewardkit_worker(args) -> None:
     import torch
 
+    from rewardkit.models.config import TrainRMConfig
     from rewardkit.models.packing import attention_weight, matmul_params_per_token
-    from rewardkit.models.trainer import RewardModelTrainer, TrainRMConfig
+    from rewardkit.models.trainer import RewardModelTrainer
 
     gate = Gate()
     flops = {"total": 0.0, "tokens": 0}
@@ -169,17 +161,15 @@ def rewardkit_worker(args) -> None:
             return float("nan")
 
     started = time.perf_counter()
-    # the precision goes through the trainer's config (DeviceOptions); a trainer without those fields is fp32 only,
-    # and the parent runs no other precision on it
-    placement = {"device": "cpu", "precision": args.worker_precision} if trainer_has_precision() else {}
     cfg = TrainRMConfig(model=args.backbone, data=[str(p) for p in HH], output_dir=args.workdir,
                         max_length=args.max_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
                         max_steps=args.steps, eval_every=10 ** 9, save_every=0, tensorboard=False, progress=False,
-                        num_threads=args.threads, seed=0, freeze_layers=args.freeze_layers, **placement)
+                        num_threads=args.threads, seed=0, freeze_layers=args.freeze_layers, device="cpu",
+                        precision=args.worker_precision)
     trainer = GatedTrainer(cfg)
     too_long = sum(e.truncated for e in trainer.train_examples)
     if args.same_pairs:  # train_examples are in the order of split_pairs' training pairs, the indices TRL sees
-        fitting = [i for i, e in enumerate(trainer.train_examples) if not any(t.truncated for t in e.texts)]
+        fitting = [i for i, e in enumerate(trainer.train_examples) if not any(t.truncated for t in e.encoded)]
         keep = agree_on_pairs(fitting)
         trainer.train_examples = [e for i, e in enumerate(trainer.train_examples) if i in keep]
     rm = trainer.reward_model
@@ -202,7 +192,7 @@ def rewardkit_worker(args) -> None:
     val_examples = trainer.val_examples[:args.val_pairs] if args.val_pairs else trainer.val_examples
     trainer.train()
     started = time.perf_counter()
-    texts = [t for e in val_examples for t in e.texts]
+    texts = [t for e in val_examples for t in e.encoded]
     scores = rm.score_encoded(texts, batch_size=32)
     correct = pair_correct(scores[0::2], scores[1::2])
     say("result", {"setup_seconds": setup, "validation_seconds": time.perf_counter() - started,
@@ -357,9 +347,6 @@ def choose_runs(asked: list[str]) -> tuple[list[str], dict[str, str], list[str]]
     for run in dict.fromkeys(asked):
         trainer, _, asked_precision = run.partition("-")
         resolved = auto.precision if asked_precision == "auto" else asked_precision
-        if trainer == "rewardkit" and resolved != "fp32" and not trainer_has_precision():
-            notes.append(f"{run} left out: rewardkit's TrainRMConfig has no precision field yet (fp32 only)")
-            continue
         twin = next((r for r in runs if r.startswith(trainer) and precision[r] == resolved), None)
         if twin:
             why = f"--precision auto is {resolved} on this machine ({auto.reason.removeprefix('auto: ')}), so it is" \
