@@ -76,6 +76,17 @@ def small_config(tmp_path: Path, model: Path, data: Path, **overrides) -> TrainR
     return TrainRMConfig(**values)
 
 
+def make_loss_nan_at_step(trainer: RewardModelTrainer, step: int) -> None:
+    """Make the trainer's loss NaN at its `step`-th call (one micro-batch a step in these tests): a crash mid-run."""
+    real_loss, calls = trainer.task.loss, {"n": 0}
+
+    def loss(scores, examples):
+        calls["n"] += 1
+        return real_loss(scores, examples) * (float("nan") if calls["n"] == step else 1.0)
+
+    object.__setattr__(trainer.task, "loss", loss)
+
+
 def test_gradient_accumulation_keeps_the_loss_scale(tmp_path, tiny_bert_dir):
     data = write_pairs(tmp_path / "pairs.jsonl")
     batch = list(range(8))
@@ -120,15 +131,7 @@ def test_frozen_lower_layers_keep_their_weights_while_the_rest_trains(tmp_path, 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tmp_path, tiny_bert_dir):
     data = write_pairs(tmp_path / "pairs.jsonl")
     trainer = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=6, save_every=2))
-    calls = {"n": 0}
-    real_loss = trainer.task.loss
-
-    def poisoned(scores, examples):
-        calls["n"] += 1
-        losses = real_loss(scores, examples)
-        return losses * float("nan") if calls["n"] == 4 else losses
-
-    object.__setattr__(trainer.task, "loss", poisoned)
+    make_loss_nan_at_step(trainer, 4)
     with pytest.raises(RewardkitError, match=r"loss became nan at step 4.*step-2"):
         trainer.train()
     assert (tmp_path / "out" / "checkpoints" / "step-2" / "model.safetensors").exists()
@@ -139,14 +142,7 @@ def test_keep_checkpoints_0_keeps_the_newest_while_running_and_none_once_the_mod
     checkpoints = tmp_path / "out" / "checkpoints"
     crashing = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=6, save_every=2,
                                                keep_checkpoints=0))
-    real_loss = crashing.task.loss
-    calls = {"n": 0}
-
-    def nan_at_step_5(scores, examples):
-        calls["n"] += 1
-        return real_loss(scores, examples) * (float("nan") if calls["n"] == 5 else 1.0)
-
-    object.__setattr__(crashing.task, "loss", nan_at_step_5)
+    make_loss_nan_at_step(crashing, 5)
     with pytest.raises(RewardkitError, match=r"step-4"):
         crashing.train()
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-4"]  # what a resumed run needs, and no more
@@ -211,14 +207,7 @@ def test_resumed_early_stopping_still_ends_with_the_best_weights(tmp_path, tiny_
     assert straight["stopped_early"] and straight["steps"] == 5 and straight["val_accuracy"] == 0.8
 
     interrupted = trainer("resumed")
-    real_loss = interrupted.task.loss
-    calls = {"n": 0}
-
-    def nan_at_step_4(scores, examples):
-        calls["n"] += 1
-        return real_loss(scores, examples) * (float("nan") if calls["n"] == 4 else 1.0)
-
-    object.__setattr__(interrupted.task, "loss", nan_at_step_4)
+    make_loss_nan_at_step(interrupted, 4)
     with pytest.raises(RewardkitError, match="step 4"):
         interrupted.train()
     checkpoint = tmp_path / "resumed" / "checkpoints" / "step-3"
