@@ -1,5 +1,5 @@
 """Run plumbing shared by the training commands (`train-rm`, `rl`) and the preset cache: atomic folder writes,
-checkpoint listing and pruning, the progress bar and the offline environment.
+checkpoint listing and pruning, the RNG state a checkpoint holds, the progress bar and the offline environment.
 
 A run's checkpoints are `OUTPUT_DIR/checkpoints/step-N/`, each complete once its `trainer_state.json` exists (folders
 are written elsewhere and renamed into place, so a listed checkpoint is never half written). No torch here: the
@@ -9,6 +9,7 @@ config modules import this to build `--help`.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 from pathlib import Path
@@ -97,3 +98,25 @@ def prune_checkpoints(output_dir: Path, keep: int, *, run_finished: bool = False
             (output_dir / "checkpoints").rmdir()  # asked for none: no empty folder either
         except OSError:
             pass  # absent, or holding something that is not ours to delete
+
+
+def rng_state(device) -> dict:
+    """The RNG states a run draws from, for its checkpoints: torch's CPU generator (dropout, sampling), Python's
+    (batch order), and the GPU's when the run is on one (dropout and sampling there draw from it). Nothing in a run
+    draws from numpy's global RNG."""
+    import torch
+
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device) -> None:
+    """Restore what `rng_state` saved; a GPU checkpoint resumes on a CPU too (its GPU state is then not needed)."""
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -33,7 +33,7 @@ from rewardkit.models import tasks
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints,
-                            write_atomically)
+                            rng_state, set_rng_state, write_atomically)
 from rewardkit.tracking import MetricsLog
 
 __all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_reward_model"]
@@ -183,7 +183,7 @@ class RewardModelTrainer:
                 torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
                 torch.save(self.scaler.state_dict(), folder / "scaler.pt")
-                torch.save(self._rng_state(), folder / "rng.pt")
+                torch.save(rng_state(self.accelerator.device), folder / "rng.pt")
                 if self.best_weights is not None:  # early stopping restores them at the end, even after a resume
                     save_file({k: v.contiguous() for k, v in self.best_weights.items()}, folder / "best.safetensors")
                 (folder / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
@@ -200,25 +200,11 @@ class RewardModelTrainer:
         self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True, map_location="cpu"))
         if (folder / "scaler.pt").exists():
             self.scaler.load_state_dict(torch.load(folder / "scaler.pt", weights_only=True, map_location="cpu"))
-        self._set_rng_state(torch.load(folder / "rng.pt", weights_only=True, map_location="cpu"))
+        set_rng_state(torch.load(folder / "rng.pt", weights_only=True, map_location="cpu"), self.accelerator.device)
         if (folder / "best.safetensors").exists():
             self.best_weights = load_file(folder / "best.safetensors", device=str(self.accelerator.device))
         return json.loads((folder / "trainer_state.json").read_text())
 
-    def _rng_state(self) -> dict:
-        """The RNG states training draws from (dropout: torch's; nothing draws from numpy's global RNG)."""
-        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-        if self.accelerator.device.type == "cuda" and torch.cuda.is_available():  # dropout on a GPU draws from it
-            state["cuda"] = torch.cuda.get_rng_state(self.accelerator.device)
-        return state
-
-    def _set_rng_state(self, state: dict) -> None:
-        torch.set_rng_state(state["torch"])
-        random.setstate(state["python"])
-        if "cuda" in state and self.accelerator.device.type == "cuda":  # a GPU checkpoint resumes on a CPU, too
-            torch.cuda.set_rng_state(state["cuda"], self.accelerator.device)
-
-    # -------------------------------------------------------------- training
     def _optimizer(self):
         decay, no_decay = [], []
         for name, param in self.reward_model.named_parameters():

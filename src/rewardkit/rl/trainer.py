@@ -46,7 +46,7 @@ from rewardkit.rl.masked import masked_sum, masked_whiten
 from rewardkit.rl.rollout import (Rollout, SamplingSettings, decode_responses, eos_token_ids, forward_responses,
                                   left_pad, prompt_token_ids, sample)
 from rewardkit.rl.watch import RewardHackingWatch
-from rewardkit.runs import check_keep_checkpoints
+from rewardkit.runs import check_keep_checkpoints, rng_state, set_rng_state
 
 RewardFn = Callable[..., torch.Tensor]
 
@@ -480,7 +480,7 @@ class RLTrainer:
                 "value_model": self.value_model.state_dict() if self.value_model is not None else None,
                 "kl_controller": self.kl_controller.state_dict(), "watch": self.watch.state_dict(),
                 "prompts_truncated": self.prompts_truncated, "grad_scaler": self.scaler.state_dict(),
-                "rng": self.processes.gather([_rng_state(self.device)]),
+                "rng": self.processes.gather([rng_state(self.device)]),
                 "rewards": self.processes.gather([{key: _reward_state(fn) for key, fn in rewards.items()}])}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -494,7 +494,7 @@ class RLTrainer:
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
         if len(state["rng"]) == self.processes.world:
-            _set_rng_state(state["rng"][self.processes.rank], self.device)
+            set_rng_state(state["rng"][self.processes.rank], self.device)
         else:  # another process count cannot draw the same samples: each process starts a stream of its own
             torch.manual_seed(derived_seed(self.cfg.seed, self.step_count, self.processes.rank))
         self._load_reward_states(state.get("rewards", []))  # none in checkpoints from before rewards had a state
@@ -526,17 +526,3 @@ def _value_stats(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor
 def _reward_state(fn: RewardFn | None) -> dict | None:
     """What a rewardkit reward function carries across steps (running normalizers); None for a plain callable."""
     return fn.state_dict() if isinstance(fn, RewardFunction) else None
-
-
-def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    """The RNG states sampling draws from: the CPU's, and the GPU's when it samples on one."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
