@@ -4,6 +4,9 @@ location of the shared human-feedback data (read in place, never copied)."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def kill_once_written(argv: list[str], ready: Path, timeout: float = 180, **popen_kwargs) -> None:
+    """Run `argv` until `ready` exists (e.g. a checkpoint folder), then SIGKILL it: a crash mid-run, for resume tests."""
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen_kwargs)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not ready.exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 @pytest.fixture(scope="session")

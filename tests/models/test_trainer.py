@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from rewardkit.config import parse_config
 from rewardkit.errors import RewardkitError
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.trainer import RewardModelTrainer, length_grouped_batches, shard
+from tests.conftest import kill_once_written
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = "the a cat dog runs fast slow red blue green house tree river sky".split()
@@ -172,13 +171,8 @@ def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_
 
     out = tmp_path / "killed"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "rewardkit.cli", *common, "--output-dir", str(out)],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and not (out / "checkpoints" / "step-6").exists():
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_once_written([sys.executable, "-m", "rewardkit.cli", *common, "--output-dir", str(out)],
+                      out / "checkpoints" / "step-6", cwd=REPO, env=env)
     assert (out / "checkpoints" / "step-6").exists(), "the run never reached its second checkpoint"
     assert not (out / "model.safetensors").exists(), "killed too late: the run had already finished"
 

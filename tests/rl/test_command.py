@@ -3,10 +3,8 @@
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from rewardkit.cli import main
 from rewardkit.errors import RewardkitError
 from rewardkit.rl.command import PromptOrder, load_prompts, run_rl
 from rewardkit.rl.config import RLConfig
+from tests.conftest import kill_once_written
 from tests.rl.conftest import toy_policy, toy_tokenizer
 
 
@@ -110,13 +109,7 @@ def test_sigkill_then_resume_keeps_the_running_reward_normalizers(toy_run_inputs
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     out = tmp_path / "killed"
-    process = subprocess.Popen([*command, str(out)], env=env, cwd=repo, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and not (out / "checkpoints" / "step-2").exists():
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_once_written([*command, str(out)], out / "checkpoints" / "step-2", env=env, cwd=repo)
     assert (out / "checkpoints" / "step-2").exists(), "the run never reached its first checkpoint"
     assert not (out / "policy").exists(), "killed too late: the run had already finished"
 
