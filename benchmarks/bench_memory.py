@@ -75,7 +75,7 @@ def main() -> int:
             ratio = f"{run.peak_mib / full_peak:5.2f}x" if full_peak else f"{'':6s}"
             rows.append(f"{name:10s} {'ok':8s} {run.peak_mib:8.0f} MiB {ratio} "
                         f"{summary['train_seconds'] / max(summary['steps'], 1):10.2f} "
-                        f"{summary['pairs_per_second']:8.2f}   ({run.seconds:.0f} s in all)")
+                        f"{summary['examples_per_second']:8.2f}   ({run.seconds:.0f} s in all)")
             print(rows[-1], flush=True)
             said += [f"{name:10s} {line}" for line in placement_lines(run.stderr(), "train-rm")] or \
                 [f"{name:10s} no placement line printed"]

@@ -148,8 +148,8 @@ def check(args, out: Path) -> int:
         step = Step(name, "train-rm")
         if attempt(step, [str(a) for a in argv]):
             summary = json.loads((model_dir / "train_summary.json").read_text())
-            step.throughput = f"{summary['pairs_per_second']:.1f} pairs/s ({summary['train_seconds']:.0f} s train)"
-            step.note = f"val acc {summary.get('val_accuracy') or float('nan'):.3f} on {summary['val_pairs']}"
+            step.throughput = f"{summary['examples_per_second']:.1f} pairs/s ({summary['train_seconds']:.0f} s train)"
+            step.note = f"val acc {summary.get('val_accuracy') or float('nan'):.3f} on {summary['val_examples']}"
             step.recorded = summary.get("placement", "not in train_summary.json")
             trained[name] = model_dir
         print(step.row(), flush=True)

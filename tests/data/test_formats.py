@@ -171,8 +171,8 @@ def test_unknown_columns_name_the_expected_shapes(make_file):
 
 def test_wrong_kind_points_to_the_right_loader(make_file):
     path = make_file("ratings.jsonl", [{"prompt": "p", "response": "r", "score": 3}])
-    with fails_at(path, 1, "holds ratings (prompt/response/score), not pairwise preferences; load it with "
-                           "load_ratings"):
+    with fails_at(path, 1, "holds ratings (prompt/response/score), not pairs; load it as ratings (train-rm "
+                           "--feedback ratings, or load_ratings)"):
         load_pairs(path)
 
 

@@ -199,7 +199,7 @@ def test_printed_listing_is_capped_but_the_report_keeps_all(make_file, capsys):
 
 def test_all_records_skipped_is_an_error(make_file):
     path = make_file("dups.jsonl", [{"prompt": "p", "chosen": "same", "rejected": "same"}])
-    with pytest.raises(RewardkitError, match="no pairwise preferences loaded from .*all 1 record"):
+    with pytest.raises(RewardkitError, match="no records loaded from .*all 1 record"):
         load_pairs(path)
 
 

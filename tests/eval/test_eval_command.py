@@ -66,7 +66,7 @@ def test_json_figures_match_direct_scoring(tiny_bert_dir, tmp_path, capsys):
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     result = run_json(capsys, tiny_bert_dir, data)
     entry = result["datasets"]["pairs"]
-    assert entry["kind"] == "pairwise" and FIGURES <= set(entry)
+    assert entry["kind"] == "pairs" and FIGURES <= set(entry)
     rm = RewardModel.from_pretrained(str(tiny_bert_dir))
     prompts = [p["prompt"] for p in PAIRS]
     chosen = rm.score(prompts, [p["chosen"] for p in PAIRS]).numpy()
@@ -96,12 +96,21 @@ def test_decoder_model_with_chat_template(tiny_llama_dir, tmp_path, capsys):
 
 
 def test_real_llmbar_and_hh_slices_per_dataset_and_subset(tiny_bert_dir, shared_data, capsys):
+    from rewardkit.eval.command import load_dataset
+    from rewardkit.models import RewardModel
+
     result = run_json(capsys, tiny_bert_dir, shared_data / "llmbar", shared_data / "hh-rlhf", "--limit", "40")
     assert set(result["datasets"]) == {"llmbar", "hh-rlhf"}
-    for entry in result["datasets"].values():
+    rm = RewardModel.from_pretrained(str(tiny_bert_dir))
+    for name, entry in result["datasets"].items():
         assert FIGURES <= set(entry) and entry["n"] == 40
-        lo, hi = entry["ci95"]
-        assert 0 <= lo <= entry["accuracy"] <= hi <= 1
+        # the same 40 records (the seeded --limit sample), scored directly
+        records = load_dataset(str(shared_data / name), None, name, EvalConfig(paths=["m", "d"], limit=40)).records
+        chosen = rm.score([r.prompt for r in records], [r.chosen for r in records])
+        rejected = rm.score([r.prompt for r in records], [r.rejected for r in records])
+        assert entry["accuracy"] == metrics.pairwise_accuracy(chosen, rejected)
+        outcomes = metrics.pair_outcomes(chosen, rejected)
+        assert entry["ci95"] == pytest.approx(list(metrics.bootstrap_ci(outcomes, n_resamples=100, seed=0)))
         assert sum(s["n"] for s in entry["subsets"].values()) == 40
         for figures in entry["subsets"].values():
             assert FIGURES <= set(figures)
@@ -120,9 +129,22 @@ def test_rankings_ratings_and_binary_data(tiny_bert_dir, shared_data, tmp_path, 
                       "--limit", "25")
     ranked, rated, binary = (result["datasets"][name] for name in ("en_100_tree", "likert", "thumbs"))
     assert ranked["kind"] == "rankings" and ranked["n"] == 25
-    assert 0 <= ranked["top1_accuracy"] <= 1 and -1 <= ranked["mean_kendall_tau"] <= 1
-    assert 0 < ranked["chance_top1"] <= 0.5
-    assert rated["kind"] == "ratings" and rated["n"] == 12 and -1 <= rated["spearman"] <= 1
+    # the same figures from the model's own scores
+    from rewardkit.eval.command import load_dataset
+    from rewardkit.models import RewardModel
+
+    rm = RewardModel.from_pretrained(str(tiny_bert_dir))
+    groups = load_dataset(str(shared_data / "oasst_sample" / "en_100_tree.jsonl"), None, "oasst",
+                          EvalConfig(paths=["m", "d"], limit=25)).records
+    expected_ranking = metrics.ranking_metrics([rm.score([g.prompt] * len(g.responses), list(g.responses))
+                                                for g in groups])
+    assert ranked["top1_accuracy"] == pytest.approx(expected_ranking.top1_accuracy)
+    assert ranked["mean_kendall_tau"] == pytest.approx(expected_ranking.mean_kendall_tau)
+    assert ranked["chance_top1"] == pytest.approx(float(np.mean([1 / len(g.responses) for g in groups])))
+    rows = [json.loads(line) for line in ratings.read_text().splitlines()]
+    rated_scores = rm.score([r["prompt"] for r in rows], [r["response"] for r in rows])
+    assert rated["kind"] == "ratings" and rated["n"] == 12
+    assert rated["spearman"] == pytest.approx(metrics.spearman(rated_scores, [r["score"] for r in rows]))
     # lengths grow with i and ratings cycle 2,3,4,5,1,...: the length baseline is computed, not copied
     expected = metrics.spearman([len("word " * i) for i in range(1, 13)], [i % 5 + 1 for i in range(1, 13)])
     assert rated["length_baseline_spearman"] == pytest.approx(expected)

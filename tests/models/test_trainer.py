@@ -110,7 +110,7 @@ def test_training_learns_a_simple_preference_and_writes_summary(tmp_path, tiny_b
     out = Path(cfg.output_dir)
     saved = json.loads((out / "train_summary.json").read_text())
     assert saved["val_accuracy"] == summary["val_accuracy"] > 0.8
-    for key in ("train_pairs", "train_seconds", "pairs_per_second", "val_accuracy"):
+    for key in ("train_examples", "train_seconds", "examples_per_second", "val_accuracy"):
         assert key in saved
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val/accuracy" in r] == [20, 40]
@@ -259,8 +259,8 @@ def test_minilm_trains_a_few_steps_on_real_hh_pairs(tmp_path, shared_data):
                         val_fraction=0.02, save_every=0, progress=False, tensorboard=False)
     trainer = RewardModelTrainer(cfg)
     summary = trainer.train()
-    assert summary["steps"] == 3 and summary["pairs_seen"] == 24
-    assert summary["train_pairs"] + summary["val_pairs"] == 2352  # 2354 minus the 2 identical pairs
+    assert summary["steps"] == 3 and summary["examples_seen"] == 24
+    assert summary["train_examples"] + summary["val_examples"] == 2352  # 2354 minus the 2 identical pairs
     assert summary["truncated_train_examples"] > 0  # max_length 96 truncates, but nothing is dropped
     from rewardkit.models import RewardModel
     reloaded = RewardModel.from_pretrained(str(tmp_path / "rm"))

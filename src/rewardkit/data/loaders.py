@@ -41,9 +41,6 @@ Kind = Literal["pairs", "rankings", "ratings", "binary"]
 Columns = dict[str, str | None] | None
 # Rows read before deciding a file's shape: their columns together decide it, so one incomplete first row does not.
 _DETECTION_ROWS = 20
-_KIND_NAMES = {"pairs": "pairwise preferences", "rankings": "rankings", "ratings": "ratings",
-               "binary": "binary feedback"}
-_LOADER = {"pairs": "load_pairs", "rankings": "load_rankings", "ratings": "load_ratings", "binary": "load_binary"}
 
 
 @dataclass(frozen=True)
@@ -71,10 +68,12 @@ _SHAPES = (
     _Shape("binary feedback", "binary", "prompt/response/label",
            lambda keys, row, ctx: ctx.has(keys, "prompt", "response", "label"), parse_binary),
 )
-# The row kinds each loader takes (load_pairs turns rankings into the pairs they imply).
+# The row kinds each requested kind takes, and how a row kind becomes the requested one (pairs from rankings: the
+# pairs the ranking implies).
 _ACCEPTS: dict[str, tuple[str, ...]] = {"pairs": ("pairs", "rankings"), "rankings": ("rankings",),
                                         "ratings": ("ratings",), "binary": ("binary",),
                                         "auto": ("pairs", "rankings", "ratings", "binary")}
+_CONVERSIONS: dict[tuple[str, str], Callable[[list], list]] = {("rankings", "pairs"): rankings_to_pairs}
 
 
 def load_pairs(paths: Any, columns: Columns = None, on_bad_record: BadRecordPolicy = "fail",
@@ -130,8 +129,7 @@ def _load(paths: Any, kind: str, columns: Columns, report: LoadReport) -> Loaded
     report.loaded = len(records)
     report.print_summary()
     if not records:
-        what = _KIND_NAMES.get(kind, "records")
-        raise RewardkitError(f"no {what} loaded from {', '.join(s.label for s in sources)}: all "
+        raise RewardkitError(f"no records loaded from {', '.join(s.label for s in sources)}: all "
                              f"{len(report.skipped)} record(s) were skipped (see above)")
     return LoadedRecords(records, report)
 
@@ -159,9 +157,8 @@ def _load_source(source: Source, kind: str, columns: dict, report: LoadReport) -
             report.bad_record(location, str(problem))
     if stats is not None:
         report.notes.append(stats.note(source.label, len(records)))
-    if shape.kind == "rankings" and kind == "pairs":
-        records = rankings_to_pairs(records)
-    return records
+    convert = _CONVERSIONS.get((shape.kind, kind))
+    return convert(records) if convert else records
 
 
 def _detect(first: tuple[Location, Row], keys: set[str], ctx: RowContext, kind: str) -> _Shape:
@@ -173,6 +170,6 @@ def _detect(first: tuple[Location, Row], keys: set[str], ctx: RowContext, kind: 
                              f"expected {expected}; rename columns with a column mapping", location)
     accepted = [s for s in _SHAPES if s.kind in _ACCEPTS[kind] and s.matches(keys, row, ctx)]
     if not accepted:
-        raise RewardkitError(f"this file holds {_KIND_NAMES[found.kind]} ({found.columns}), not "
-                             f"{_KIND_NAMES[kind]}; load it with {_LOADER[found.kind]}", location)
+        raise RewardkitError(f"this file holds {found.kind} ({found.columns}), not {kind}; load it as {found.kind} "
+                             f"(train-rm --feedback {found.kind}, or load_{found.kind})", location)
     return accepted[0]

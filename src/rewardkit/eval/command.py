@@ -12,7 +12,7 @@ and only the pairs the model was not trained on.
 
     {"models": [{"name", "path", "temperature" (as loaded), "max_length", "fitted_temperature" (on all pairwise data,
                  what --save-temperature stores), "texts_scored", "texts_truncated"}, ...],
-     "datasets": {NAME: {"kind": "pairwise" | "rankings" | "ratings" | "binary", "sources": [files],
+     "datasets": {NAME: {"kind": "pairs" | "rankings" | "ratings" | "binary", "sources": [files],
                          ...the first model's figures for that kind (see rewardkit.eval.metrics.summarize_*)...,
                          "subsets": {SUBSET: {...the same figures...}},
                          "model2": {...the second model's figures, with its own "subsets"...},
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from rewardkit.config import option
 from rewardkit.device import DeviceOptions
 from rewardkit.errors import RewardkitError
+from rewardkit.kinds import FeedbackKind, kind_of
 
 if TYPE_CHECKING:
     from rewardkit.eval.scoring import ScoredDataset
@@ -79,7 +80,7 @@ SPLIT_SIDES = {"train": "train", "validation": "validation", "val": "validation"
 @dataclass
 class Dataset:
     name: str
-    kind: str  # pairwise | rankings | ratings | binary
+    kind: FeedbackKind
     records: list
     sources: list[str]
 
@@ -141,12 +142,11 @@ def load_dataset(path: str, side: str | None, name: str, cfg: EvalConfig) -> Dat
         records = validation if side == "validation" else train
     if not records:
         raise RewardkitError(f"{path}: no records to evaluate")
-    kinds = {type(r).__name__ for r in records}
+    kinds = {kind_of(r).name for r in records}
     if len(kinds) > 1:
         raise RewardkitError(f"{path}: mixes kinds of feedback ({', '.join(sorted(kinds))}); evaluate them as "
                              f"separate DATA arguments")
-    kind = {"PreferencePair": "pairwise", "RankedGroup": "rankings", "RatedResponse": "ratings",
-            "BinaryFeedback": "binary"}[kinds.pop()]
+    kind = kind_of(records[0])
     if cfg.limit is not None and len(records) > cfg.limit:
         import numpy as np
 
@@ -160,38 +160,20 @@ def load_dataset(path: str, side: str | None, name: str, cfg: EvalConfig) -> Dat
 
 def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> ScoredDataset:
     """Score every response of a dataset with every model; keep only floats, lengths and labels."""
-    import numpy as np
-
     from rewardkit.eval.metrics import response_lengths
     from rewardkit.eval.scoring import ScoredDataset, score_texts
 
-    records = data.records
-    subsets = [r.subset for r in records]
-    if data.kind == "pairwise":
-        prompts = [r.prompt for r in records] * 2
-        responses = [r.chosen for r in records] + [r.rejected for r in records]
-    elif data.kind == "rankings":
-        prompts = [r.prompt for r in records for _ in r.responses]
-        responses = [text for r in records for text in r.responses]
-    else:
-        prompts = [r.prompt for r in records]
-        responses = [r.response for r in records]
+    records, kind = data.records, data.kind
+    wanted = [kind.texts(record) for record in records]
+    prompts = [record.prompt for record, (texts, _) in zip(records, wanted) for _ in texts]
+    responses = [text for texts, _ in wanted for text in texts]
     lengths = response_lengths(responses)
     all_scores = [score_texts(rm, prompts, responses, batch_size=cfg.batch_size, progress=cfg.progress,
                               description=f"{data.name} · model {m + 1}", stats=stats[m])
                   for m, rm in enumerate(models)]
-
-    if data.kind == "pairwise":
-        n = len(records)
-        return ScoredDataset(data.name, data.kind, subsets, (lengths[:n], lengths[n:]),
-                             [(s[:n], s[n:]) for s in all_scores], sources=data.sources)
-    if data.kind == "rankings":
-        bounds = np.cumsum([0] + [len(r.responses) for r in records])
-        split = lambda values: [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]  # noqa: E731
-        return ScoredDataset(data.name, data.kind, subsets, split(lengths), [split(s) for s in all_scores],
-                             sources=data.sources)
-    targets = np.array([r.score if data.kind == "ratings" else r.label for r in records], dtype=np.float64)
-    return ScoredDataset(data.name, data.kind, subsets, lengths, all_scores, targets=targets, sources=data.sources)
+    return ScoredDataset(data.name, kind, [r.subset for r in records], kind.arrange(lengths, records),
+                         [kind.arrange(scores, records) for scores in all_scores], targets=kind.targets(records),
+                         sources=data.sources)
 
 
 # --------------------------------------------------------------------------------------------------------- figures
@@ -212,35 +194,6 @@ def _select(data: ScoredDataset, rows) -> ScoredDataset:
                          targets=None if data.targets is None else data.targets[rows], sources=data.sources)
 
 
-def summarize(data: ScoredDataset, model: int, temperature: float, cfg: EvalConfig) -> dict:
-    from rewardkit.eval import metrics
-
-    common = {"n_resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
-    scores = data.scores[model]
-    if data.kind == "pairwise":
-        return metrics.summarize_pairs(*scores, *data.lengths, temperature=temperature,
-                                       n_bins=cfg.calibration_bins, **common)
-    if data.kind == "rankings":
-        return metrics.summarize_rankings(scores, data.lengths, **common)
-    if data.kind == "ratings":
-        return metrics.summarize_ratings(scores, data.targets, data.lengths, **common)
-    return metrics.summarize_binary(scores, data.targets, data.lengths, threshold=cfg.binary_threshold, **common)
-
-
-def compare(data: ScoredDataset, cfg: EvalConfig) -> dict:
-    from rewardkit.eval import metrics
-
-    common = {"n_resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
-    a, b = data.scores
-    if data.kind == "pairwise":
-        return metrics.compare_pairs(*a, *b, **common)
-    if data.kind == "rankings":
-        return metrics.compare_rankings(a, b, **common)
-    if data.kind == "ratings":
-        return metrics.compare_ratings(a, b, data.targets, **common)
-    return metrics.compare_binary(a, b, data.targets, threshold=cfg.binary_threshold, **common)
-
-
 def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalConfig) -> dict:
     """The JSON block of one dataset: model 1's figures, per-subset figures, and with two models `model2` (the same
     shape) and `difference` (paired, per subset too)."""
@@ -248,18 +201,18 @@ def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalCon
     parts = {name: _select(data, rows) for name, rows in subsets.items()}
 
     def block(model: int) -> dict:
-        figures = summarize(data, model, temperatures[model], cfg)
+        figures = data.kind.summarize(data, model, temperatures[model], cfg)
         if parts:
-            figures["subsets"] = {name: summarize(part, model, temperatures[model], cfg)
+            figures["subsets"] = {name: data.kind.summarize(part, model, temperatures[model], cfg)
                                   for name, part in parts.items()}
         return figures
 
-    entry = {"kind": data.kind, "sources": data.sources, **block(0)}
+    entry = {"kind": data.kind.name, "sources": data.sources, **block(0)}
     if len(data.scores) == 2:
         entry["model2"] = block(1)
-        entry["difference"] = compare(data, cfg)
+        entry["difference"] = data.kind.compare(data, cfg)
         if parts:
-            entry["difference"]["subsets"] = {name: compare(part, cfg) for name, part in parts.items()}
+            entry["difference"]["subsets"] = {name: data.kind.compare(part, cfg) for name, part in parts.items()}
     return entry
 
 
@@ -269,7 +222,8 @@ def pooled_temperature(scored: list[ScoredDataset], model: int) -> float | None:
 
     from rewardkit.eval.metrics import fit_temperature
 
-    pairs = [data.scores[model] for data in scored if data.kind == "pairwise"]
+    pairs = [data.kind.calibration_scores(data.scores[model]) for data in scored]
+    pairs = [pair for pair in pairs if pair is not None]
     if not pairs:
         return None
     return fit_temperature(np.concatenate([c for c, _ in pairs]), np.concatenate([r for _, r in pairs]))
@@ -343,9 +297,9 @@ def run_eval(cfg: EvalConfig) -> int:
     if cfg.json:
         print(json.dumps(results, indent=2))
     else:
-        from rewardkit.eval.report import render_text
+        from rewardkit.eval.report import report_text
 
-        print(render_text(results, model_names))
+        print(report_text(results, model_names))
     return 0
 
 

@@ -13,10 +13,14 @@ import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rewardkit.data.types import Prompt, prompt_as_text
+
+if TYPE_CHECKING:
+    from rewardkit.kinds import FeedbackKind
 
 # Texts tokenized at once: large enough to sort well within the chunk, small enough to keep token lists negligible.
 CHUNK_SIZE = 1024
@@ -89,14 +93,14 @@ def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_s
 class ScoredDataset:
     """One dataset's records reduced to what the metrics need: per-model rewards, lengths, labels, subsets.
 
-    kind "pairwise": `scores[m]` is (chosen, rejected) arrays, `lengths` likewise.
-    kind "rankings": `scores[m]` is a list of per-group arrays (best first), `lengths` the matching list.
-    kind "ratings" / "binary": `scores[m]` is one array, `lengths` one array, `targets` the ratings or 0/1 labels.
+    kind pairs: `scores[m]` is (chosen, rejected) arrays, `lengths` likewise.
+    kind rankings: `scores[m]` is a list of per-group arrays (best first), `lengths` the matching list.
+    kind ratings / binary: `scores[m]` is one array, `lengths` one array, `targets` the ratings or 0/1 labels.
     `subsets[i]` names the subset of record i (None when the data has none).
     """
 
     name: str
-    kind: str
+    kind: FeedbackKind
     subsets: list[str | None]
     lengths: object
     scores: list[object] = field(default_factory=list)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from rewardkit.config import option
 from rewardkit.device import DeviceOptions
+from rewardkit.kinds import KIND_SPELLINGS
 from rewardkit.runs import KEEP_CHECKPOINTS_HELP
 
 HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data/hh-rlhf/harmless-base.test.jsonl.gz"]
-FEEDBACK_KINDS = ("pairs", "rankings", "ratings", "binary")
 
 
 @dataclass
@@ -23,7 +23,7 @@ class TrainRMConfig(DeviceOptions):
                                        "and OASST layouts; hf:NAME[:split])", metavar="PATH")
     feedback: str = option("pairs", "shape of the feedback, which also picks the loss: pairs (Bradley-Terry), "
                                     "rankings (Plackett-Luce), ratings (MSE), binary (cross-entropy)",
-                           choices=FEEDBACK_KINDS)
+                           choices=KIND_SPELLINGS)
     val_data: list[str] = option([], "validation files; when empty, val_fraction of --data is held out",
                                  metavar="PATH")
     val_fraction: float = option(0.1, "fraction of --data held out for validation when --val-data is not given")

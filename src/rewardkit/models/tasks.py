@@ -1,4 +1,4 @@
-"""How each shape of feedback becomes texts to score, a loss, and a validation accuracy.
+"""The training tasks: a loss and a validation accuracy for each kind of feedback (`rewardkit.kinds` picks one).
 
 A training example is a few encoded texts (a pair, a ranked group, or one rated/judged response) plus its target.
 All texts of a micro-batch go through the model in one forward pass; the task then splits the flat scores back into
@@ -12,7 +12,6 @@ from typing import Callable, Sequence
 
 import torch
 
-from rewardkit.data.types import BinaryFeedback, FeedbackRecord, PreferencePair, RankedGroup, RatedResponse
 from rewardkit.losses import (binary_cross_entropy_loss, bradley_terry_loss, center_rewards_penalty,
                               normalize_ratings, plackett_luce_loss, rating_mse_loss)
 from rewardkit.models.reward_model import Encoded
@@ -28,19 +27,6 @@ class Example:
     @property
     def truncated(self) -> bool:
         return any(t.truncated for t in self.encoded)
-
-
-def texts_of(record: FeedbackRecord) -> tuple[list[str], float | None]:
-    """The responses a record asks to score, in the order its loss expects, and its target."""
-    if isinstance(record, PreferencePair):
-        return [record.chosen, record.rejected], record.margin
-    if isinstance(record, RankedGroup):
-        return list(record.responses), None
-    if isinstance(record, RatedResponse):
-        return [record.response], float(record.score)
-    if isinstance(record, BinaryFeedback):
-        return [record.response], float(record.label)
-    raise TypeError(f"not a feedback record: {type(record).__name__}")
 
 
 def split_scores(scores: torch.Tensor, examples: Sequence[Example]) -> list[torch.Tensor]:

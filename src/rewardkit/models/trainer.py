@@ -25,10 +25,10 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import get_cosine_schedule_with_warmup
 
-from rewardkit.data import loaders, train_val_split
-from rewardkit.data.fields import parse_column_mapping
+from rewardkit.data import train_val_split
 from rewardkit.device import placement_of
 from rewardkit.errors import RewardkitError
+from rewardkit.kinds import kind_named
 from rewardkit.models import tasks
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.reward_model import RewardModel
@@ -40,14 +40,6 @@ __all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "sha
 
 
 # ------------------------------------------------------------------------------------------------ data preparation
-
-def load_feedback(paths: list[str], kind: str, cfg: TrainRMConfig) -> list:
-    kwargs = {"columns": parse_column_mapping(cfg.columns), "on_bad_record": cfg.on_bad_record}
-    if kind == "pairs":
-        return loaders.load_pairs(paths, on_identical=cfg.on_identical, **kwargs)
-    load = {"rankings": loaders.load_rankings, "ratings": loaders.load_ratings, "binary": loaders.load_binary}[kind]
-    return load(paths, **kwargs)
-
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group_factor: int = 50) -> list[list[int]]:
     """Global batches of similar lengths (little padding) in a random but seed-determined order.
@@ -81,6 +73,7 @@ class RewardModelTrainer:
     def __init__(self, cfg: TrainRMConfig):
         self.cfg = cfg
         self.placement = placement_of(cfg)
+        self.kind = kind_named(cfg.feedback)
         if self.placement.device_type == "cuda" and ":" in self.placement.device:
             torch.cuda.set_device(self.placement.torch_device)  # one process on a chosen GPU; launchers set their own
         # Mixed precision is autocast around the forward (`placement.autocast()`), with weights, gradients and optimizer
@@ -119,9 +112,9 @@ class RewardModelTrainer:
     def _load_records(self) -> tuple[list, list]:
         """Training and validation records, validated."""
         cfg = self.cfg
-        records = load_feedback(cfg.data, cfg.feedback, cfg)
+        records = self.kind.load(cfg.data, cfg)
         if cfg.val_data:
-            train_records, val_records = records, load_feedback(cfg.val_data, cfg.feedback, cfg)
+            train_records, val_records = records, self.kind.load(cfg.val_data, cfg)
         else:
             train_records, val_records = train_val_split(records, cfg.val_fraction, seed=cfg.seed)
         if not train_records:
@@ -131,26 +124,16 @@ class RewardModelTrainer:
     def _prepare_data(self, train_records: list, val_records: list):
         """The loss task and the encoded training and validation examples."""
         cfg = self.cfg
-        if cfg.feedback == "pairs":
-            task = tasks.pair_task(cfg.use_margin, cfg.center_rewards_coefficient)
-        elif cfg.feedback == "rankings":
-            task = tasks.ranking_task()
-        elif cfg.feedback == "ratings":
-            ratings = [r.score for r in train_records]
-            mean = sum(ratings) / len(ratings)
-            std = math.sqrt(sum((x - mean) ** 2 for x in ratings) / len(ratings))
-            task = tasks.rating_task(mean, std, normalize=cfg.normalize_ratings)
-        else:
-            task = tasks.binary_task()
+        task = self.kind.task(cfg, train_records)
         train, val = self._encode(train_records), self._encode(val_records)
         truncated = sum(e.truncated for e in train)
-        self._log(f"train-rm: {len(train)} training and {len(val)} validation {cfg.feedback}; "
+        self._log(f"train-rm: {len(train)} training and {len(val)} validation {self.kind.unit}; "
                   f"{truncated} training examples ({100 * truncated / len(train):.1f}%) were longer than "
                   f"{cfg.max_length} tokens and lost their oldest context (none dropped)")
         return train, val, task
 
     def _encode(self, records) -> list:
-        wanted = [tasks.texts_of(record) for record in records]
+        wanted = [self.kind.texts(record) for record in records]
         prompts = [record.prompt for record, (responses, _) in zip(records, wanted) for _ in responses]
         # one batched call: several times faster than encoding text by text
         encoded = iter(self.reward_model.encode_many(prompts, [text for responses, _ in wanted for text in responses]))
@@ -203,7 +186,10 @@ class RewardModelTrainer:
         set_rng_state(torch.load(folder / "rng.pt", weights_only=True, map_location="cpu"), self.accelerator.device)
         if (folder / "best.safetensors").exists():
             self.best_weights = load_file(folder / "best.safetensors", device=str(self.accelerator.device))
-        return json.loads((folder / "trainer_state.json").read_text())
+        state = json.loads((folder / "trainer_state.json").read_text())
+        if "pairs_seen" in state:  # written before the key was renamed (it counts examples of every kind)
+            state["examples_seen"] = state.pop("pairs_seen")
+        return state
 
     def _optimizer(self):
         decay, no_decay = [], []
@@ -254,7 +240,7 @@ class RewardModelTrainer:
         self.reward_model, self.optimizer = acc.prepare(self.reward_model, self.optimizer)
 
         state = {"step": 0, "best_accuracy": None, "evals_without_improvement": 0, "train_seconds": 0.0,
-                 "pairs_seen": 0}
+                 "examples_seen": 0}
         checkpoints = checkpoint_dirs(self.output_dir)
         if cfg.resume and checkpoints:
             state = self._load_checkpoint(checkpoints[-1])
@@ -271,7 +257,7 @@ class RewardModelTrainer:
         model.train()
         eval_every = cfg.eval_every or steps_per_epoch
         stopped_early = False
-        window_start, window_pairs = time.perf_counter(), 0
+        window_start, window_examples = time.perf_counter(), 0
         step = state["step"]
         while step < total_steps and not stopped_early:
             epoch, offset = divmod(step, steps_per_epoch)
@@ -295,21 +281,21 @@ class RewardModelTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 step += 1
                 state["step"] = step
-                state["pairs_seen"] += len(batch)
+                state["examples_seen"] += len(batch)
                 state["train_seconds"] += time.perf_counter() - started
-                window_pairs += len(batch)
+                window_examples += len(batch)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{batch_loss:.4f}", acc=f"{batch_accuracy:.3f}",
-                                    pairs_s=f"{state['pairs_seen'] / max(state['train_seconds'], 1e-9):.1f}")
+                                    per_s=f"{state['examples_seen'] / max(state['train_seconds'], 1e-9):.1f}")
                 if step % cfg.log_every == 0 or step == total_steps:
                     now = time.perf_counter()
                     log.write(step, {"loss": batch_loss, "accuracy": batch_accuracy,
                                      "learning_rate": self.scheduler.get_last_lr()[0],
                                      "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                                     "pairs_per_second": window_pairs / max(now - window_start, 1e-9),
+                                     "examples_per_second": window_examples / max(now - window_start, 1e-9),
                                      "epoch": step / steps_per_epoch}, prefix="train")
-                    window_start, window_pairs = now, 0
+                    window_start, window_examples = now, 0
                 if step % eval_every == 0 or step == total_steps:
                     val_accuracy = self.validate()
                     state["val_accuracy"] = val_accuracy
@@ -344,10 +330,10 @@ class RewardModelTrainer:
     def _finish(self, model, state: dict, stopped_early: bool) -> dict:
         self.accelerator.wait_for_everyone()
         summary = {
-            "model": self.cfg.model, "feedback": self.cfg.feedback, "steps": state["step"],
-            "train_pairs": len(self.train_examples), "val_pairs": len(self.val_examples),
-            "pairs_seen": state["pairs_seen"], "train_seconds": round(state["train_seconds"], 2),
-            "pairs_per_second": round(state["pairs_seen"] / max(state["train_seconds"], 1e-9), 2),
+            "model": self.cfg.model, "feedback": self.kind.name, "steps": state["step"],
+            "train_examples": len(self.train_examples), "val_examples": len(self.val_examples),
+            "examples_seen": state["examples_seen"], "train_seconds": round(state["train_seconds"], 2),
+            "examples_per_second": round(state["examples_seen"] / max(state["train_seconds"], 1e-9), 2),
             "val_accuracy": state.get("val_accuracy"), "best_val_accuracy": state["best_accuracy"],
             "stopped_early": stopped_early, "processes": self.world, "placement": self.placement.as_dict(),
             "truncated_train_examples": sum(e.truncated for e in self.train_examples),
@@ -366,9 +352,10 @@ def train_reward_model(cfg: TrainRMConfig) -> int:
     trainer = RewardModelTrainer(cfg)
     summary = trainer.train()
     if trainer.accelerator.is_main_process:
-        unit = "pairs" if cfg.feedback == "pairs" else "examples"
-        accuracy = f"{summary['val_accuracy']:.4f} on {summary['val_pairs']} held-out {cfg.feedback}" \
-            if summary["val_pairs"] else "none (no validation data)"
-        print(f"validation accuracy: {accuracy} ({summary['train_pairs']} trained, {summary['train_seconds']:.0f} s, "
-              f"{summary['pairs_per_second']:.1f} {unit}/s); model saved to {cfg.output_dir}")
+        unit = trainer.kind.unit
+        accuracy = f"{summary['val_accuracy']:.4f} on {summary['val_examples']} held-out {unit}" \
+            if summary["val_examples"] else "none (no validation data)"
+        print(f"validation accuracy: {accuracy} ({summary['train_examples']} trained, "
+              f"{summary['train_seconds']:.0f} s, {summary['examples_per_second']:.1f} {unit}/s); "
+              f"model saved to {cfg.output_dir}")
     return 0
