@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from rewardkit.eval.command import EvalConfig, dataset_figures
-from rewardkit.eval.report import render_text, write_report
+from rewardkit.eval.report import report_text, write_report
 from rewardkit.eval.scoring import ScoredDataset
+from rewardkit.kinds import KINDS
 
 
 def synthetic_datasets(n_models: int) -> list[ScoredDataset]:
@@ -21,13 +22,13 @@ def synthetic_datasets(n_models: int) -> list[ScoredDataset]:
     labels = (rng.random(60) < 0.5).astype(float)
     ratings = rng.integers(1, 6, 60).astype(float)
     return [
-        ScoredDataset("chat", "pairwise", [["easy", "hard"][i % 2] for i in range(n)], (chosen_len, rejected_len),
-                      pairs, sources=["chat.jsonl"]),
-        ScoredDataset("ranked", "rankings", [None] * 30, group_lengths,
+        ScoredDataset("chat", KINDS["pairs"], [["easy", "hard"][i % 2] for i in range(n)],
+                      (chosen_len, rejected_len), pairs, sources=["chat.jsonl"]),
+        ScoredDataset("ranked", KINDS["rankings"], [None] * 30, group_lengths,
                       [[g + rng.normal(0, 1, g.size) for g in groups] for _ in range(n_models)]),
-        ScoredDataset("thumbs", "binary", [None] * 60, rng.integers(10, 900, 60).astype(float),
+        ScoredDataset("thumbs", KINDS["binary"], [None] * 60, rng.integers(10, 900, 60).astype(float),
                       [labels + rng.normal(0, 1, 60) for _ in range(n_models)], targets=labels),
-        ScoredDataset("likert", "ratings", [None] * 60, rng.integers(10, 900, 60).astype(float),
+        ScoredDataset("likert", KINDS["ratings"], [None] * 60, rng.integers(10, 900, 60).astype(float),
                       [ratings + rng.normal(0, 2, 60) for _ in range(n_models)], targets=ratings),
     ]
 
@@ -53,7 +54,7 @@ def test_report_of_every_kind(tmp_path, n_models):
     assert f"{chat['debiased_n']:,} pairs where the preferred answer is the shorter one" in markdown
     assert f"{results['datasets']['thumbs']['roc_auc']:.3f} for rm-a" in markdown
     assert ("excludes 0" in markdown) == (n_models == 2)
-    text = render_text(results, names)
+    text = report_text(results, names)
     for heading in ("pairwise data", "ranked groups", "ratings", "thumbs up/down", "chat: by subset"):
         assert heading in text
     subset_rows = [line for line in text.splitlines() if line.startswith("easy") and " accuracy " not in line]
@@ -62,7 +63,7 @@ def test_report_of_every_kind(tmp_path, n_models):
 
 
 def test_reliability_caption_explains_a_runaway_temperature_instead_of_reporting_it_bare():
-    from rewardkit.eval.report import reliability_caption
+    from rewardkit.eval.presentation import reliability_caption
 
     def entry(accuracy):
         return {"accuracy": accuracy, "ece": 0.1, "temperature": 5e3 if accuracy < 0.5 else 2.0,

@@ -1,6 +1,6 @@
 """The final report of `rewardkit rl`: curves, proxy and gold reward against √KL, held-out before/after figures and
 samples, the reward-hacking warnings. HTML (self-contained) and Markdown (with PNG files), built from the same blocks
-as the eval report."""
+as the eval report (`rewardkit.pages`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rewardkit.eval.report import Figure, Heading, Paragraph, Table, fmt, png, pyplot, write_pages
+from rewardkit.pages import Figure, Heading, Paragraph, Table, fmt, png, pyplot, write_pages
 
 PROXY_COLOR, GOLD_COLOR, OTHER_COLOR = "#1f5fa8", "#d9730d", "#444444"
 LABELS = {"reward/proxy": "proxy", "reward/gold": "gold", "kl/ref": "KL", "response/length": "length",
