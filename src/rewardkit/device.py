@@ -165,28 +165,28 @@ def choose_placement(device: str = "auto", precision: str = "auto", hardware: Ha
 
     if device == "auto":
         device = "cuda" if hw.cuda_devices else "cpu"
-    kind = device.split(":")[0]
-    if kind == "cuda":
+    device_type = device.split(":")[0]
+    if device_type == "cuda":
         if not hw.cuda_devices:
             raise RewardkitError(f"--device {device}: no CUDA GPU is visible (use --device cpu or auto)")
         index = int(device.split(":")[1]) if ":" in device else 0
         if index >= hw.cuda_devices:
             raise RewardkitError(f"--device {device}: only {hw.cuda_devices} CUDA GPU(s) visible")
-    if kind == "mps" and not hw.mps:
+    if device_type == "mps" and not hw.mps:
         raise RewardkitError("--device mps: MPS is not available on this machine (use --device cpu or auto)")
 
     if precision != "auto":
-        if precision == "fp16" and kind == "cpu":
+        if precision == "fp16" and device_type == "cpu":
             raise RewardkitError("--precision fp16 needs a GPU (the CPU has no fp16 loss-scaling path); use bf16 or "
                                  "fp32 on the CPU")
-        if precision == "bf16" and kind == "cuda" and not hw.cuda_bf16:
-            raise RewardkitError(f"--precision bf16: this GPU does not support bf16; use fp16 or fp32")
+        if precision == "bf16" and device_type == "cuda" and not hw.cuda_bf16:
+            raise RewardkitError("--precision bf16: this GPU does not support bf16; use fp16 or fp32")
         return Placement(device, precision, "as asked")
-    if kind == "cuda":
+    if device_type == "cuda":
         if hw.cuda_bf16:
             return Placement(device, "bf16", "auto: the GPU supports bf16")
         return Placement(device, "fp16", "auto: the GPU has no bf16, fp16 with loss scaling")
-    if kind == "mps":
+    if device_type == "mps":
         return Placement(device, "fp32", "auto: fp32 on MPS")
     if hw.cpu_bf16_units:
         return Placement(device, "bf16", f"auto: {hw.cpu_name} has bf16 matrix units (AMX)")

@@ -86,17 +86,17 @@ class Normalizer:
     """One component's normalization: `fit_apply` on a batch of whole responses (updates the state), `apply` with
     the state frozen (for prefixes in dense mode)."""
 
-    def __init__(self, kind: str = "none"):
-        if kind not in NORMALIZATIONS:
-            raise RewardkitError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {kind!r}")
-        self.kind = kind
+    def __init__(self, method: str = "none"):
+        if method not in NORMALIZATIONS:
+            raise RewardkitError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {method!r}")
+        self.method = method
         self.running = RunningMeanStd()
         self.rank_reference = torch.empty(0)
 
     def fit_apply(self, values: torch.Tensor) -> torch.Tensor:
-        if self.kind == "running":
+        if self.method == "running":
             self.running.update(values)
-        elif self.kind.startswith("rank"):
+        elif self.method.startswith("rank"):
             self.rank_reference = values.clone()
         return self.apply(values)
 
@@ -108,12 +108,12 @@ class Normalizer:
         self.running.load_state_dict(state["running"])
 
     def apply(self, values: torch.Tensor) -> torch.Tensor:
-        if self.kind == "none":
+        if self.method == "none":
             return values
-        if self.kind == "running":
+        if self.method == "running":
             return self.running.normalize(values).float()
         ranks = rank_normalize(values, self.rank_reference)
-        return ranks - 0.5 if self.kind == "rank_centered" else ranks
+        return ranks - 0.5 if self.method == "rank_centered" else ranks
 
 
 def clip_values(values: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tensor:

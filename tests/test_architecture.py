@@ -1,0 +1,124 @@
+"""The shape of the package, checked from its source: which modules import which, and where feedback kinds branch.
+
+The import graph counts every import statement, also those inside functions (they run too, only later), and leaves
+out `if TYPE_CHECKING:` blocks, which never run.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import rewardkit
+
+SOURCE = Path(rewardkit.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(tree: ast.AST, this: str, is_package: bool, known: set[str]) -> set[str]:
+    """rewardkit modules named by the import statements of one module (outside `if TYPE_CHECKING:`)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = this.split(".") if is_package else this.split(".")[:-1]
+                base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return {name for name in found if name in known and name != this}
+
+
+@pytest.fixture(scope="module")
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(path): path for path in SOURCE.rglob("*.py")}
+    return {name: imported_modules(ast.parse(path.read_text()), name, path.name == "__init__.py", set(files))
+            for name, path in files.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_import_graph_sees_function_level_imports_but_not_type_checking_blocks():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import x.b\n"
+                     "def f():\n    from x import c\n    from .d import e\n")
+    assert imported_modules(tree, "x.a", False, {"x", "x.b", "x.c", "x.d", "x.d.e"}) == {"x", "x.c", "x.d", "x.d.e"}
+
+
+def test_no_import_cycles(import_graph):
+    assert "rewardkit.kinds" in import_graph and import_graph["rewardkit.models.trainer"]
+    assert cycles(import_graph) == []
+
+
+@pytest.mark.parametrize("source, forbidden", [
+    ("rewardkit.models", "rewardkit.eval"),  # training never needs evaluation code
+    ("rewardkit.rl", "rewardkit.models.trainer"),  # rl shares run plumbing through rewardkit.runs, not the trainer
+    ("rewardkit.data", "rewardkit.models"),  # data is the bottom layer
+    ("rewardkit.data", "rewardkit.eval"),
+    ("rewardkit.losses", "rewardkit.models"),
+    ("rewardkit.rewards", "rewardkit.rl"),
+    ("rewardkit.pages", "rewardkit.eval"),  # the page builder serves every report
+])
+def test_arrows_run_one_way(import_graph, source, forbidden):
+    wrong = sorted(f"{name} -> {target}" for name, targets in import_graph.items()
+                   if name == source or name.startswith(source + ".")
+                   for target in targets if target == forbidden or target.startswith(forbidden + "."))
+    assert wrong == []
+
+
+def test_feedback_kinds_branch_only_in_the_registry():
+    branches = [f"{path.relative_to(SOURCE)}:{number}" for path in sorted(SOURCE.rglob("*.py"))
+                for number, line in enumerate(path.read_text().splitlines(), 1)
+                if re.search(r"\bkind\s*(==|!=)", line) and path.name != "kinds.py"]
+    assert branches == []
