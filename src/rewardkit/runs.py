@@ -8,6 +8,7 @@ config modules import this to build `--help`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import secrets
@@ -98,6 +99,12 @@ def prune_checkpoints(output_dir: Path, keep: int, *, run_finished: bool = False
             (output_dir / "checkpoints").rmdir()  # asked for none: no empty folder either
         except OSError:
             pass  # absent, or holding something that is not ours to delete
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed from a tuple of integers, the same in every process and Python version."""
+    digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def rng_state(device) -> dict:

@@ -206,8 +206,8 @@ def test_resumed_early_stopping_still_ends_with_the_best_weights(tmp_path, tiny_
         interrupted.train()
     checkpoint = tmp_path / "resumed" / "checkpoints" / "step-3"
     assert (checkpoint / "best.safetensors").exists()
-    rng = torch.load(checkpoint / "rng.pt", weights_only=True)
-    torch.save({**rng, "cuda": torch.zeros(16, dtype=torch.uint8)}, checkpoint / "rng.pt")
+    [rng] = torch.load(checkpoint / "rng.pt", weights_only=True)  # one process: one RNG state
+    torch.save([{**rng, "cuda": torch.zeros(16, dtype=torch.uint8)}], checkpoint / "rng.pt")
 
     resumed = trainer("resumed", first_step=4, resume=True).train()
     assert resumed["stopped_early"] and resumed["steps"] == 5 and resumed["val_accuracy"] == 0.8
@@ -224,11 +224,14 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_bert_dir):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                           "--master-port", str(29500 + os.getpid() % 1000), "-m", "rewardkit.cli", "train-rm",
-                          *common, "--output-dir", str(tmp_path / "two")],
+                          *common, "--save-every", "2", "--keep-checkpoints", "1", "--output-dir",
+                          str(tmp_path / "two")],
                          capture_output=True, text=True, timeout=240, env=env, cwd=REPO)
     assert two.returncode == 0, two.stderr[-3000:]
     summary = json.loads((tmp_path / "two" / "train_summary.json").read_text())
     assert summary["processes"] == 2
+    # the checkpoint holds each process's RNG state, so that a resume on 2 processes replays both streams
+    assert len(torch.load(tmp_path / "two" / "checkpoints" / "step-2" / "rng.pt", weights_only=True)) == 2
     assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from rewardkit.rl.advantages import reinforce_advantages
-from rewardkit.rl.distributed import Processes, derived_seed, held_rows, minibatch_order
+from rewardkit.rl.distributed import Processes, held_rows, minibatch_order
+from rewardkit.runs import derived_seed
 from rewardkit.rl.masked import masked_moments, masked_var, masked_whiten
 from tests.rl.conftest import toy_policy, toy_tokenizer
 

@@ -217,3 +217,16 @@ def test_first_update_starts_on_policy(algorithm):
     _, stats = trainer.chunk_loss(experience, torch.tensor([5, 0, 2]))
     assert stats["policy/clip_fraction"] == 0.0
     assert abs(stats["policy/approx_kl"]) < 1e-6
+
+
+def test_evaluation_leaves_the_running_reward_normalizers_as_training_left_them():
+    from rewardkit.rewards.spec import build_reward
+
+    spec = {"components": [{"type": "custom", "function": "tests.rl.conftest:yes_fraction", "normalize": "running"}]}
+    trainer = make_trainer("reinforce", reward=build_reward(spec))
+    trainer.gold_fn = build_reward(spec)
+    run(trainer, 1)
+    before = {"proxy": trainer.reward_fn.state_dict(), "gold": trainer.gold_fn.state_dict()}
+    assert before["proxy"]["custom"]["running"]["count"] == 8  # the step's 8 responses
+    trainer.evaluate(PROMPTS[:3], samples_per_prompt=2)
+    assert trainer.reward_fn.state_dict() == before["proxy"] and trainer.gold_fn.state_dict() == before["gold"]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import get_cosine_schedule_with_warmup
 
@@ -32,8 +33,8 @@ from rewardkit.kinds import kind_named
 from rewardkit.models import tasks
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.reward_model import RewardModel
-from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints,
-                            rng_state, set_rng_state, write_atomically)
+from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, derived_seed, progress_bar,
+                            prune_checkpoints, rng_state, set_rng_state, write_atomically)
 from rewardkit.tracking import MetricsLog
 
 __all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_reward_model"]
@@ -157,6 +158,9 @@ class RewardModelTrainer:
     # -------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, step: int, state: dict) -> None:
         self.accelerator.wait_for_everyone()
+        # every process's RNG: with dropout on, processes draw different amounts (their shares differ in length)
+        rng_states = gather_object([rng_state(self.accelerator.device)]) if self.world > 1 \
+            else [rng_state(self.accelerator.device)]
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.reward_model)
 
@@ -166,7 +170,7 @@ class RewardModelTrainer:
                 torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
                 torch.save(self.scaler.state_dict(), folder / "scaler.pt")
-                torch.save(rng_state(self.accelerator.device), folder / "rng.pt")
+                torch.save(rng_states, folder / "rng.pt")
                 if self.best_weights is not None:  # early stopping restores them at the end, even after a resume
                     save_file({k: v.contiguous() for k, v in self.best_weights.items()}, folder / "best.safetensors")
                 (folder / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
@@ -176,6 +180,9 @@ class RewardModelTrainer:
         self.accelerator.wait_for_everyone()
 
     def _load_checkpoint(self, folder: Path) -> dict:
+        state = json.loads((folder / "trainer_state.json").read_text())
+        if "pairs_seen" in state:  # written before the key was renamed (it counts examples of every kind)
+            state["examples_seen"] = state.pop("pairs_seen")
         model = self.accelerator.unwrap_model(self.reward_model)
         load_model(model.model, str(folder / "model.safetensors"), strict=True, device=str(self.accelerator.device))
         # weights_only: checkpoints hold tensors and numbers only, never arbitrary pickled objects
@@ -183,12 +190,13 @@ class RewardModelTrainer:
         self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True, map_location="cpu"))
         if (folder / "scaler.pt").exists():
             self.scaler.load_state_dict(torch.load(folder / "scaler.pt", weights_only=True, map_location="cpu"))
-        set_rng_state(torch.load(folder / "rng.pt", weights_only=True, map_location="cpu"), self.accelerator.device)
+        rng_states = torch.load(folder / "rng.pt", weights_only=True, map_location="cpu")
+        if len(rng_states) == self.world:
+            set_rng_state(rng_states[self.rank], self.accelerator.device)
+        else:  # another process count cannot replay the same draws: each process starts a stream of its own
+            torch.manual_seed(derived_seed(self.cfg.seed, state["step"], self.rank))
         if (folder / "best.safetensors").exists():
             self.best_weights = load_file(folder / "best.safetensors", device=str(self.accelerator.device))
-        state = json.loads((folder / "trainer_state.json").read_text())
-        if "pairs_seen" in state:  # written before the key was renamed (it counts examples of every kind)
-            state["examples_seen"] = state.pop("pairs_seen")
         return state
 
     def _optimizer(self):

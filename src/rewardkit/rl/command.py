@@ -228,7 +228,8 @@ def run_rl(cfg: RLConfig) -> int:
 
     from rewardkit.device import placement_of
     from rewardkit.rewards.spec import load_reward
-    from rewardkit.rl.distributed import derived_seed, launch
+    from rewardkit.rl.distributed import launch
+    from rewardkit.runs import derived_seed
     from rewardkit.rl.trainer import RLTrainer, check_config
     from rewardkit.tracking import MetricsLog
 

@@ -13,12 +13,12 @@ the identity.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Iterable
 
 import torch
 
 from rewardkit.device import Placement
+from rewardkit.runs import derived_seed
 
 
 class Processes:
@@ -110,12 +110,6 @@ def launch(placement: Placement) -> tuple[Processes, Placement]:
     if processes.world > 1 and placement.device_type == "cuda":
         placement = dataclasses.replace(placement, device=str(accelerator.device))
     return processes, placement
-
-
-def derived_seed(*parts: int) -> int:
-    """A 63-bit seed from a tuple of integers, the same in every process and Python version."""
-    digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def minibatch_order(count: int, seed: int, step: int, epoch: int) -> torch.Tensor:

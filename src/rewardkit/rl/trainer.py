@@ -23,6 +23,7 @@ is a sum over the processes, and gradients are summed before the optimizer step:
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -39,14 +40,14 @@ from rewardkit.rl.advantages import (discounted_returns, gae, group_normalized_a
                                      per_token, reinforce_advantages)
 from rewardkit.rl.config import RLConfig
 from rewardkit.rl.critic import ValueHead
-from rewardkit.rl.distributed import Processes, derived_seed, held_rows, minibatch_order
+from rewardkit.rl.distributed import Processes, held_rows, minibatch_order
 from rewardkit.rl.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_k1
 from rewardkit.rl.losses import aggregate, clipped_surrogate_loss, policy_gradient_loss, value_loss
 from rewardkit.rl.masked import masked_sum, masked_whiten
 from rewardkit.rl.rollout import (Rollout, SamplingSettings, decode_responses, eos_token_ids, forward_responses,
                                   left_pad, prompt_token_ids, sample)
 from rewardkit.rl.watch import RewardHackingWatch
-from rewardkit.runs import check_keep_checkpoints, rng_state, set_rng_state
+from rewardkit.runs import check_keep_checkpoints, derived_seed, rng_state, set_rng_state
 
 RewardFn = Callable[..., torch.Tensor]
 
@@ -436,13 +437,16 @@ class RLTrainer:
     # ------------------------------------------------------------------------------------------ evaluation
     def evaluate(self, prompts: Sequence[Prompt], references: Sequence | None = None, samples_per_prompt: int = 1,
                  seed: int = 1234) -> tuple[dict[str, float], list[dict]]:
-        """Proxy and gold reward, KL and length on held-out prompts, with a fixed sampling seed (the training RNG is
-        left untouched), so evaluations at different steps compare the policies, not the dice."""
+        """Proxy and gold reward, KL and length on held-out prompts, with a fixed sampling seed, so evaluations at
+        different steps compare the policies, not the dice. Training is left as it was: its RNG, and the rewards'
+        running normalizers (held-out scores must not shift the statistics that training rewards are scaled by)."""
         prompts = [p for p in prompts for _ in range(samples_per_prompt)]
         references = None if references is None else [r for r in references for _ in range(samples_per_prompt)]
         chunk = self.cfg.prompts_per_step * self.cfg.samples_per_prompt
         proxy, gold, kl, lengths, samples = [], [], [], [], []
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []  # sampling on a GPU draws from its RNG
+        reward_states = {fn: copy.deepcopy(fn.state_dict()) for fn in (self.reward_fn, self.gold_fn)
+                         if isinstance(fn, RewardFunction)}
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             for start in range(0, len(prompts), chunk):
@@ -462,6 +466,8 @@ class RLTrainer:
                     samples.append({"prompt": batch_prompts[i], "response": text, "proxy": float(scores[i]),
                                     "gold": None if golds is None else float(golds[i]),
                                     "truncated": bool(rollout.truncated[i])})
+        for fn, state in reward_states.items():
+            fn.load_state_dict(state)
         metrics = {"eval/proxy": float(torch.cat(proxy).mean()), "eval/kl": float(torch.cat(kl).mean()),
                    "eval/length": float(torch.cat(lengths).mean())}
         metrics["eval/proxy_sem"] = _sem(torch.cat(proxy))
