@@ -55,8 +55,13 @@ class FeedbackKind:
 
     # ---------------------------------------------------------------------------------------------- eval-rm
     def arrange(self, values: np.ndarray, records: list) -> Any:
-        """Per-text values (rewards or lengths, in `texts` order) laid out as this kind's metrics take them."""
+        """Per-text values (rewards or lengths, in `texts` order, along the last axis) laid out as this kind's metrics
+        take them."""
         return values
+
+    def disagreement(self, member_values: np.ndarray, records: list) -> np.ndarray | None:
+        """Per record, how much an ensemble's members disagree ([K, texts] rewards), or None where not defined."""
+        return None
 
     def targets(self, records: list) -> np.ndarray | None:
         """The human labels eval-rm compares single-response scores with (None when the order is the label)."""
@@ -104,13 +109,19 @@ class Pairs(FeedbackKind):
         return tasks.pair_task(cfg.use_margin, cfg.center_rewards_coefficient)
 
     def arrange(self, values, records):
-        return values[0::2], values[1::2]  # (chosen, rejected)
+        return values[..., 0::2], values[..., 1::2]  # (chosen, rejected)
+
+    def disagreement(self, member_values, records):
+        chosen, rejected = self.arrange(member_values, records)
+        return (chosen - rejected).std(axis=0)  # of the members' margins: what decides the pair
 
     def summarize(self, data, model, temperature, cfg):
         from rewardkit.eval import metrics
 
+        disagreement = data.disagreement[model] if data.disagreement else None
         return metrics.summarize_pairs(*data.scores[model], *data.lengths, temperature=temperature,
-                                       n_bins=cfg.calibration_bins, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+                                       n_bins=cfg.calibration_bins, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
+                                       disagreement=disagreement)
 
     def compare(self, data, cfg):
         from rewardkit.eval import metrics
@@ -158,7 +169,7 @@ class Rankings(FeedbackKind):
         for record in records:
             bounds.append((start, start + len(record.responses)))
             start += len(record.responses)
-        return [values[a:b] for a, b in bounds]  # one array per group, best first
+        return [values[..., a:b] for a, b in bounds]  # one array per group, best first
 
     def summarize(self, data, model, temperature, cfg):
         from rewardkit.eval import metrics

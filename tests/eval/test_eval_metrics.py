@@ -311,3 +311,18 @@ def test_summarize_pairs_matches_the_individual_metrics():
 def test_json_ready_replaces_nan_and_numpy_types():
     assert M.json_ready({"a": float("nan"), "b": [np.float32(0.5), np.int64(3)], "c": "x"}) == {
         "a": None, "b": [0.5, 3], "c": "x"}
+
+
+def test_disagreement_figures_by_hand():
+    # four pairs: disagreement 0.1, 0.4, 0.3, 0.2 and outcomes right, wrong, wrong, right
+    figures = M.disagreement_figures([0.1, 0.4, 0.3, 0.2], [1.0, 0.0, 0.0, 1.0])
+    assert figures["mean_disagreement"] == pytest.approx(0.25)
+    # both wrong pairs (0.4, 0.3) disagree more than both right ones (0.1, 0.2): AUC 1
+    assert figures["disagreement_auc"] == 1.0
+    # the least-disagreed half is pairs 0 and 3 (both right), the most-disagreed half pairs 2 and 1 (both wrong)
+    assert figures["accuracy_agreed"] == 1.0 and figures["accuracy_disagreed"] == 0.0
+    # a tie is left out of the AUC; wrong 0.2 against right 0.5 and 0.1: one of two comparisons has it higher
+    mixed = M.disagreement_figures([0.5, 0.2, 0.1, 0.9], [1.0, 0.0, 1.0, 0.5])
+    assert mixed["disagreement_auc"] == 0.5
+    # by disagreement: 0.1 (right), 0.2 (wrong) | 0.5 (right), 0.9 (tie): halves 0.5 and (1 + 0.5) / 2
+    assert mixed["accuracy_agreed"] == 0.5 and mixed["accuracy_disagreed"] == 0.75

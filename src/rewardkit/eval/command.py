@@ -11,7 +11,7 @@ and only the pairs the model was not trained on.
 `--json` prints one object (NaN figures, e.g. a correlation of constant values, are null):
 
     {"models": [{"name", "path", "temperature" (as loaded), "max_length", "fitted_temperature" (on all pairwise data,
-                 what --save-temperature stores), "texts_scored", "texts_truncated"}, ...],
+                 what --save-temperature stores), "texts_scored", "texts_truncated", "ensemble" (its member count, or null)}, ...],
      "datasets": {NAME: {"kind": "pairs" | "rankings" | "ratings" | "binary", "sources": [files],
                          ...the first model's figures for that kind (see rewardkit.eval.metrics.summarize_*)...,
                          "subsets": {SUBSET: {...the same figures...}},
@@ -19,8 +19,9 @@ and only the pairs the model was not trained on.
                          "difference": {METRIC: {"difference", "ci95", "excludes_zero"}, "subsets": {...}}}}}
 
 Pairwise figures: n, accuracy, ci95 [lo, hi], length_baseline, debiased_accuracy, debiased_n, prefers_longer,
-length_correlation, ece, mean_margin, temperature (fitted on these pairs), calibrated_ece. "model2" and "difference"
-appear only with two models.
+length_correlation, ece, mean_margin, temperature (fitted on these pairs), calibrated_ece; for an ensemble also
+mean_disagreement, disagreement_auc, accuracy_agreed, accuracy_disagreed (see metrics.disagreement_figures). "model2"
+and "difference" appear only with two models.
 
 No torch or transformers at import time: `rewardkit --help` imports this module.
 """
@@ -168,12 +169,19 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
     prompts = [record.prompt for record, (texts, _) in zip(records, wanted) for _ in texts]
     responses = [text for texts, _ in wanted for text in texts]
     lengths = response_lengths(responses)
-    all_scores = [score_texts(rm, prompts, responses, batch_size=cfg.batch_size, progress=cfg.progress,
-                              description=f"{data.name} · model {m + 1}", stats=stats[m])
-                  for m, rm in enumerate(models)]
+    all_scores, disagreement = [], []
+    for m, rm in enumerate(models):
+        scores = score_texts(rm, prompts, responses, batch_size=cfg.batch_size, progress=cfg.progress,
+                             description=f"{data.name} · model {m + 1}", stats=stats[m], members=True)
+        if scores.ndim == 2:  # an ensemble's members: its reward is their mean
+            disagreement.append(kind.disagreement(scores, records))
+            scores = scores.mean(axis=0)
+        else:
+            disagreement.append(None)
+        all_scores.append(scores)
     return ScoredDataset(data.name, kind, [r.subset for r in records], kind.arrange(lengths, records),
                          [kind.arrange(scores, records) for scores in all_scores], targets=kind.targets(records),
-                         sources=data.sources)
+                         sources=data.sources, disagreement=disagreement)
 
 
 # --------------------------------------------------------------------------------------------------------- figures
@@ -191,7 +199,8 @@ def _select(data: ScoredDataset, rows) -> ScoredDataset:
 
     return ScoredDataset(data.name, data.kind, [data.subsets[i] for i in rows], take(data.lengths),
                          [take(s) for s in data.scores],
-                         targets=None if data.targets is None else data.targets[rows], sources=data.sources)
+                         targets=None if data.targets is None else data.targets[rows], sources=data.sources,
+                         disagreement=[None if d is None else d[rows] for d in data.disagreement])
 
 
 def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalConfig) -> dict:
@@ -253,10 +262,10 @@ def run_eval(cfg: EvalConfig) -> int:
 
     from rewardkit.device import placement_of
     from rewardkit.eval.scoring import ScoreStats
-    from rewardkit.models import RewardModel
+    from rewardkit.models.ensemble import load_reward_model
 
     placement = placement_of(cfg, "eval-rm")
-    models = [RewardModel.from_pretrained(path, placement=placement) for path in model_paths]
+    models = [load_reward_model(path, placement=placement) for path in model_paths]
     saved_max_lengths = [rm.max_length for rm in models]  # --max-length is for this run, not for saving
     for rm in models:
         rm.max_length = cfg.max_length or rm.max_length
@@ -268,7 +277,8 @@ def run_eval(cfg: EvalConfig) -> int:
     results = {
         "models": [{"name": name, "path": path, "temperature": rm.temperature, "max_length": rm.max_length,
                     "fitted_temperature": pooled_temperature(scored, m), "texts_scored": stats[m].n_texts,
-                    "texts_truncated": stats[m].n_truncated, "placement": placement.as_dict()}
+                    "texts_truncated": stats[m].n_truncated, "placement": placement.as_dict(),
+                    "ensemble": len(rm.members) if getattr(rm, "is_ensemble", False) else None}
                    for m, (name, path, rm) in enumerate(zip(model_names, model_paths, models))],
         "datasets": {data.name: dataset_figures(data, temperatures, cfg) for data in scored},
     }

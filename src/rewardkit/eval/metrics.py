@@ -436,12 +436,30 @@ def paired_statistic_difference(statistic_a: Callable[[np.ndarray], float],
 # One function per kind of feedback gathers every figure `eval-rm` reports for a set of records, as JSON-ready values
 # (NaN → None); one `compare_*` per kind gives the paired differences of two models on the same records.
 
+def disagreement_figures(disagreement: Any, outcomes: Any) -> dict[str, Any]:
+    """Whether an ensemble's disagreement on an item (the std over members) flags the items it gets wrong.
+
+    `outcomes` are per-item credits (1 right, 0 wrong, 0.5 tie). `disagreement_auc` is the chance that a wrong item
+    shows more disagreement than a right one (ties half; 0.5: disagreement tells nothing). `accuracy_agreed` and
+    `accuracy_disagreed` are the accuracies on the half of the items with the least and with the most disagreement
+    (an odd middle item goes to the second half).
+    """
+    disagreement, outcomes = _paired(disagreement, outcomes)
+    decided = outcomes != 0.5
+    order = np.argsort(disagreement, kind="stable")
+    agreed, disagreed = order[:order.size // 2], order[order.size // 2:]
+    return {"mean_disagreement": _mean(disagreement),
+            "disagreement_auc": roc_auc(disagreement[decided], (outcomes[decided] == 0).astype(np.float64)),
+            "accuracy_agreed": _mean(outcomes[agreed]), "accuracy_disagreed": _mean(outcomes[disagreed])}
+
+
 def summarize_pairs(chosen_scores: Any, rejected_scores: Any, chosen_lengths: Any, rejected_lengths: Any,
                     temperature: float = 1.0, n_bins: int = 10, n_resamples: int = 1000,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, disagreement: Any = None) -> dict[str, Any]:
     """Pairwise figures. `temperature` is the model's current calibration temperature (ECE is of the model as it
     will be used); `temperature` in the result is the one fitted on these pairs, `calibrated_ece` the ECE with it
-    (in-sample, so optimistic)."""
+    (in-sample, so optimistic). For an ensemble, `disagreement` (per pair, the std of the members' reward margins)
+    adds `disagreement_figures`."""
     chosen, rejected = _paired(chosen_scores, rejected_scores)
     chosen_lengths, rejected_lengths = _paired(chosen_lengths, rejected_lengths)
     outcomes = pair_outcomes(chosen, rejected)
@@ -461,6 +479,7 @@ def summarize_pairs(chosen_scores: Any, rejected_scores: Any, chosen_lengths: An
         "mean_margin": mean_margin(chosen, rejected),
         "temperature": fitted,
         "calibrated_ece": expected_calibration_error(chosen, rejected, fitted, n_bins),
+        **(disagreement_figures(disagreement, outcomes) if disagreement is not None else {}),
     })
 
 

@@ -392,4 +392,10 @@ def pair_sentences(name: str, entry: dict, model_names: list[str]) -> list[Block
         f"{model if len(model_names) > 1 else 'The model'} gives the longer answer the higher reward in "
         f"{percent(f['prefers_longer'])} of pairs and is {fmt(f['debiased_accuracy'])} accurate on the "
         f"{f['debiased_n']:,} pairs where people preferred the shorter answer" for model, f in per_model) + "."
+    text += "".join(
+        f" {model if len(model_names) > 1 else 'The ensemble'}'s members disagree more on the pairs it gets wrong "
+        f"than on those it gets right in {percent(f['disagreement_auc'])} of comparisons (50% would mean disagreement "
+        f"tells nothing); it is {fmt(f['accuracy_agreed'])} accurate on the half of the pairs where they agree most "
+        f"and {fmt(f['accuracy_disagreed'])} on the half where they agree least."
+        for model, f in per_model if "disagreement_auc" in f)
     return [Paragraph(text)]

@@ -58,8 +58,9 @@ class ScoreStats:
 
 def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_size: int = 32,
                 progress: bool = True, description: str = "scoring", stats: ScoreStats | None = None,
-                chunk_size: int = CHUNK_SIZE) -> np.ndarray:
-    """Rewards (float64, input order) for each (prompt, response) through `rm.encode` and `rm.score_encoded`.
+                chunk_size: int = CHUNK_SIZE, members: bool = False) -> np.ndarray:
+    """Rewards (float64, input order) for each (prompt, response) through `rm.encode` and `rm.score_encoded`; with
+    `members` and an ensemble, every member's rewards ([K, N], through `rm.member_scores_encoded`).
 
     Longest texts go first so that an out-of-memory batch shows up at the start, not after an hour. The progress bar
     goes to stderr and only when it is a terminal.
@@ -72,7 +73,8 @@ def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_s
     character_lengths = np.fromiter((len(prompt_as_text(p)) + len(r) for p, r in zip(prompts, responses)),
                                     dtype=np.int64, count=n)
     order = np.argsort(-character_lengths, kind="stable")
-    scores = np.empty(n, dtype=np.float64)
+    score_encoded = rm.member_scores_encoded if members and getattr(rm, "is_ensemble", False) else rm.score_encoded
+    scores = None
     # disable=None lets tqdm hide the bar when stderr is not a terminal (logs, CI)
     with tqdm(total=n, desc=description, unit="text", file=sys.stderr, disable=True if not progress else None,
               leave=False) as bar:
@@ -82,11 +84,14 @@ def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_s
             if stats is not None:
                 stats.n_texts += len(encoded)
                 stats.n_truncated += sum(e.truncated for e in encoded)
-            scores[rows] = rm.score_encoded(encoded, batch_size=batch_size).double().numpy()
+            chunk = score_encoded(encoded, batch_size=batch_size).double().numpy()
+            if scores is None:
+                scores = np.empty(chunk.shape[:-1] + (n,), dtype=np.float64)
+            scores[..., rows] = chunk
             del encoded
             release_freed_memory()
             bar.update(len(rows))
-    return scores
+    return scores if scores is not None else np.empty(0, dtype=np.float64)
 
 
 @dataclass
@@ -96,7 +101,8 @@ class ScoredDataset:
     kind pairs: `scores[m]` is (chosen, rejected) arrays, `lengths` likewise.
     kind rankings: `scores[m]` is a list of per-group arrays (best first), `lengths` the matching list.
     kind ratings / binary: `scores[m]` is one array, `lengths` one array, `targets` the ratings or 0/1 labels.
-    `subsets[i]` names the subset of record i (None when the data has none).
+    `subsets[i]` names the subset of record i (None when the data has none). `disagreement[m]`, for an ensemble,
+    is the members' disagreement on each record (see `FeedbackKind.disagreement`), else None.
     """
 
     name: str
@@ -106,6 +112,7 @@ class ScoredDataset:
     scores: list[object] = field(default_factory=list)
     targets: np.ndarray | None = None
     sources: list[str] = field(default_factory=list)
+    disagreement: list[np.ndarray | None] = field(default_factory=list)
 
     @property
     def subset_names(self) -> list[str]:

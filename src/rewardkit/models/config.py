@@ -60,6 +60,9 @@ class TrainRMConfig(DeviceOptions):
     center_rewards_coefficient: float = option(0.0, "weight of the (r_chosen + r_rejected)^2 centering penalty")
     normalize_ratings: bool = option(True, "z-score ratings with training statistics before the MSE loss")
     seed: int = option(0, "seed for the split, batch order and initialization")
+    ensemble: int = option(1, "train K members that differ in data order and save them as one folder that every "
+                              "command scores as one reward model: the members' mean, with their disagreement (std); "
+                              "the folder's own weights are the members' average (WARM), for plain transformers")
     eval_every: int = option(0, "validate every N steps (0: at the end of each epoch)")
     early_stopping_patience: int = option(0, "stop after N validations without a better accuracy and keep the best "
                                              "weights (0 disables)")

@@ -32,12 +32,14 @@ from rewardkit.errors import RewardkitError
 from rewardkit.kinds import kind_named
 from rewardkit.models import tasks
 from rewardkit.models.config import TrainRMConfig
+from rewardkit.models.ensemble import RewardEnsemble, average_state_dicts, member_dir, save_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, derived_seed, progress_bar,
                             prune_checkpoints, rng_state, set_rng_state, write_atomically)
 from rewardkit.tracking import MetricsLog
 
-__all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_reward_model"]
+__all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_ensemble",
+           "train_reward_model"]
 
 
 # ------------------------------------------------------------------------------------------------ data preparation
@@ -71,8 +73,11 @@ def shard(batch: list[int], rank: int, world: int, micro_batches: int) -> list[l
 class RewardModelTrainer:
     """Wires data, RewardModel, loss task, optimizer and Accelerate; `train()` runs to the end and returns a summary."""
 
-    def __init__(self, cfg: TrainRMConfig):
+    def __init__(self, cfg: TrainRMConfig, member: int = 0):
+        """`member` k > 0 of an ensemble sees the data in another order (and draws other dropout masks); the split
+        and the head's initialization stay those of the seed, so members can be averaged (WARM)."""
         self.cfg = cfg
+        self.order_seed = cfg.seed if member == 0 else derived_seed(cfg.seed, member)
         self.placement = placement_of(cfg)
         self.kind = kind_named(cfg.feedback)
         if self.placement.device_type == "cuda" and ":" in self.placement.device:
@@ -102,6 +107,8 @@ class RewardModelTrainer:
         self.reward_model.freeze_lower_layers(layers // 2 if cfg.freeze_layers < 0 else cfg.freeze_layers)
         if cfg.gradient_checkpointing:
             self.reward_model.enable_gradient_checkpointing()
+        if member:
+            torch.manual_seed(self.order_seed)
         self.train_examples, self.val_examples, self.task = self._prepare_data(*records)
         self.best_weights: dict[str, torch.Tensor] | None = None  # of the best validation, kept for early stopping
 
@@ -141,11 +148,12 @@ class RewardModelTrainer:
         return [tasks.Example([next(encoded) for _ in responses], target) for responses, target in wanted]
 
     # -------------------------------------------------------------- evaluation
-    def validate(self) -> float:
-        """Mean per-example accuracy on the validation set (pairs: chosen scored higher, ties half)."""
+    def validate(self, scorer=None) -> float:
+        """Mean per-example accuracy on the validation set (pairs: chosen scored higher, ties half), of the model being
+        trained or of another `scorer` of the same texts (an ensemble, a weight average)."""
         if not self.val_examples:
             return float("nan")
-        model = self.accelerator.unwrap_model(self.reward_model)
+        model = scorer if scorer is not None else self.accelerator.unwrap_model(self.reward_model)
         mine = self.val_examples[self.rank::self.world]
         texts = [t for e in mine for t in e.encoded]
         with self.placement.autocast():
@@ -269,7 +277,7 @@ class RewardModelTrainer:
         step = state["step"]
         while step < total_steps and not stopped_early:
             epoch, offset = divmod(step, steps_per_epoch)
-            batches = length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed + epoch)
+            batches = length_grouped_batches(lengths, cfg.batch_size, seed=self.order_seed + epoch)
             for batch in batches[offset:]:
                 if step >= total_steps:
                     break
@@ -355,14 +363,65 @@ class RewardModelTrainer:
         return summary
 
 
+def train_ensemble(cfg: TrainRMConfig) -> tuple[RewardModelTrainer, dict]:
+    """Train cfg.ensemble members into OUT/members/member-K, then save OUT as one ensemble (see
+    `rewardkit.models.ensemble`). On --resume, members that had finished are kept and the interrupted one resumes."""
+    summaries, folders, trainer = [], [], None
+    for member in range(cfg.ensemble):
+        folder = member_dir(cfg.output_dir, member)
+        folders.append(folder)
+        if cfg.resume and (folder / "train_summary.json").exists():
+            summaries.append(json.loads((folder / "train_summary.json").read_text()))
+            continue
+        trainer = RewardModelTrainer(dataclasses.replace(cfg, output_dir=str(folder), ensemble=1), member=member)
+        trainer._log(f"train-rm: ensemble member {member + 1} of {cfg.ensemble}")
+        summaries.append(trainer.train())
+    if trainer is None:  # every member had finished: the validation data comes from a trainer of the last one
+        trainer = RewardModelTrainer(dataclasses.replace(cfg, output_dir=str(folders[-1]), ensemble=1))
+
+    # the ensemble and the members' weight average, validated on the same held-out examples as each member
+    device = trainer.accelerator.device
+    members = [RewardModel.from_pretrained(str(f), placement=trainer.placement, train=True).to(device)
+               for f in folders]
+    ensemble_accuracy = trainer.validate(RewardEnsemble(members))
+    average = members[0]
+    average.load_state_dict(average_state_dicts([m.state_dict() for m in members]))
+    average_accuracy = trainer.validate(average)
+    summary = {
+        "model": cfg.model, "feedback": trainer.kind.name, "ensemble": cfg.ensemble,
+        "val_accuracy": ensemble_accuracy, "weight_average_val_accuracy": average_accuracy,
+        "member_val_accuracies": [s["val_accuracy"] for s in summaries],
+        "train_examples": summaries[0]["train_examples"], "val_examples": summaries[0]["val_examples"],
+        "train_seconds": round(sum(s["train_seconds"] for s in summaries), 2),
+        "examples_per_second": round(sum(s["examples_seen"] for s in summaries)
+                                     / max(sum(s["train_seconds"] for s in summaries), 1e-9), 2),
+        "placement": trainer.placement.as_dict(), "members": [str(f) for f in folders],
+        "config": dataclasses.asdict(cfg),
+    }
+    if trainer.accelerator.is_main_process:
+        save_ensemble(cfg.output_dir, folders, average)
+        (Path(cfg.output_dir) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()
+    return trainer, summary
+
+
 def train_reward_model(cfg: TrainRMConfig) -> int:
-    """CLI entry: train, save to cfg.output_dir, print the validation accuracy."""
-    trainer = RewardModelTrainer(cfg)
-    summary = trainer.train()
+    """CLI entry: train (one model or an ensemble), save to cfg.output_dir, print the validation accuracy."""
+    if cfg.ensemble < 1:
+        raise RewardkitError(f"--ensemble must be at least 1, got {cfg.ensemble}")
+    if cfg.ensemble > 1:
+        trainer, summary = train_ensemble(cfg)
+    else:
+        trainer = RewardModelTrainer(cfg)
+        summary = trainer.train()
     if trainer.accelerator.is_main_process:
         unit = trainer.kind.unit
         accuracy = f"{summary['val_accuracy']:.4f} on {summary['val_examples']} held-out {unit}" \
             if summary["val_examples"] else "none (no validation data)"
+        if cfg.ensemble > 1:
+            members = ", ".join(f"{a:.4f}" for a in summary["member_val_accuracies"])
+            accuracy = (f"{accuracy} for the ensemble of {cfg.ensemble} (members {members}; their weight average "
+                        f"{summary['weight_average_val_accuracy']:.4f})")
         print(f"validation accuracy: {accuracy} ({summary['train_examples']} trained, "
               f"{summary['train_seconds']:.0f} s, {summary['examples_per_second']:.1f} {unit}/s); "
               f"model saved to {cfg.output_dir}")

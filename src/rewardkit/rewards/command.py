@@ -7,6 +7,7 @@ Input records are `{prompt, response[, reference][, finished][, id]}` (prompt: t
 or list of texts) or pairwise `{prompt, chosen, rejected}` / HH `{chosen, rejected}`, whose two responses are both
 scored. Output: one JSON line per record, in input order:
     {"source": "in.jsonl:3", "total": 1.2, "components": {"reward_model": 0.9, "rouge": 0.41, ...}}
+(with an ensemble reward model also "disagreement": {"reward_model": std over its members})
 pairwise: {"source": ..., "chosen": {"total", "components"}, "rejected": {...}, "margin": chosen − rejected}.
 With --dense (or `mode: dense` in the spec) each scored response also has "tokens", "token_rewards" (summing to
 "total") and "token_components" (each component's weighted term, shaped on its own).
@@ -167,9 +168,14 @@ def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
         token_rewards = reward.per_token(prompts, responses, references, token_ends=ends, finished=finished)
         totals = reward.last_total
         per_component = reward.last_token_contributions
+    # an ensemble's disagreement (std over its members) per response, for each reward_model component that is one
+    spreads = {c.name: c.reward.last_spread for c in reward.components
+               if tokenizer is None and getattr(c.reward, "last_spread", None) is not None}
     for k in range(len(responses)):
         entry = {"total": float(totals[k]),
                  "components": {name: float(values[k]) for name, values in reward.last_components.items()}}
+        if spreads:
+            entry["disagreement"] = {name: float(values[k]) for name, values in spreads.items()}
         if tokenizer is not None:
             entry["tokens"] = tokenizer.convert_ids_to_tokens(encodings[k]["input_ids"])
             entry["token_rewards"] = token_rewards[k].tolist()

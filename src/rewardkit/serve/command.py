@@ -30,7 +30,7 @@ def run_serve(cfg: ServeConfig) -> int:
               f"port can use the model", file=sys.stderr)
 
     from rewardkit.device import placement_of
-    from rewardkit.models import RewardModel
+    from rewardkit.models.ensemble import load_reward_model
     from rewardkit.serve.app import create_app
 
     if cfg.torch_threads:
@@ -38,7 +38,7 @@ def run_serve(cfg: ServeConfig) -> int:
 
         torch.set_num_threads(cfg.torch_threads)
     placement = placement_of(cfg, "serve")
-    model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length, placement=placement)
+    model = load_reward_model(cfg.model, max_length=cfg.max_length, placement=placement)
     model.eval()
     serve_app(create_app(model, cfg, model_name=cfg.model, placement=placement), cfg)
     return 0
