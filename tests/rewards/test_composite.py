@@ -53,13 +53,19 @@ def test_a_restored_composite_normalizes_the_next_batch_as_the_original():
         CompositeReward([Component(Fixed([1]), "c", normalize="running")]).load_state_dict(reward.state_dict())
 
 
-def test_merged_states_hold_the_statistics_of_every_process():
-    shares = [[1.0, 2.0], [3.0, 4.0, 5.0]]  # two processes' scores
-    rewards = [CompositeReward([Component(Fixed(share), "a", normalize="running")]) for share in shares]
-    for reward, share in zip(rewards, shares):
-        reward(*batch(len(share)))
-    merged = rewards[0].merged_state_dict([r.state_dict() for r in rewards])["a"]["running"]
-    assert (merged["count"], merged["mean"], merged["m2"]) == pytest.approx((5, 3.0, 10.0))  # as one pass over 1..5
+def test_shared_batches_normalize_with_every_process_scores():
+    # this process scored [1, 2]; the other process scored [3, 4, 5] of the same batch
+    other = torch.tensor([3.0, 4.0, 5.0])
+    reward = CompositeReward([Component(Fixed([1.0, 2.0], [1.0, 2.0]), "a", normalize="running"),
+                              Component(Fixed([1.0, 2.0], [1.0, 2.0]), "b", normalize="rank")])
+    reward.share_batches(lambda values: torch.cat([values, other]))
+    # running: mean 3 and population std √2 of 1..5; rank: 1 and 2 are the 1st and 2nd of five, (rank − 1) / 4
+    assert reward(*batch(2)).tolist() == pytest.approx([(1 - 3) / np.sqrt(2) + 0.0, (2 - 3) / np.sqrt(2) + 0.25])
+    running = reward.state_dict()["a"]["running"]
+    assert (running["count"], running["mean"], running["m2"]) == pytest.approx((5, 3.0, 10.0))  # as one pass over 1..5
+    reward.share_batches(None)
+    reward(*batch(2))  # on its own again: only its two values join the statistics
+    assert reward.state_dict()["a"]["running"]["count"] == 7
 
 
 def test_running_normalization_only_centers_while_std_is_zero():

@@ -98,6 +98,9 @@ def toy_inputs(tmp_path_factory):
     toy_policy(tokenizer, seed=0).save_pretrained(root / "policy")
     tokenizer.save_pretrained(root / "policy")
     (root / "reward.yaml").write_text("components:\n  - {type: custom, function: 'tests.rl.conftest:film_fraction'}\n")
+    (root / "normalized.yaml").write_text(
+        "components:\n  - {type: custom, function: 'tests.rl.conftest:film_fraction', normalize: running}\n"
+        "  - {type: length, target: 4, normalize: rank, weight: 0.5}\n")
     words = ["the movie", "a film", "the plot", "a scene", "very good", "not bad", "the actor", "a movie"]
     (root / "prompts.jsonl").write_text("".join(json.dumps({"prompt": w}) + "\n" for w in words))
     return root
@@ -130,6 +133,9 @@ SETTINGS = {
     # batch whitening (advantages and rewards), a value head, 2 epochs of minibatches of 3 out of 4 samples
     "ppo": ["--algorithm", "ppo", "--prompts-per-step", "4", "--epochs", "2", "--minibatch-size", "3",
             "--forward-batch-size", "2", "--whiten-rewards", "--value-learning-rate", "1e-2"],
+    # running and rank normalizers fitted on the whole batch (every process's responses), as one process fits them
+    "reinforce-normalized": ["--algorithm", "reinforce", "--prompts-per-step", "4",
+                             "--reward", "{inputs}/normalized.yaml"],
     # groups of 2 samples, token counts over the minibatch, KL and entropy in the loss (greedy samples of a prompt
     # are equal, so the group advantages alone would not move the policy)
     "grpo": ["--algorithm", "grpo", "--prompts-per-step", "4", "--samples-per-prompt", "2", "--epochs", "2",
@@ -141,8 +147,9 @@ SETTINGS = {
 def test_two_processes_take_the_update_of_one(toy_inputs, tmp_path, algorithm):
     from safetensors.torch import load_file
 
-    run(rl_args(toy_inputs, tmp_path / "one", *SETTINGS[algorithm]))
-    two = run(rl_args(toy_inputs, tmp_path / "two", *SETTINGS[algorithm]), processes=2)
+    settings = [arg.format(inputs=toy_inputs) for arg in SETTINGS[algorithm]]
+    run(rl_args(toy_inputs, tmp_path / "one", *settings))
+    two = run(rl_args(toy_inputs, tmp_path / "two", *settings), processes=2)
     assert two.stderr.count("rewardkit rl: device cpu") == 1  # only the main process prints
     one_rows, two_rows = train_rows(tmp_path / "one"), train_rows(tmp_path / "two")
     assert [r["step"] for r in two_rows] == [1, 2, 3]
@@ -162,6 +169,9 @@ def test_two_processes_take_the_update_of_one(toy_inputs, tmp_path, algorithm):
     assert summary["processes"] == 2 and summary["placement"]["device"] == "cpu"
     assert len((tmp_path / "two" / "samples" / "step-2.jsonl").read_text().splitlines()) == 4 * (
         2 if algorithm == "grpo" else 1)
+    if algorithm == "reinforce-normalized":  # both processes hold the statistics of every response scored
+        state = torch.load(tmp_path / "two" / "checkpoints" / "step-3" / "trainer.pt", weights_only=False)
+        assert state["reward_states"]["proxy"]["custom"]["running"]["count"] == 3 * 4
 
 
 def test_prompts_per_step_must_split_over_the_processes(toy_inputs, tmp_path):

@@ -9,7 +9,7 @@ on an unfinished prefix differs from its value as a response (e.g. the no-EOS pe
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -86,9 +86,9 @@ class RewardFunction:
     def load_state_dict(self, state: dict) -> None:
         pass
 
-    def merged_state_dict(self, states: list[dict]) -> dict:
-        """One state standing for several processes' `states` (a run resumed on another process count)."""
-        return {}
+    def share_batches(self, gather: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+        """Fit that state on the whole batch of every process (`gather(values)` returns every process's values), so
+        that N processes normalize as one would; None goes back to this process's own share."""
 
     def _potentials(self, prompts: list[Prompt], texts: list[str], references: list | None,
                     finished: list[bool] | None, complete: torch.Tensor) -> torch.Tensor:

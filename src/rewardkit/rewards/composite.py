@@ -7,7 +7,8 @@ Normalizations:
 - `running`: (v − mean) / std with a running mean and population std over every response scored so far (Welford/Chan
   merge per batch, state kept across calls); the current batch is included before normalizing. While the std is ~0
   (first batch of one, or constant scores) values are only centered. `CompositeReward.state_dict()` holds these
-  statistics, so that a resumed RL run normalizes as the uninterrupted one would.
+  statistics, so that a resumed RL run normalizes as the uninterrupted one would. In a multi-process RL run the
+  statistics are fitted on every process's responses (`share_batches`), so N processes normalize as one would.
 - `rank`: the average rank within the batch mapped to [0, 1] (ties share their mean rank; a batch of one gives 0.5);
   `rank_centered`: the same minus 0.5, in [−0.5, 0.5].
 After each call, `last_components` holds every component's raw values, `last_contributions` its weighted,
@@ -156,6 +157,12 @@ class CompositeReward(RewardFunction):
         self.last_total = torch.empty(0)
         self.last_token_contributions: dict[str, list[torch.Tensor]] = {}
         self._prefix_contributions: dict[str, torch.Tensor] = {}
+        self._gather = None  # every process's values of a batch, when normalizers fit on the whole batch
+
+    def share_batches(self, gather) -> None:
+        self._gather = gather
+        for component in self.components:
+            component.reward.share_batches(gather)
 
     def state_dict(self) -> dict:
         """Each component's normalizer state, by component name."""
@@ -169,16 +176,6 @@ class CompositeReward(RewardFunction):
         for component in self.components:
             component.normalizer.load_state_dict(state[component.name])
 
-    def merged_state_dict(self, states: list[dict]) -> dict:
-        """One state holding the running statistics of all `states` (several processes' statistics) at once."""
-        merged = {}
-        for name in states[0]:
-            running = RunningMeanStd()
-            for state in states:
-                running.merge(**state[name]["running"])
-            merged[name] = {"running": running.state_dict()}
-        return merged
-
     def _raw(self, index: int, component: Component, values: torch.Tensor) -> torch.Tensor:
         if torch.isnan(values).any():  # components validate their own output; nested ones may still pass NaN on
             j = int(torch.isnan(values).nonzero()[0])
@@ -191,7 +188,8 @@ class CompositeReward(RewardFunction):
         for component in self.components:
             values = raw[component.name]
             if fit_rows is not None:
-                component.normalizer.fit_apply(values[fit_rows])
+                fitted = values[fit_rows]
+                component.normalizer.fit_apply(self._gather(fitted) if self._gather is not None else fitted)
             normalized = component.normalizer.apply(values)
             contributions[component.name] = component.weight * clip_values(normalized, component.clip)
         total = clip_values(torch.stack(list(contributions.values())).sum(0), self.clip)

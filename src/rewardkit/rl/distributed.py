@@ -72,6 +72,12 @@ class Processes:
         dist.all_gather_object(parts, list(items))
         return [item for part in parts for item in part]
 
+    def gather_values(self, values: torch.Tensor) -> torch.Tensor:
+        """Every process's 1-D `values` (lengths may differ), concatenated in process order (on every process)."""
+        if self.world == 1:
+            return values
+        return torch.tensor(self.gather(values.tolist()), dtype=values.dtype)
+
     def wait(self) -> None:
         if self.world > 1:
             import torch.distributed as dist

@@ -158,6 +158,9 @@ class RLTrainer:
         self.device = self.placement.torch_device
         self.cfg, self.policy, self.tokenizer = cfg, policy.to(self.device), tokenizer
         self.reward_fn, self.gold_fn = reward_fn, gold_fn
+        if self.processes.world > 1:  # running and rank normalizers fit on the whole batch, as in one process
+            for fn in self._stateful_rewards():
+                fn.share_batches(self.processes.gather_values)
         self.algorithm = ALGORITHMS[cfg.algorithm]
         self.is_peft = hasattr(policy, "disable_adapter")
         if reference is None and not self.is_peft:
@@ -445,8 +448,10 @@ class RLTrainer:
         chunk = self.cfg.prompts_per_step * self.cfg.samples_per_prompt
         proxy, gold, kl, lengths, samples = [], [], [], [], []
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []  # sampling on a GPU draws from its RNG
-        reward_states = {fn: copy.deepcopy(fn.state_dict()) for fn in (self.reward_fn, self.gold_fn)
-                         if isinstance(fn, RewardFunction)}
+        # only the main process evaluates: normalizers fit on its samples alone, and get their state back after
+        reward_states = {fn: copy.deepcopy(fn.state_dict()) for fn in self._stateful_rewards()}
+        for fn in reward_states:
+            fn.share_batches(None)
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             for start in range(0, len(prompts), chunk):
@@ -468,6 +473,8 @@ class RLTrainer:
                                     "truncated": bool(rollout.truncated[i])})
         for fn, state in reward_states.items():
             fn.load_state_dict(state)
+            if self.processes.world > 1:
+                fn.share_batches(self.processes.gather_values)
         metrics = {"eval/proxy": float(torch.cat(proxy).mean()), "eval/kl": float(torch.cat(kl).mean()),
                    "eval/length": float(torch.cat(lengths).mean())}
         metrics["eval/proxy_sem"] = _sem(torch.cat(proxy))
@@ -477,17 +484,20 @@ class RLTrainer:
         return metrics, samples
 
     # ------------------------------------------------------------------------------------------ state
+    def _stateful_rewards(self) -> list[RewardFunction]:
+        """The proxy and gold rewards that are rewardkit reward functions (they may carry normalizer state)."""
+        return [fn for fn in dict.fromkeys((self.reward_fn, self.gold_fn)) if isinstance(fn, RewardFunction)]
+
     def state_dict(self) -> dict[str, Any]:
         """Everything but the policy weights (saved as a model folder) needed to resume exactly. Every process calls
-        it (it gathers each process's RNG state and reward state: a running normalizer sees only the scores of its
-        process's share); the rest is the same on every process."""
-        rewards = {"proxy": self.reward_fn, "gold": self.gold_fn}
+        it (it gathers each process's RNG state); the rest, the rewards' normalizer state included (fitted on the whole
+        batch), is the same on every process."""
         return {"step": self.step_count, "optimizer": self.optimizer.state_dict(),
                 "value_model": self.value_model.state_dict() if self.value_model is not None else None,
                 "kl_controller": self.kl_controller.state_dict(), "watch": self.watch.state_dict(),
                 "prompts_truncated": self.prompts_truncated, "grad_scaler": self.scaler.state_dict(),
                 "rng": self.processes.gather([rng_state(self.device)]),
-                "rewards": self.processes.gather([{key: _reward_state(fn) for key, fn in rewards.items()}])}
+                "reward_states": {"proxy": _reward_state(self.reward_fn), "gold": _reward_state(self.gold_fn)}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = state["step"]
@@ -503,17 +513,10 @@ class RLTrainer:
             set_rng_state(state["rng"][self.processes.rank], self.device)
         else:  # another process count cannot draw the same samples: each process starts a stream of its own
             torch.manual_seed(derived_seed(self.cfg.seed, self.step_count, self.processes.rank))
-        self._load_reward_states(state.get("rewards", []))  # none in checkpoints from before rewards had a state
-
-    def _load_reward_states(self, saved: list[dict]) -> None:
-        """Each process takes back its own reward state; on another process count, every process takes the merge of
-        them all (the statistics of every response scored so far)."""
+        saved = state.get("reward_states", {})  # none in checkpoints from before rewards had a state
         for key, fn in (("proxy", self.reward_fn), ("gold", self.gold_fn)):
-            states = [per_process[key] for per_process in saved if per_process[key] is not None]
-            if not isinstance(fn, RewardFunction) or not states:
-                continue
-            same_world = len(states) == self.processes.world
-            fn.load_state_dict(states[self.processes.rank] if same_world else fn.merged_state_dict(states))
+            if isinstance(fn, RewardFunction) and saved.get(key) is not None:
+                fn.load_state_dict(saved[key])
 
 
 def _sem(values: torch.Tensor) -> float:
