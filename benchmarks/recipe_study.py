@@ -1,0 +1,148 @@
+"""Which train-rm recipe learns what people prefer rather than length? Train variants, evaluate each the same way.
+
+    python benchmarks/recipe_study.py                               # every variant below (hours on a CPU)
+    python benchmarks/recipe_study.py --variants default lr-3e-5 ensemble-3
+    python benchmarks/recipe_study.py --variants default lr-3e-5 --max-steps 20 --limit 100   # a quick smoke run
+
+Each variant is `train-rm`'s default with a few options changed (VARIANTS below), trained on the shared HH pairs into
+OUT/NAME (a finished variant is not trained again, so an interrupted study resumes). Every variant is then scored on
+the same held-out data:
+- HH validation: the pairs train-rm held out (same seed and fraction);
+- LLMBar natural: LLMBar_Natural, Processed_FairEval, Processed_LLMEval_2, Processed_MT-Bench (human judgments);
+- LLMBar adversarial: the four LLMBar_Adversarial_* sets (the longer or more fluent answer is the wrong one).
+
+The table gives, per variant and data: accuracy with its bootstrap 95% interval; the paired difference from the first
+variant with its interval (the same pairs, paired bootstrap; "*" when the interval excludes 0); debiased accuracy (on
+the pairs where people preferred the shorter answer); and how often the model prefers the longer answer. "Longer
+wins" is the accuracy of always picking the longer answer. Figures and per-variant train summaries also go to
+OUT/study.json. Training times hold for the CPU or GPU printed on the first line only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from common import DATA, HH, machine_text  # also sets the offline environment
+
+# name -> train-rm options changed from the default (flag names as in `rewardkit train-rm --help`, with underscores)
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "lr-3e-5": {"learning_rate": 3e-5},
+    "lr-3e-4": {"learning_rate": 3e-4},
+    "epochs-2": {"epochs": 2},
+    "freeze-0": {"freeze_layers": 0},
+    "lora-16": {"lora_r": 16, "freeze_layers": 0, "learning_rate": 3e-4},
+    "center-0.01": {"center_rewards_coefficient": 0.01},
+    "ensemble-3": {"ensemble": 3},
+    "smollm2": {"model": "smollm2-135m", "max_length": 384, "batch_size": 16},
+}
+NATURAL = ("LLMBar_Natural", "Processed_FairEval", "Processed_LLMEval_2", "Processed_MT-Bench")
+ADVERSARIAL = ("LLMBar_Adversarial_Neighbor", "LLMBar_Adversarial_GPTInst", "LLMBar_Adversarial_GPTOut",
+               "LLMBar_Adversarial_Manual")
+
+
+def evaluation_sets(cfg, limit: int | None) -> dict[str, list]:
+    """The held-out pairs every variant is scored on, by name (the first `limit` of each, when given)."""
+    from rewardkit.data import load_pairs, train_val_split
+
+    hh = train_val_split(load_pairs([str(p) for p in HH], on_identical=cfg.on_identical), cfg.val_fraction,
+                         seed=cfg.seed)[1]
+    sets = {"HH validation": hh,
+            "LLMBar natural": load_pairs([str(DATA / "llmbar" / name) for name in NATURAL]),
+            "LLMBar adversarial": load_pairs([str(DATA / "llmbar" / name) for name in ADVERSARIAL])}
+    return {name: list(pairs)[:limit] if limit else list(pairs) for name, pairs in sets.items()}
+
+
+def train(name: str, overrides: dict, out: Path, common: dict) -> dict:
+    from rewardkit.models.config import TrainRMConfig
+    from rewardkit.models.trainer import train_reward_model
+
+    folder = out / name
+    summary_path = folder / "train_summary.json"
+    if not summary_path.exists():
+        cfg = TrainRMConfig(**{**common, **overrides, "output_dir": str(folder), "resume": True})
+        print(f"\n== training {name}: {overrides or 'the default'}", file=sys.stderr, flush=True)
+        train_reward_model(cfg)
+    return json.loads(summary_path.read_text())
+
+
+def score_pairs(model_dir: Path, pairs: list, batch_size: int):
+    """(chosen, rejected, chosen lengths, rejected lengths) arrays of one model on the pairs."""
+    from rewardkit.eval.metrics import response_lengths
+    from rewardkit.eval.scoring import score_texts
+    from rewardkit.models.ensemble import load_reward_model
+
+    model = load_reward_model(str(model_dir))
+    prompts = [p.prompt for p in pairs]
+    chosen = score_texts(model, prompts, [p.chosen for p in pairs], batch_size=batch_size, progress=False)
+    rejected = score_texts(model, prompts, [p.rejected for p in pairs], batch_size=batch_size, progress=False)
+    return (chosen, rejected, response_lengths([p.chosen for p in pairs]),
+            response_lengths([p.rejected for p in pairs]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="variants to run; the first is the one the others are compared with")
+    parser.add_argument("--out", default="runs/study", help="where the variants' models and study.json go")
+    parser.add_argument("--max-steps", type=int, default=-1, help="train every variant for this many steps only "
+                                                                  "(quick looks; -1: train-rm's epochs)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each set")
+    parser.add_argument("--bootstrap-resamples", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass when scoring")
+    args = parser.parse_args()
+
+    from rewardkit.eval import metrics
+    from rewardkit.models.config import TrainRMConfig
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(machine_text(), flush=True)
+    common = {"progress": False, "tensorboard": False, "max_steps": args.max_steps}
+    sets = evaluation_sets(TrainRMConfig(), args.limit)
+    results: dict = {"machine": machine_text(), "variants": {}, "sets": {n: len(p) for n, p in sets.items()}}
+    outcomes: dict[str, dict] = {}
+    for name in args.variants:
+        started = time.perf_counter()
+        summary = train(name, VARIANTS[name], out, common)
+        entry = {"options": VARIANTS[name], "train_seconds": summary.get("train_seconds"),
+                 "val_accuracy_in_training": summary.get("val_accuracy"), "sets": {}}
+        outcomes[name] = {}
+        for set_name, pairs in sets.items():
+            chosen, rejected, chosen_len, rejected_len = score_pairs(out / name, pairs, args.batch_size)
+            figures = metrics.summarize_pairs(chosen, rejected, chosen_len, rejected_len,
+                                              n_resamples=args.bootstrap_resamples)
+            outcomes[name][set_name] = (chosen, rejected)
+            if name != args.variants[0]:
+                base = outcomes[args.variants[0]][set_name]
+                figures["versus_first"] = metrics.compare_pairs(chosen, rejected, *base,
+                                                                n_resamples=args.bootstrap_resamples)["accuracy"]
+            entry["sets"][set_name] = figures
+        entry["seconds"] = round(time.perf_counter() - started, 1)
+        results["variants"][name] = entry
+        (out / "study.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    first = args.variants[0]
+    print(f"\nRecipe study: {', '.join(f'{n} ({c} pairs)' for n, c in results['sets'].items())}; differences are "
+          f"paired against '{first}' (* = the 95% interval excludes 0).\n")
+    print("| variant | data | accuracy [95% CI] | vs " + first + " | debiased acc. | prefers longer | longer wins |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, entry in results["variants"].items():
+        for set_name, f in entry["sets"].items():
+            versus = f.get("versus_first")
+            diff = "—" if versus is None else (f"{versus['difference']:+.3f} [{versus['ci95'][0]:+.3f}, "
+                                               f"{versus['ci95'][1]:+.3f}]{' *' if versus['excludes_zero'] else ''}")
+            print(f"| {name} | {set_name} | {f['accuracy']:.3f} [{f['ci95'][0]:.3f}, {f['ci95'][1]:.3f}] | {diff} | "
+                  f"{f['debiased_accuracy']:.3f} | {100 * f['prefers_longer']:.0f}% | {f['length_baseline']:.3f} |")
+    print("\ntraining time: " + "; ".join(f"{n} {e['train_seconds']:.0f} s" for n, e in results["variants"].items()
+                                          if e["train_seconds"] is not None))
+    print(f"figures: {out / 'study.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
