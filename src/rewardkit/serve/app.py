@@ -37,6 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from rewardkit.device import Placement
+from rewardkit.integrations.openrlhf import split_query
 from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull
 from rewardkit.serve.config import ServeConfig, check_limits
 from rewardkit.serve.drain import DrainUnreadBody, drain_bound
@@ -131,36 +132,6 @@ def parse_score_request(body: Any, max_items: int) -> tuple[list, list[str]]:
         prompts.append(_check_prompt(item["prompt"], f"{where}.prompt"))
         responses.append(_check_text(item["response"], f"{where}.response", allow_empty=False))
     return prompts, responses
-
-
-def _strip_leading_special(text: str, special: Sequence[str]) -> str:
-    while True:
-        stripped = text.lstrip()
-        token = next((t for t in special if stripped.startswith(t)), None)
-        if token is None:
-            return text
-        text = stripped[len(token):]
-
-
-def _strip_trailing_special(text: str, special: Sequence[str]) -> str:
-    while True:
-        stripped = text.rstrip()
-        token = next((t for t in special if stripped.endswith(t)), None)
-        if token is None:
-            return text
-        text = stripped[:-len(token)]
-
-
-def split_query(query: str, prompt: str | None, special: Sequence[str]) -> tuple[str, str, bool]:
-    """(prompt, response, whether the prompt was found) for one OpenRLHF query; see the module docstring."""
-    found = False
-    if prompt:
-        start = query.find(prompt)
-        if start >= 0 and not _strip_leading_special(query[:start], special).strip():
-            query, found = query[start + len(prompt):], True
-    # Separators and BOS before the response, EOS and padding after it: the reward model adds its own.
-    response = _strip_trailing_special(_strip_leading_special(query, special), special)
-    return (prompt if found else ""), response, found
 
 
 def parse_get_reward_request(body: Any, max_items: int, special: Sequence[str]) -> tuple[list, list[str], list[bool]]:
