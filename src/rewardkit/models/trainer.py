@@ -31,7 +31,7 @@ from rewardkit.device import placement_of
 from rewardkit.errors import RewardkitError
 from rewardkit.models import tasks
 from rewardkit.models.config import TrainRMConfig
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import RewardModel, reward_statistics
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints,
                             rng_state, set_rng_state, write_atomically)
 from rewardkit.tracking import MetricsLog
@@ -110,6 +110,7 @@ class RewardModelTrainer:
             self.reward_model.enable_gradient_checkpointing()
         self.train_examples, self.val_examples, self.task = self._prepare_data(*records)
         self.best_weights: dict[str, torch.Tensor] | None = None  # of the best validation, kept for early stopping
+        self.val_reward_sums: list | None = None  # of the last validation (see validate)
 
     # -------------------------------------------------------------- data
     def _log(self, message: str) -> None:
@@ -167,8 +168,12 @@ class RewardModelTrainer:
         with self.placement.autocast():
             scores = model.score_encoded(texts, batch_size=self.cfg.eval_batch_size) if texts else torch.empty(0)
         correct = self.task.correct(scores, mine) if mine else torch.empty(0)
-        total = torch.tensor([float(correct.sum()), float(len(mine))])
+        rewards = scores.detach().double()
+        total = torch.tensor([float(correct.sum()), float(len(mine)), float(len(rewards)), float(rewards.sum()),
+                              float((rewards ** 2).sum())], dtype=torch.float64)
         total = self.accelerator.reduce(total, reduction="sum") if self.world > 1 else total
+        # count, sum and sum of squares of every validation reward: the model's saved reward statistics
+        self.val_reward_sums = [int(total[2]), float(total[3]), float(total[4])]
         return float(total[0] / total[1])
 
     # -------------------------------------------------------------- checkpoints
@@ -313,6 +318,7 @@ class RewardModelTrainer:
                 if step % eval_every == 0 or step == total_steps:
                     val_accuracy = self.validate()
                     state["val_accuracy"] = val_accuracy
+                    state["val_reward_sums"] = self.val_reward_sums
                     log.write(step, {"accuracy": val_accuracy}, prefix="val")
                     self._log(f"train-rm: step {step}/{total_steps} validation accuracy {val_accuracy:.4f}")
                     if state["best_accuracy"] is None or val_accuracy > state["best_accuracy"]:
@@ -320,6 +326,7 @@ class RewardModelTrainer:
                         if cfg.early_stopping_patience:
                             self.best_weights = {k: v.detach().clone()
                                                  for k, v in acc.unwrap_model(model).state_dict().items()}
+                            state["best_val_reward_sums"] = self.val_reward_sums
                     else:
                         state["evals_without_improvement"] += 1
                         if cfg.early_stopping_patience and \
@@ -338,6 +345,10 @@ class RewardModelTrainer:
         if self.best_weights is not None:
             final.load_state_dict(self.best_weights)
             state["val_accuracy"] = state["best_accuracy"]
+        # the saved model's reward statistics are those of the weights it keeps (none without validation data)
+        sums = state.get("best_val_reward_sums" if self.best_weights is not None else "val_reward_sums")
+        final.reward_stats = reward_statistics(*sums, data=f"train-rm validation ({len(self.val_examples)} "
+                                                            f"examples)") if sums and sums[0] else None
         final.merge_lora()
         return self._finish(final, state, stopped_early)
 
@@ -349,7 +360,7 @@ class RewardModelTrainer:
             "pairs_seen": state["pairs_seen"], "train_seconds": round(state["train_seconds"], 2),
             "pairs_per_second": round(state["pairs_seen"] / max(state["train_seconds"], 1e-9), 2),
             "val_accuracy": state.get("val_accuracy"), "best_val_accuracy": state["best_accuracy"],
-            "stopped_early": stopped_early, "processes": self.world, "placement": self.placement.as_dict(),
+            "val_reward_stats": model.reward_stats, "stopped_early": stopped_early, "processes": self.world, "placement": self.placement.as_dict(),
             "truncated_train_examples": sum(e.truncated for e in self.train_examples),
             "config": dataclasses.asdict(self.cfg),
         }

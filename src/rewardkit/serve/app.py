@@ -3,9 +3,10 @@
 Endpoints
 - `POST /score` `{"items": [{"prompt": str | [{"role", "content"}...], "response": str}, ...]}` -> `{"scores": [...]}`
   in item order. `prompt` may be "" (no context); `response` must hold text.
-- `POST /get_reward`, OpenRLHF's remote reward model protocol (`--remote_rm_url http://HOST:PORT/get_reward`):
-  `{"query": [full texts], "prompts": [prompt texts] | null, "labels": ...}` ->
-  `{"rewards": [...], "scores": [...], "extra_logs": {"rm_prompt_split": [1.0 | 0.0, ...]}}`.
+- `POST /get_reward`, OpenRLHF's remote reward model protocol (`--reward.remote_url http://HOST:PORT/get_reward`;
+  `--remote_rm_url` before OpenRLHF v0.10): `{"query": [full texts], "prompts": [prompt texts] | null, "labels": ...}`
+  -> `{"rewards": [...], "scores": [...], "extra_logs": {"rm_prompt_split": [1.0 | 0.0, ...]}}` (plus "raw_reward",
+  the scores before normalization, when --normalize is on).
   A query is prompt + response as the policy saw it. When `prompts[i]` is given and the query starts with it (after
   nothing but the tokenizer's special tokens, e.g. BOS), the rest is the response; otherwise the whole query is scored
   as the response to an empty prompt (`rm_prompt_split` says which, per item). Special tokens around the response
@@ -14,7 +15,8 @@ Endpoints
   chat template (OpenRLHF's --apply_chat_template) is recognised by the template's special tokens and not rendered a
   second time.
 - `GET /health` -> 200 `{"status": "ok", "model": ..., "placement": {"device", "precision", "reason"}, "limits":
-  {...}}` (no token needed; 503 if the batcher died).
+  {...}, "normalization": {"kind", ...}}` (no token needed; 503 if the batcher died).
+- With `--normalize running|fixed` (`rewardkit.serve.normalize`), /score and /get_reward serve normalized scores.
 - `GET /metrics` -> Prometheus text format.
 
 Errors are JSON `{"detail": message, "field": "items[3].response"}` (field when one is at fault): 401 missing or
@@ -42,6 +44,7 @@ from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull
 from rewardkit.serve.config import ServeConfig, check_limits
 from rewardkit.serve.drain import DrainUnreadBody, drain_bound
 from rewardkit.serve.metrics import MetricsMiddleware, ServeMetrics
+from rewardkit.serve.normalize import normalizer_for
 
 log = logging.getLogger("rewardkit.serve")
 ENDPOINTS = frozenset({"/score", "/get_reward", "/health", "/metrics"})
@@ -199,6 +202,9 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
                            max_batch_tokens=settings.max_batch_tokens, max_wait_s=settings.max_wait_ms / 1000,
                            max_queued_items=settings.max_queued_items, metrics=metrics)
     special = _special_tokens(scorer)
+    normalize = normalizer_for(settings.normalize, settings.normalize_mean, settings.normalize_std,
+                               settings.normalize_warmup, getattr(scorer, "reward_stats", None),
+                               model_name or settings.model)
     token = settings.api_token.encode("utf-8") if settings.api_token else None
 
     @asynccontextmanager
@@ -255,16 +261,19 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
         authorize(request)
         prompts, responses = parse_score_request(await _read_json(request, settings.max_body_bytes),
                                                  settings.max_items_per_request)
-        return JSONResponse({"scores": await score(prompts, responses, "items")})
+        return JSONResponse({"scores": normalize(await score(prompts, responses, "items"))})
 
     @app.post("/get_reward")
     async def get_reward_endpoint(request: Request) -> JSONResponse:
         authorize(request)
         prompts, responses, found = parse_get_reward_request(await _read_json(request, settings.max_body_bytes),
                                                              settings.max_items_per_request, special)
-        rewards = await score(prompts, responses, "query")
-        return JSONResponse({"rewards": rewards, "scores": rewards,
-                             "extra_logs": {"rm_prompt_split": [float(f) for f in found]}})
+        raw = await score(prompts, responses, "query")
+        rewards = normalize(raw)
+        extra_logs = {"rm_prompt_split": [float(f) for f in found]}
+        if normalize.kind != "none":
+            extra_logs["raw_reward"] = raw
+        return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": extra_logs})
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -273,7 +282,7 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
         status = 200 if batcher.running else 503
         return JSONResponse({"status": "ok" if status == 200 else "unavailable", "model": model_name,
                              "placement": placement.as_dict() if placement is not None else None,
-                             "limits": limits}, status_code=status)
+                             "limits": limits, "normalization": normalize.describe()}, status_code=status)
 
     @app.get("/metrics")
     async def metrics_endpoint(request: Request) -> Response:
