@@ -125,3 +125,22 @@ def test_no_normalization_keeps_the_reply_as_it_was():
     reward, described = asyncio.run(run())
     assert reward == {"rewards": [3.0], "scores": [3.0], "extra_logs": {"rm_prompt_split": [0.0]}}
     assert described == {"kind": "none"}
+
+
+def test_fixed_normalization_of_a_model_without_saved_statistics_stops_the_server_before_it_starts(tiny_bert_dir):
+    from rewardkit.config import parse_config
+    from rewardkit.serve.command import run_serve
+
+    with pytest.raises(RewardkitError, match="has no saved reward statistics"):
+        run_serve(parse_config(ServeConfig, [str(tiny_bert_dir), "--normalize", "fixed", "--port", "0"]))
+
+
+def test_policy_tokenizer_special_tokens_are_stripped_from_get_reward_queries():
+    async def run():
+        async with serving(FakeScorer(), policy_tokenizer="smollm2-135m") as client:
+            return (await client.post("/get_reward", json={"query": ["<|im_start|>user\nhi<|im_end|>\n"
+                                                                     "<|im_start|>assistant\nabc<|im_end|>"],
+                                                           "prompts": ["<|im_start|>user\nhi<|im_end|>\n"
+                                                                       "<|im_start|>assistant\n"]})).json()
+
+    assert asyncio.run(run())["rewards"] == [3.0]  # "abc", without the policy's <|im_end|>

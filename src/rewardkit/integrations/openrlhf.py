@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from rewardkit.errors import RewardkitError
 from rewardkit.integrations.common import as_reference, configured_source, shared_reward
 
 
@@ -61,7 +62,8 @@ def split_query(query: str, prompt: str | None, special: Sequence[str]) -> tuple
     return (prompt if found else ""), response, found
 
 
-def _tokenizer_special_tokens(tokenizer: Any) -> set[str]:
+def special_tokens_of(tokenizer: Any) -> set[str]:
+    """The special tokens of a tokenizer, given as one or as a folder or preset name (none for None)."""
     if tokenizer is None:
         return set()
     if isinstance(tokenizer, str):
@@ -69,7 +71,10 @@ def _tokenizer_special_tokens(tokenizer: Any) -> set[str]:
 
         from rewardkit.models.presets import resolve_tokenizer_path
 
-        tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer_path(tokenizer))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer_path(tokenizer))
+        except OSError as exc:
+            raise RewardkitError(f"cannot load tokenizer {tokenizer!r}: {str(exc).splitlines()[0]}")
     return {t for t in tokenizer.all_special_tokens if t}
 
 
@@ -81,7 +86,7 @@ def make_reward_func(source: Any, tokenizer: Any = None) -> Callable[..., dict]:
     import torch
 
     reward = shared_reward(source)
-    special = tuple(sorted(set(reward.special_tokens()) | _tokenizer_special_tokens(tokenizer), key=len,
+    special = tuple(sorted(set(reward.special_tokens()) | special_tokens_of(tokenizer), key=len,
                            reverse=True))
 
     def reward_func(queries: Sequence[str], prompts: Sequence[str] | None = None, labels: Sequence[Any] | None = None,

@@ -10,8 +10,9 @@ Endpoints
   A query is prompt + response as the policy saw it. When `prompts[i]` is given and the query starts with it (after
   nothing but the tokenizer's special tokens, e.g. BOS), the rest is the response; otherwise the whole query is scored
   as the response to an empty prompt (`rm_prompt_split` says which, per item). Special tokens around the response
-  (separators, EOS, padding) are removed, since the reward model adds its own. `labels` are ignored. The pair is then
-  scored by the model's own rule, exactly as /score would score it. A prompt already rendered with the reward model's
+  (separators, EOS, padding: the reward model's, and the policy's with --policy-tokenizer) are removed, since the
+  reward model adds its own. `labels` are ignored. The pair is then scored by the model's own rule, exactly as
+  /score would score it. A prompt already rendered with the reward model's
   chat template (OpenRLHF's --apply_chat_template) is recognised by the template's special tokens and not rendered a
   second time.
 - `GET /health` -> 200 `{"status": "ok", "model": ..., "placement": {"device", "precision", "reason"}, "limits":
@@ -39,7 +40,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from rewardkit.device import Placement
-from rewardkit.integrations.openrlhf import split_query
+from rewardkit.integrations.openrlhf import special_tokens_of, split_query
 from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull
 from rewardkit.serve.config import ServeConfig, check_limits
 from rewardkit.serve.drain import DrainUnreadBody, drain_bound
@@ -186,10 +187,11 @@ async def _read_json(request: Request, limit: int) -> Any:
         raise RequestError(400, "invalid", f"request body is not valid JSON: {exc}")
 
 
-def _special_tokens(scorer: Any) -> tuple[str, ...]:
+def _special_tokens(scorer: Any, policy_tokenizer: str | None) -> tuple[str, ...]:
+    """The special tokens stripped around /get_reward responses: the scorer's tokenizer's and the policy's."""
     tokenizer = getattr(scorer, "tokenizer", None)
-    tokens = getattr(tokenizer, "all_special_tokens", None) or ()
-    return tuple(sorted({t for t in tokens if t}, key=len, reverse=True))  # longest first: "</s>" before "<"
+    tokens = {t for t in getattr(tokenizer, "all_special_tokens", None) or () if t} | special_tokens_of(policy_tokenizer)
+    return tuple(sorted(tokens, key=len, reverse=True))  # longest first: "</s>" before "<"
 
 
 def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None,
@@ -201,7 +203,7 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
     batcher = MicroBatcher(scorer, max_batch_size=settings.max_batch_size,
                            max_batch_tokens=settings.max_batch_tokens, max_wait_s=settings.max_wait_ms / 1000,
                            max_queued_items=settings.max_queued_items, metrics=metrics)
-    special = _special_tokens(scorer)
+    special = _special_tokens(scorer, settings.policy_tokenizer)
     normalize = normalizer_for(settings.normalize, settings.normalize_mean, settings.normalize_std,
                                settings.normalize_warmup, getattr(scorer, "reward_stats", None),
                                model_name or settings.model)

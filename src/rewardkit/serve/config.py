@@ -42,6 +42,10 @@ class ServeConfig(DeviceOptions):
                                           "first (default: the model's saved max_length, else 512)")
     torch_threads: int | None = option(None, "CPU threads per forward pass (default: torch's, one per core). On a "
                                              "machine shared with other busy processes 1 can be much faster")
+    policy_tokenizer: str | None = option(None, "the policy's tokenizer (folder or preset): its special tokens are "
+                                                "stripped from /get_reward queries too (OpenRLHF decodes prompt + "
+                                                "response with them kept); default: only the reward model's. Give it "
+                                                "when the policy's tokenizer is not the reward model's")
     normalize: str = option("none", "normalize the scores served by /score and /get_reward: running (mean and std "
                                     "of every score served so far; only centered during --normalize-warmup) or fixed "
                                     "(--normalize-mean/--normalize-std, else the reward statistics saved with the "
