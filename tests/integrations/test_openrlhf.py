@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import shlex
+import re
+from urllib.parse import urlsplit
 
 import pytest
 import torch
@@ -20,6 +23,7 @@ from rewardkit.integrations.openrlhf import make_reward_func, split_query
 from rewardkit.models import RewardModel
 from rewardkit.models.presets import resolve_tokenizer_path
 from rewardkit.rewards.spec import load_reward
+from tests.integrations.conftest import README_POLICY, readme_block
 
 SAMPLES = [  # (user message, response, label)
     ("How do I bake bread?", "Mix flour, water and yeast, then bake it.", "Mix flour and water, bake."),
@@ -92,11 +96,10 @@ def experience_info(rewards_info: dict) -> dict:
     return info
 
 
-def test_reward_func_file_as_openrlhf_loads_and_calls_it(spec_path, policy_tokenizer, tmp_path):
-    # the README's OpenRLHF file
-    path = tmp_path / "reward_func.py"
-    path.write_text("from rewardkit.integrations.openrlhf import make_reward_func\n"
-                    f"reward_func = make_reward_func({str(spec_path)!r}, tokenizer='smollm2-135m')\n")
+def test_reward_func_file_as_openrlhf_loads_and_calls_it(spec_path, in_readme_dir, policy_tokenizer):
+    # the README's OpenRLHF file, with SmolLM2's tokenizer as the policy's
+    path = in_readme_dir / "reward_func.py"
+    path.write_text(readme_block("# reward_func.py").replace(README_POLICY, "smollm2-135m"))
     reward_func = load_reward_func(str(path))
     built = [openrlhf_query(policy_tokenizer, m, r) for m, r, _ in SAMPLES]
     answers = asyncio.run(fetch_rewards_via_func(reward_func, [q for q, _ in built], [p for _, p in built],
@@ -121,10 +124,14 @@ def test_split_query_of_an_openrlhf_query_gives_back_prompt_and_response(policy_
 
 def test_get_reward_answers_openrlhf_http_client_with_rewards_scores_and_extra_logs(server, varied_bert_dir,
                                                                                    policy_tokenizer):
+    # the README's OpenRLHF flags (both names) point at /get_reward on the server
+    urls = re.findall(r"--(?:reward\.remote_url|remote_rm_url) (http://\S+)", readme_block("--remote_rm_url http"))
+    assert len(urls) == 2 and {urlsplit(u).path for u in urls} == {"/get_reward"}
     built = [openrlhf_query(policy_tokenizer, m, r) for m, r, _ in SAMPLES]
     rm = RewardModel.from_pretrained(str(varied_bert_dir))
     for (query, prompt), (_, response, label) in zip(built, SAMPLES):
-        answer = asyncio.run(fetch_rewards_via_http(server.url + "/get_reward", [query], [prompt], [label]))[0]
+        answer = asyncio.run(fetch_rewards_via_http(server.url + urlsplit(urls[0]).path, [query], [prompt],
+                                                    [label]))[0]
         assert set(answer) == {"rewards", "scores", "extra_logs"}
         info = experience_info(answer)
         # the server strips its own model's special tokens; with BERT's, the policy's EOS stays in the response
@@ -133,3 +140,13 @@ def test_get_reward_answers_openrlhf_http_client_with_rewards_scores_and_extra_l
         assert found and served_response == response + policy_tokenizer.eos_token
         assert info["reward"].item() == pytest.approx(float(rm.score([prompt], [served_response])[0]), abs=1e-5)
         assert info["rm_prompt_split"].item() == 1.0
+
+
+def test_the_readmes_serve_line_is_a_valid_serve_command():
+    from rewardkit.config import parse_config
+    from rewardkit.serve.config import ServeConfig, check_limits
+
+    line = next(l for l in readme_block("--remote_rm_url http").splitlines() if l.startswith("rewardkit serve "))
+    cfg = parse_config(ServeConfig, shlex.split(line)[2:])
+    check_limits(cfg)
+    assert (cfg.model, cfg.port, cfg.normalize, cfg.policy_tokenizer) == ("runs/hh-rm", 8000, "fixed", README_POLICY)

@@ -8,14 +8,15 @@ import torch
 from rewardkit.errors import RewardkitError
 from rewardkit.integrations.trl import reward_func
 from rewardkit.rewards.spec import load_reward
+from tests.integrations.conftest import readme_block
 from tests.rl.conftest import toy_policy, toy_tokenizer
 
 pytest.importorskip("trl")
 
 
-def test_grpo_trainer_takes_steps_scoring_with_a_rewardkit_spec(spec_path, tmp_path):
+def test_the_readme_snippet_trains_grpo_with_a_rewardkit_spec(spec_path, in_readme_dir, tmp_path):
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     torch.set_num_threads(1)
     tokenizer = toy_tokenizer()
@@ -24,10 +25,10 @@ def test_grpo_trainer_takes_steps_scoring_with_a_rewardkit_spec(spec_path, tmp_p
     args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2,
                       max_completion_length=4, max_steps=2, learning_rate=1e-3, logging_steps=1, report_to="none",
                       use_cpu=True, bf16=False, save_strategy="no", seed=0, dataloader_num_workers=0)
-    reward = reward_func(str(spec_path))
-    trainer = GRPOTrainer(model=toy_policy(tokenizer), reward_funcs=reward, args=args, train_dataset=dataset,
-                          processing_class=tokenizer)
-    trainer.train()
+    policy = toy_policy(tokenizer)
+    scope = {"policy": policy, "args": args, "dataset": dataset, "tokenizer": tokenizer}
+    exec(readme_block("GRPOTrainer("), scope)  # builds the trainer and trains, exactly as the README shows
+    trainer = scope["trainer"]
 
     assert trainer.state.global_step == 2
     # What TRL recorded for the last generation batch is rewardkit's own score of the same texts, with the

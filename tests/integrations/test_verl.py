@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import importlib.util
 import os
+import re
 import warnings
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +22,7 @@ import pytest
 
 from rewardkit.integrations import verl as rk_verl
 from rewardkit.rewards.spec import load_reward
+from tests.integrations.conftest import readme_block
 
 ROWS = [  # (data_source, prompt, response, ground_truth)
     ("hh", "How do I bake bread?", "Mix flour, water and yeast, then bake it.", "Mix flour and water, bake."),
@@ -149,16 +151,34 @@ def test_naive_manager_with_the_module_function_configured_by_reward_kwargs(spec
     assert extra["rouge"][1] == 0.0
 
 
-def test_batch_manager_with_a_file_of_your_own(spec_path, tmp_path):
-    # the README's verl file
-    user_file = tmp_path / "rk_reward.py"
-    user_file.write_text("from rewardkit.integrations.verl import make_compute_score_batch\n"
-                         f"compute_score = make_compute_score_batch({str(spec_path)!r})\n")
-    compute_score = get_custom_reward_fn(str(user_file), "compute_score", {})
+def readme_overrides() -> dict[str, str]:
+    """The verl command line of the README, as {key: value}."""
+    overrides = re.findall(r"^\s*\+?([\w.]+)=(\S+)", readme_block("custom_reward_function.path="), re.M)
+    return dict(overrides)
+
+
+def test_batch_manager_configured_as_the_readme_says(spec_path, in_readme_dir):
+    overrides = readme_overrides()
+    assert overrides["reward_model.reward_manager"] == "batch"
+    reward_kwargs = {key.rsplit(".", 1)[1]: value for key, value in overrides.items()
+                     if key.startswith("custom_reward_function.reward_kwargs.")}
+    assert reward_kwargs == {"rewardkit_reward": "rewards.yaml"}
+    compute_score = get_custom_reward_fn(overrides["custom_reward_function.path"],
+                                         overrides["custom_reward_function.name"], reward_kwargs)
     rewards, extra = batch_manager(compute_score, ROWS)
     want = expected_rows(spec_path)
     assert rewards == pytest.approx([w["score"] for w in want], abs=1e-6)
     assert extra["reward_model"] == pytest.approx([w["reward_model"] for w in want], abs=1e-6)
+
+
+def test_batch_manager_with_the_readmes_file_of_your_own(spec_path, in_readme_dir):
+    user_file = in_readme_dir / "rk_reward.py"
+    user_file.write_text(readme_block("# rk_reward.py"))
+    compute_score = get_custom_reward_fn(str(user_file), "compute_score", {})  # verl's default name
+    rewards, extra = batch_manager(compute_score, ROWS)
+    want = expected_rows(spec_path)
+    assert rewards == pytest.approx([w["score"] for w in want], abs=1e-6)
+    assert extra["rouge"] == pytest.approx([w["rouge"] for w in want], abs=1e-6)
 
 
 def test_batch_manager_with_the_environment_variable(spec_path, monkeypatch):
