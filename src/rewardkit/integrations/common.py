@@ -67,8 +67,8 @@ class SharedReward:
         """The special tokens of every tokenizer the reward's models use, longest first (for splitting a decoded
         prompt + response text as OpenRLHF sends it)."""
         tokens: set[str] = set()
-        for component in getattr(self.reward, "components", [self]):
-            tokenizer = getattr(getattr(component, "reward", component), "tokenizer", None)
+        for reward in [c.reward for c in getattr(self.reward, "components", [])] or [self.reward]:
+            tokenizer = getattr(reward, "tokenizer", None)
             tokens.update(t for t in getattr(tokenizer, "all_special_tokens", None) or () if t)
         return tuple(sorted(tokens, key=len, reverse=True))
 
@@ -103,7 +103,8 @@ def shared_reward(source: Any) -> SharedReward:
             return SharedReward(source, source.name)
         raise RewardkitError(f"a reward source is a spec file, a model, a rewardkit serve URL or a mapping; "
                              f"got {type(source).__name__}")
-    key = str(source)
+    # one entry per file, whichever working directory named it
+    key = str(Path(source).resolve()) if Path(source).exists() else str(source)
     with _CACHE_LOCK:  # held while loading, so that threads asking at once load the model once
         if key not in _CACHE:
             from rewardkit.rewards.spec import load_reward

@@ -360,7 +360,8 @@ class RewardModelTrainer:
             "pairs_seen": state["pairs_seen"], "train_seconds": round(state["train_seconds"], 2),
             "pairs_per_second": round(state["pairs_seen"] / max(state["train_seconds"], 1e-9), 2),
             "val_accuracy": state.get("val_accuracy"), "best_val_accuracy": state["best_accuracy"],
-            "val_reward_stats": model.reward_stats, "stopped_early": stopped_early, "processes": self.world, "placement": self.placement.as_dict(),
+            "val_reward_stats": model.reward_stats,
+            "stopped_early": stopped_early, "processes": self.world, "placement": self.placement.as_dict(),
             "truncated_train_examples": sum(e.truncated for e in self.train_examples),
             "config": dataclasses.asdict(self.cfg),
         }

@@ -190,7 +190,8 @@ async def _read_json(request: Request, limit: int) -> Any:
 def _special_tokens(scorer: Any, policy_tokenizer: str | None) -> tuple[str, ...]:
     """The special tokens stripped around /get_reward responses: the scorer's tokenizer's and the policy's."""
     tokenizer = getattr(scorer, "tokenizer", None)
-    tokens = {t for t in getattr(tokenizer, "all_special_tokens", None) or () if t} | special_tokens_of(policy_tokenizer)
+    tokens = {t for t in getattr(tokenizer, "all_special_tokens", None) or () if t}
+    tokens |= special_tokens_of(policy_tokenizer)
     return tuple(sorted(tokens, key=len, reverse=True))  # longest first: "</s>" before "<"
 
 
