@@ -168,12 +168,13 @@ class RewardModelTrainer:
         with self.placement.autocast():
             scores = model.score_encoded(texts, batch_size=self.cfg.eval_batch_size) if texts else torch.empty(0)
         correct = self.task.correct(scores, mine) if mine else torch.empty(0)
-        rewards = scores.detach().double()
-        total = torch.tensor([float(correct.sum()), float(len(mine)), float(len(rewards)), float(rewards.sum()),
-                              float((rewards ** 2).sum())], dtype=torch.float64)
+        total = torch.tensor([float(correct.sum()), float(len(mine))])
         total = self.accelerator.reduce(total, reduction="sum") if self.world > 1 else total
         # count, sum and sum of squares of every validation reward: the model's saved reward statistics
-        self.val_reward_sums = [int(total[2]), float(total[3]), float(total[4])]
+        rewards = scores.detach().double()
+        sums = torch.tensor([len(rewards), float(rewards.sum()), float((rewards ** 2).sum())], dtype=torch.float64)
+        sums = self.accelerator.reduce(sums, reduction="sum") if self.world > 1 else sums
+        self.val_reward_sums = [int(sums[0]), float(sums[1]), float(sums[2])]
         return float(total[0] / total[1])
 
     # -------------------------------------------------------------- checkpoints

@@ -45,7 +45,8 @@ class ServeConfig(DeviceOptions):
     policy_tokenizer: str | None = option(None, "the policy's tokenizer (folder or preset): its special tokens are "
                                                 "stripped from /get_reward queries too (OpenRLHF decodes prompt + "
                                                 "response with them kept); default: only the reward model's. Give it "
-                                                "when the policy's tokenizer is not the reward model's")
+                                                "when the policy's tokenizer is not the reward model's",
+                                          metavar="PATH")
     normalize: str = option("none", "normalize the scores served by /score and /get_reward: running (mean and std "
                                     "of every score served so far; only centered during --normalize-warmup) or fixed "
                                     "(--normalize-mean/--normalize-std, else the reward statistics saved with the "
