@@ -36,3 +36,9 @@ def test_references_from_labels_of_any_shape():
 def test_a_component_named_score_is_refused():
     with pytest.raises(RewardkitError, match="a component is named 'score'"):
         shared_reward({"components": [{"type": "length", "target": 3, "name": "score"}]})
+
+
+def test_a_source_is_loaded_once_per_process_whether_named_or_given_as_a_mapping(spec_path, in_readme_dir):
+    assert shared_reward("rewards.yaml") is shared_reward(str(spec_path))  # relative or absolute: one file
+    spec = {"components": [{"type": "length", "target": 3, "unit": "words"}]}
+    assert shared_reward(spec) is shared_reward({"components": [{"unit": "words", "target": 3, "type": "length"}]})

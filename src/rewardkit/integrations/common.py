@@ -18,6 +18,7 @@ executor, OpenRLHF runs `reward_func` through `asyncio.to_thread`), and a compos
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import warnings
@@ -88,29 +89,39 @@ _CACHE_LOCK = threading.Lock()
 
 
 def shared_reward(source: Any) -> SharedReward:
-    """The `SharedReward` for `source` (see the module docstring); a source given by name is loaded once per
-    process."""
+    """The `SharedReward` for `source` (see the module docstring); a source given by name or as a mapping is loaded
+    once per process."""
+    from rewardkit.rewards.spec import build_reward, load_reward
+
     if isinstance(source, SharedReward):
         return source
     if isinstance(source, Mapping):
-        from rewardkit.rewards.spec import build_reward
-
-        return SharedReward(build_reward(dict(source)), "reward spec")
-    if not isinstance(source, (str, Path)):
+        spec = json.loads(json.dumps(source, default=_plain))  # a plain dict, also from an OmegaConf mapping
+        key, load = json.dumps(spec, sort_keys=True), lambda: build_reward(spec)
+    elif isinstance(source, (str, Path)):
+        # one entry per file, whichever working directory named it
+        key = str(Path(source).resolve()) if Path(source).exists() else str(source)
+        load = lambda: load_reward(key)  # noqa: E731
+    else:
         from rewardkit.rewards.base import RewardFunction
 
         if isinstance(source, RewardFunction):
             return SharedReward(source, source.name)
         raise RewardkitError(f"a reward source is a spec file, a model, a rewardkit serve URL or a mapping; "
                              f"got {type(source).__name__}")
-    # one entry per file, whichever working directory named it
-    key = str(Path(source).resolve()) if Path(source).exists() else str(source)
     with _CACHE_LOCK:  # held while loading, so that threads asking at once load the model once
         if key not in _CACHE:
-            from rewardkit.rewards.spec import load_reward
-
-            _CACHE[key] = SharedReward(load_reward(key), key)
+            _CACHE[key] = SharedReward(load(), "reward spec" if isinstance(source, Mapping) else key)
         return _CACHE[key]
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the mappings and sequences of a config object (OmegaConf's DictConfig and ListConfig)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not a spec value")
 
 
 def configured_source(source: Any, framework: str) -> Any:
