@@ -7,9 +7,10 @@
 - a `rewardkit serve` URL (`http://HOST:PORT`), scored through its `/score` endpoint;
 - an already built `RewardFunction` (library callers and tests).
 
-Every source goes through `rewardkit.rewards.spec.load_reward`, so a response gets the score `rewardkit score` and
-`rewardkit rl` would give it, whichever framework asks. Sources given by name are loaded once per process and shared
-(`shared_reward` caches them), since frameworks import a reward function by path and call it many times.
+A named source goes through `rewardkit.rewards.spec.load_reward` (a mapping through `build_reward`), so a response
+gets the score `rewardkit score` and `rewardkit rl` would give it, whichever framework asks. Named and mapping sources
+are loaded once per process and shared (`shared_reward` caches them), since frameworks import a reward function by
+path and call it many times.
 
 Frameworks call reward functions from several threads at once (verl's reward loop runs `compute_score` in an
 executor, OpenRLHF runs `reward_func` through `asyncio.to_thread`), and a composite reward keeps state between calls
