@@ -4,12 +4,14 @@ the framework tests run exactly what the README shows."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.serve.conftest import ServerProcess
+from tests.serve.conftest import LOOPBACK, free_port
 
 README_SECTION = "## Use it from TRL, OpenRLHF, verl"
 README_MODEL = "runs/hh-rm"  # the model the README's spec names; the tests put a tiny one in its place
@@ -43,10 +45,36 @@ def in_readme_dir(spec_path, monkeypatch) -> Path:
     return spec_path.parent
 
 
+class InProcessServer:
+    """`rewardkit serve`'s app for a model, under uvicorn on a loopback port, in a thread of the test process (a
+    server process would spend seconds importing torch again)."""
+
+    def __init__(self, model_dir: Path):
+        import uvicorn
+
+        from rewardkit.models import RewardModel
+        from rewardkit.serve.app import create_app
+        from rewardkit.serve.config import ServeConfig
+
+        port = free_port()
+        self.url = f"http://{LOOPBACK}:{port}"
+        app = create_app(RewardModel.from_pretrained(str(model_dir)).eval(), ServeConfig(model=str(model_dir)))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
 @pytest.fixture(scope="session")
-def server(varied_bert_dir, tmp_path_factory):
-    """`rewardkit serve` of the spec's model, in its own process on loopback."""
-    process = ServerProcess("rewardkit.serve", [str(varied_bert_dir)],
-                            log_dir=tmp_path_factory.mktemp("logs")).wait_ready()
-    yield process
-    process.stop()
+def server(varied_bert_dir):
+    """`rewardkit serve` of the spec's model on loopback."""
+    running = InProcessServer(varied_bert_dir)
+    yield running
+    running.stop()
