@@ -42,6 +42,32 @@ def test_the_readme_snippet_trains_grpo_with_a_rewardkit_spec(spec_path, in_read
     assert {"rewards/rewardkit/mean", "rewards/rewardkit/reward_model", "rewards/rewardkit/rouge"} <= logged
 
 
+def test_grpo_trainer_on_a_conversational_dataset_passes_messages(spec_path, tmp_path):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    torch.set_num_threads(1)
+    tokenizer = toy_tokenizer()
+    # a chat template in the toy vocabulary: each message's words, then the generation starts
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": "the movie"}],
+                                            [{"role": "user", "content": "a film"}]],
+                                 "reference": ["good movie", "bad film"]})
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2,
+                      max_completion_length=3, max_steps=1, logging_steps=1, report_to="none", use_cpu=True,
+                      bf16=False, save_strategy="no", seed=0, dataloader_num_workers=0)
+    trainer = GRPOTrainer(model=toy_policy(tokenizer), processing_class=tokenizer,
+                          reward_funcs=reward_func(str(spec_path)), args=args, train_dataset=dataset)
+    trainer.train()
+
+    prompts, completions = list(trainer._logs["prompt"]), list(trainer._logs["completion"])
+    assert all(isinstance(p, list) and isinstance(c, list) and c[-1]["role"] == "assistant"
+               for p, c in zip(prompts, completions))  # TRL handed the reward messages, not text
+    references = [dataset["reference"][dataset["prompt"].index(p)] for p in prompts]
+    expected = load_reward(str(spec_path))(prompts, [c[-1]["content"] for c in completions], references)
+    assert trainer._logs["rewards"]["rewardkit"] == pytest.approx(expected.tolist(), abs=1e-6)
+
+
 def test_conversational_prompts_and_completions_are_scored_as_messages(spec_path):
     reward = reward_func(str(spec_path), name="rk")
     prompts = [[{"role": "system", "content": "be brief"}, {"role": "user", "content": "a film?"}],
