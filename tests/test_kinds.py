@@ -45,6 +45,8 @@ def test_flat_scores_are_laid_out_per_kind():
     groups = KINDS["rankings"].arrange(np.arange(5.0), GROUPS)
     assert [g.tolist() for g in groups] == [[0.0, 1.0, 2.0], [3.0, 4.0]]
     assert KINDS["ratings"].arrange(np.arange(4.0), RATINGS).tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert sorted(KINDS["pairs"].flat((chosen, rejected)).tolist()) == [1.0, 2.0, 3.0, 4.0]
+    assert KINDS["rankings"].flat(groups).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert KINDS["ratings"].targets(RATINGS).tolist() == [1.0, 2.0, 3.0, 4.0]
     assert KINDS["binary"].targets(THUMBS).tolist() == [1.0, 0.0]
     assert KINDS["pairs"].targets([PAIR]) is None

@@ -59,6 +59,10 @@ class FeedbackKind:
         take them."""
         return values
 
+    def flat(self, arranged: Any) -> np.ndarray:
+        """Every text's value of an `arrange`d layout, as one array (in any order)."""
+        return arranged
+
     def disagreement(self, member_values: np.ndarray, records: list) -> np.ndarray | None:
         """Per record, how much an ensemble's members disagree ([K, texts] rewards), or None where not defined."""
         return None
@@ -110,6 +114,11 @@ class Pairs(FeedbackKind):
 
     def arrange(self, values, records):
         return values[..., 0::2], values[..., 1::2]  # (chosen, rejected)
+
+    def flat(self, arranged):
+        import numpy as np
+
+        return np.concatenate(arranged)
 
     def disagreement(self, member_values, records):
         chosen, rejected = self.arrange(member_values, records)
@@ -170,6 +179,11 @@ class Rankings(FeedbackKind):
             bounds.append((start, start + len(record.responses)))
             start += len(record.responses)
         return [values[..., a:b] for a, b in bounds]  # one array per group, best first
+
+    def flat(self, arranged):
+        import numpy as np
+
+        return np.concatenate(arranged) if arranged else np.empty(0)
 
     def summarize(self, data, model, temperature, cfg):
         from rewardkit.eval import metrics

@@ -206,6 +206,24 @@ def test_save_temperature_writes_the_fitted_temperature_with_the_model(tiny_bert
     assert second["ece"] == pytest.approx(first["datasets"]["pairs"]["calibrated_ece"], abs=1e-6)
 
 
+def test_save_reward_stats_writes_the_mean_and_std_of_every_reward_scored(varied_bert_dir, tmp_path, capsys):
+    from rewardkit.models import RewardModel
+
+    model = tmp_path / "model"
+    shutil.copytree(varied_bert_dir, model)
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    reported = run_json(capsys, model, data, "--save-reward-stats")["models"][0]
+    rm = RewardModel.from_pretrained(str(model))
+    rewards = np.concatenate([rm.score([p["prompt"] for p in PAIRS], [p[side] for p in PAIRS]).double().numpy()
+                              for side in ("chosen", "rejected")])
+    saved = json.loads((model / "rewardkit.json").read_text())["reward_stats"]
+    assert saved == reported["reward_stats"] and reported["saved_reward_stats"] is True
+    assert saved["count"] == 28 and saved["data"] == "pairs"
+    assert saved["mean"] == pytest.approx(rewards.mean(), abs=1e-6)
+    assert saved["std"] == pytest.approx(rewards.std(), abs=1e-6)  # population std, as the server divides by
+    assert rm.reward_stats == saved and rm.temperature == 1.0  # the temperature is left as it was
+
+
 def test_data_at_validation_uses_the_trainers_split(tiny_bert_dir, tmp_path, capsys):
     from rewardkit.data import load_records, train_val_split
 

@@ -64,8 +64,11 @@ def test_train_rm_ensemble_saves_members_and_their_weight_average(trained_ensemb
     assert summary["ensemble"] == 2 and len(summary["member_val_accuracies"]) == 2
     assert summary["member_val_accuracies"] == [json.loads((m / "train_summary.json").read_text())["val_accuracy"]
                                                 for m in members]
-    assert json.loads((out / "rewardkit.json").read_text())["ensemble"] == {
-        "members": ["members/member-0", "members/member-1"]}
+    metadata = json.loads((out / "rewardkit.json").read_text())
+    assert metadata["ensemble"] == {"members": ["members/member-0", "members/member-1"]}
+    # the folder's reward statistics are the ensemble's (what serve --normalize fixed uses)
+    assert metadata["reward_stats"]["count"] == 2 * summary["val_examples"]
+    assert load_reward_model(str(out)).reward_stats == metadata["reward_stats"]
 
 
 def test_an_ensemble_folder_scores_as_the_mean_of_its_members_with_their_std(trained_ensemble):

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from rewardkit.config import parse_config
 from rewardkit.errors import RewardkitError
+from rewardkit.models import RewardModel
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.trainer import RewardModelTrainer, length_grouped_batches, shard
 from tests.conftest import kill_once_written
@@ -106,10 +107,18 @@ def test_training_learns_a_simple_preference_and_writes_summary(tmp_path, tiny_b
     data = write_pairs(tmp_path / "pairs.jsonl", n=200)
     cfg = small_config(tmp_path, tiny_bert_dir, data, max_steps=40, learning_rate=3e-3, eval_every=20,
                        tensorboard=True)
-    summary = RewardModelTrainer(cfg).train()
+    trainer = RewardModelTrainer(cfg)
+    summary = trainer.train()
     out = Path(cfg.output_dir)
     saved = json.loads((out / "train_summary.json").read_text())
     assert saved["val_accuracy"] == summary["val_accuracy"] > 0.8
+    # the saved model carries the mean and std of its rewards on the validation texts
+    model = RewardModel.from_pretrained(str(out))
+    rewards = model.score_encoded([t for e in trainer.val_examples for t in e.encoded]).double()
+    assert model.reward_stats == saved["val_reward_stats"]
+    assert model.reward_stats["count"] == len(rewards) == 2 * len(trainer.val_examples)
+    assert model.reward_stats["mean"] == pytest.approx(float(rewards.mean()), abs=1e-5)
+    assert model.reward_stats["std"] == pytest.approx(float(rewards.std(unbiased=False)), abs=1e-5)
     for key in ("train_examples", "train_seconds", "examples_per_second", "val_accuracy"):
         assert key in saved
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

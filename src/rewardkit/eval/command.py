@@ -11,7 +11,9 @@ and only the pairs the model was not trained on.
 `--json` prints one object (NaN figures, e.g. a correlation of constant values, are null):
 
     {"models": [{"name", "path", "temperature" (as loaded), "max_length", "fitted_temperature" (on all pairwise data,
-                 what --save-temperature stores), "texts_scored", "texts_truncated", "ensemble" (its member count, or null)}, ...],
+                 what --save-temperature stores), "texts_scored", "texts_truncated", "reward_stats" ({"mean", "std",
+                 "count", "data"} of every reward it gave here, what --save-reward-stats stores), "ensemble" (its member
+                 count, or null)}, ...],
      "datasets": {NAME: {"kind": "pairs" | "rankings" | "ratings" | "binary", "sources": [files],
                          ...the first model's figures for that kind (see rewardkit.eval.metrics.summarize_*)...,
                          "subsets": {SUBSET: {...the same figures...}},
@@ -61,6 +63,9 @@ class EvalConfig(DeviceOptions):
                                           "context first (default: the model's saved max_length, else 512)")
     save_temperature: bool = option(False, "store the temperature fitted on all pairwise data with each model "
                                            "(in its rewardkit.json) so later scores can be calibrated")
+    save_reward_stats: bool = option(False, "store the mean and std of each model's rewards over every text scored "
+                                            "here (in its rewardkit.json), for `rewardkit serve --normalize fixed`; "
+                                            "evaluate held-out data, e.g. DATA@validation")
     limit: int | None = option(None, "evaluate a seeded random sample of at most N records per dataset (quick looks)",
                                metavar="N")
     val_fraction: float = option(0.1, "share of records on the validation side for DATA@validation (as in train-rm)")
@@ -225,6 +230,17 @@ def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalCon
     return entry
 
 
+def pooled_reward_stats(scored: list[ScoredDataset], model: int) -> dict:
+    """Mean and std of every reward `model` gave on every dataset (what --save-reward-stats stores)."""
+    import numpy as np
+
+    from rewardkit.models.reward_model import reward_statistics
+
+    rewards = np.concatenate([data.kind.flat(data.scores[model]) for data in scored]).astype(np.float64)
+    return reward_statistics(len(rewards), float(rewards.sum()), float((rewards ** 2).sum()),
+                             data=", ".join(data.name for data in scored))
+
+
 def pooled_temperature(scored: list[ScoredDataset], model: int) -> float | None:
     """The temperature fitted on every pairwise dataset together (what --save-temperature stores)."""
     import numpy as np
@@ -246,11 +262,11 @@ def run_eval(cfg: EvalConfig) -> int:
         raise RewardkitError("--batch-size must be at least 1")
     if cfg.limit is not None and cfg.limit < 1:
         raise RewardkitError("--limit must be at least 1")
-    if cfg.save_temperature:
-        for path in model_paths:
+    for flag in ("save_temperature", "save_reward_stats"):
+        for path in model_paths if getattr(cfg, flag) else []:
             if not (Path(path) / "config.json").exists():
-                raise RewardkitError(f"--save-temperature writes into the model folder, but {path} is not a local "
-                                     f"model folder")
+                raise RewardkitError(f"--{flag.replace('_', '-')} writes into the model folder, but {path} is not a "
+                                     f"local model folder")
 
     names: set[str] = set()
     datasets = []
@@ -277,7 +293,8 @@ def run_eval(cfg: EvalConfig) -> int:
     results = {
         "models": [{"name": name, "path": path, "temperature": rm.temperature, "max_length": rm.max_length,
                     "fitted_temperature": pooled_temperature(scored, m), "texts_scored": stats[m].n_texts,
-                    "texts_truncated": stats[m].n_truncated, "placement": placement.as_dict(),
+                    "texts_truncated": stats[m].n_truncated, "reward_stats": pooled_reward_stats(scored, m),
+                    "placement": placement.as_dict(),
                     "ensemble": len(rm.members) if getattr(rm, "is_ensemble", False) else None}
                    for m, (name, path, rm) in enumerate(zip(model_names, model_paths, models))],
         "datasets": {data.name: dataset_figures(data, temperatures, cfg) for data in scored},
@@ -288,14 +305,21 @@ def run_eval(cfg: EvalConfig) -> int:
                   f"{info['max_length']} tokens for {info['name']}; their oldest context was cut, the response kept",
                   file=sys.stderr)
 
-    if cfg.save_temperature:
-        for rm, path, info, max_length in zip(models, model_paths, results["models"], saved_max_lengths):
+    saving = cfg.save_temperature or cfg.save_reward_stats
+    for rm, path, info, max_length in zip(models, model_paths, results["models"], saved_max_lengths) if saving else ():
+        rm.max_length = max_length  # --max-length is for this run, not for saving
+        if cfg.save_temperature:
             if info["fitted_temperature"] is None:
                 raise RewardkitError("--save-temperature needs pairwise data to fit a temperature on")
-            rm.temperature, rm.max_length = info["fitted_temperature"], max_length
-            rm.save_metadata(path)
+            rm.temperature = info["fitted_temperature"]
             info["saved_temperature"] = True
             print(f"saved temperature {rm.temperature:.4g} to {Path(path) / 'rewardkit.json'}", file=sys.stderr)
+        if cfg.save_reward_stats:
+            rm.reward_stats = info["reward_stats"]
+            info["saved_reward_stats"] = True
+            print(f"saved reward mean {rm.reward_stats['mean']:.4g} and std {rm.reward_stats['std']:.4g} to "
+                  f"{Path(path) / 'rewardkit.json'}", file=sys.stderr)
+        rm.save_metadata(path)
 
     if cfg.report:
         from rewardkit.eval.report import write_report

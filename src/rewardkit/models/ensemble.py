@@ -68,7 +68,7 @@ class RewardEnsemble:
 
     is_ensemble = True
 
-    def __init__(self, members: Sequence[RewardModel], temperature: float = 1.0):
+    def __init__(self, members: Sequence[RewardModel], temperature: float = 1.0, reward_stats: dict | None = None):
         if not members:
             raise RewardkitError("an ensemble needs at least one member")
         first = members[0]
@@ -78,6 +78,7 @@ class RewardEnsemble:
                                      f"share the backbone")
         self.members = list(members)
         self.temperature = float(temperature)
+        self.reward_stats = reward_stats  # of the ensemble's (mean) rewards on held-out data, as RewardModel's
 
     # the text rule and its settings are member 0's (max_length is set on every member)
     @property
@@ -140,6 +141,8 @@ class RewardEnsemble:
         path = Path(directory, METADATA_FILE)
         metadata = json.loads(path.read_text())
         metadata.update(max_length=self.max_length, temperature=self.temperature)
+        if self.reward_stats is not None:
+            metadata["reward_stats"] = self.reward_stats
         path.write_text(json.dumps(metadata, indent=2) + "\n")
 
 
@@ -153,7 +156,8 @@ def ensemble_members(directory: str | Path) -> list[str] | None:
 
 def save_ensemble(directory: str | Path, members: Sequence[str | Path], average: RewardModel) -> None:
     """Write the ensemble folder: `average` (already holding the members' mean weights) as the folder's own model, and
-    rewardkit.json listing the members (folders inside `directory`)."""
+    rewardkit.json listing the members (folders inside `directory`). Its settings (max_length, temperature,
+    reward_stats) are the ensemble's: set them on `average` first."""
     directory = Path(directory)
     average.save_pretrained(directory)
     metadata_path = directory / METADATA_FILE
@@ -175,4 +179,5 @@ def load_reward_model(name_or_path: str, max_length: int | None = None,
     metadata = json.loads((path / METADATA_FILE).read_text())
     loaded = [RewardModel.from_pretrained(str(path / m), max_length=max_length or metadata.get("max_length"),
                                           placement=placement) for m in members]
-    return RewardEnsemble(loaded, temperature=metadata.get("temperature", 1.0))
+    return RewardEnsemble(loaded, temperature=metadata.get("temperature", 1.0),
+                          reward_stats=metadata.get("reward_stats"))

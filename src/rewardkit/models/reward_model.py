@@ -14,7 +14,8 @@ prompt that a pair's (or a ranking's) texts share once (see `rewardkit.models.pa
 Precision follows `rewardkit.device`: weights in fp32 for training (under autocast) or in bf16/fp16 for inference, and
 the reward head always computes in fp32 (`keep_head_in_fp32`), so that rewards do not tie at bf16's resolution.
 Saved folders are standard HF folders (safetensors) that `AutoModelForSequenceClassification` loads with one label;
-the few rewardkit settings (max_length, calibration temperature) sit beside them in `rewardkit.json`.
+the few rewardkit settings (max_length, calibration temperature, the mean and std of its rewards on held-out data)
+sit beside them in `rewardkit.json`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ from rewardkit.models import packing
 from rewardkit.models.presets import resolve_model_path
 
 METADATA_FILE = "rewardkit.json"
+
+
+def reward_statistics(count: int, total: float, total_squares: float, data: str) -> dict:
+    """The mean and population std of `count` rewards from their sum and sum of squares (sums add up across processes
+    and datasets), with what they were scored on: a model's `reward_stats`, which `save_metadata` stores and
+    `rewardkit serve --normalize fixed` normalizes with."""
+    if count < 1:
+        raise ValueError("reward statistics need at least one reward")
+    mean = total / count
+    std = max(total_squares / count - mean * mean, 0.0) ** 0.5
+    return {"mean": mean, "std": std, "count": int(count), "data": data}
 
 
 @dataclass(slots=True)
@@ -157,6 +169,8 @@ class RewardModel(nn.Module):
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.temperature = float(temperature)
+        # {"mean", "std", "count", "data"} of its rewards on held-out data (see `reward_statistics`), or None
+        self.reward_stats: dict | None = None
         self.is_decoder = is_decoder_head(model)
         if tokenizer.pad_token_id is None:
             # Decoder tokenizers often have no pad token; any id works because padding is masked out.
@@ -211,10 +225,12 @@ class RewardModel(nn.Module):
             raise RewardkitError(f"cannot load model {name_or_path!r}: {str(exc).splitlines()[0]}")
         if placement is not None and not train:  # a trainer places the model itself (one device per process)
             model.to(placement.torch_device)
-        return cls(model, tokenizer,
-                   max_length=max_length or metadata.get("max_length", 512),
-                   temperature=metadata.get("temperature", 1.0),
-                   use_chat_template=metadata.get("use_chat_template"))
+        loaded = cls(model, tokenizer,
+                     max_length=max_length or metadata.get("max_length", 512),
+                     temperature=metadata.get("temperature", 1.0),
+                     use_chat_template=metadata.get("use_chat_template"))
+        loaded.reward_stats = metadata.get("reward_stats")
+        return loaded
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write a standard HF folder (safetensors, one label) plus `rewardkit.json`.
@@ -235,6 +251,8 @@ class RewardModel(nn.Module):
         """Write only `rewardkit.json` (e.g. after fitting a calibration temperature)."""
         metadata = {"max_length": self.max_length, "temperature": self.temperature,
                     "use_chat_template": self.use_chat_template}
+        if self.reward_stats is not None:
+            metadata["reward_stats"] = self.reward_stats
         Path(directory, METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
     # ---------------------------------------------------------------- LoRA and memory

@@ -33,7 +33,7 @@ from rewardkit.kinds import kind_named
 from rewardkit.models import tasks
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.ensemble import RewardEnsemble, average_state_dicts, member_dir, save_ensemble
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import RewardModel, reward_statistics
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, derived_seed, progress_bar,
                             prune_checkpoints, rng_state, set_rng_state, write_atomically)
 from rewardkit.tracking import MetricsLog
@@ -111,6 +111,7 @@ class RewardModelTrainer:
             torch.manual_seed(self.order_seed)
         self.train_examples, self.val_examples, self.task = self._prepare_data(*records)
         self.best_weights: dict[str, torch.Tensor] | None = None  # of the best validation, kept for early stopping
+        self.val_reward_sums: list | None = None  # of the last validation (see validate)
 
     # -------------------------------------------------------------- data
     def _log(self, message: str) -> None:
@@ -161,6 +162,11 @@ class RewardModelTrainer:
         correct = self.task.correct(scores, mine) if mine else torch.empty(0)
         total = torch.tensor([float(correct.sum()), float(len(mine))])
         total = self.accelerator.reduce(total, reduction="sum") if self.world > 1 else total
+        # count, sum and sum of squares of every validation reward: the model's saved reward statistics
+        rewards = scores.detach().double()
+        sums = torch.tensor([len(rewards), float(rewards.sum()), float((rewards ** 2).sum())], dtype=torch.float64)
+        sums = self.accelerator.reduce(sums, reduction="sum") if self.world > 1 else sums
+        self.val_reward_sums = [int(sums[0]), float(sums[1]), float(sums[2])]
         return float(total[0] / total[1])
 
     # -------------------------------------------------------------- checkpoints
@@ -315,6 +321,7 @@ class RewardModelTrainer:
                 if step % eval_every == 0 or step == total_steps:
                     val_accuracy = self.validate()
                     state["val_accuracy"] = val_accuracy
+                    state["val_reward_sums"] = self.val_reward_sums
                     log.write(step, {"accuracy": val_accuracy}, prefix="val")
                     self._log(f"train-rm: step {step}/{total_steps} validation accuracy {val_accuracy:.4f}")
                     if state["best_accuracy"] is None or val_accuracy > state["best_accuracy"]:
@@ -322,6 +329,7 @@ class RewardModelTrainer:
                         if cfg.early_stopping_patience:
                             self.best_weights = {k: v.detach().clone()
                                                  for k, v in acc.unwrap_model(model).state_dict().items()}
+                            state["best_val_reward_sums"] = self.val_reward_sums
                     else:
                         state["evals_without_improvement"] += 1
                         if cfg.early_stopping_patience and \
@@ -340,6 +348,10 @@ class RewardModelTrainer:
         if self.best_weights is not None:
             final.load_state_dict(self.best_weights)
             state["val_accuracy"] = state["best_accuracy"]
+        # the saved model's reward statistics are those of the weights it keeps (none without validation data)
+        sums = state.get("best_val_reward_sums" if self.best_weights is not None else "val_reward_sums")
+        final.reward_stats = reward_statistics(*sums, data=f"train-rm validation ({len(self.val_examples)} "
+                                                            f"examples)") if sums and sums[0] else None
         final.merge_lora()
         return self._finish(final, state, stopped_early)
 
@@ -351,6 +363,7 @@ class RewardModelTrainer:
             "examples_seen": state["examples_seen"], "train_seconds": round(state["train_seconds"], 2),
             "examples_per_second": round(state["examples_seen"] / max(state["train_seconds"], 1e-9), 2),
             "val_accuracy": state.get("val_accuracy"), "best_val_accuracy": state["best_accuracy"],
+            "val_reward_stats": model.reward_stats,
             "stopped_early": stopped_early, "processes": self.world, "placement": self.placement.as_dict(),
             "truncated_train_examples": sum(e.truncated for e in self.train_examples),
             "config": dataclasses.asdict(self.cfg),
@@ -384,9 +397,13 @@ def train_ensemble(cfg: TrainRMConfig) -> tuple[RewardModelTrainer, dict]:
     members = [RewardModel.from_pretrained(str(f), placement=trainer.placement, train=True).to(device)
                for f in folders]
     ensemble_accuracy = trainer.validate(RewardEnsemble(members))
+    ensemble_sums = trainer.val_reward_sums
     average = members[0]
     average.load_state_dict(average_state_dicts([m.state_dict() for m in members]))
     average_accuracy = trainer.validate(average)
+    # the folder's statistics are those of what rewardkit scores it with: the members' mean
+    average.reward_stats = reward_statistics(*ensemble_sums, data=f"train-rm validation of the ensemble "
+                                             f"({len(trainer.val_examples)} examples)") if ensemble_sums[0] else None
     summary = {
         "model": cfg.model, "feedback": trainer.kind.name, "ensemble": cfg.ensemble,
         "val_accuracy": ensemble_accuracy, "weight_average_val_accuracy": average_accuracy,

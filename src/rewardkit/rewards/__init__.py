@@ -32,9 +32,9 @@ rouge (Rouge), embedding_similarity (EmbeddingSimilarity), token_similarity (Tok
 `build_reward(spec_or_path)` returns a `CompositeReward` (itself a RewardFunction) whose `last_components` (raw values),
 `last_contributions` (weighted, normalized, clipped terms) and `last_total` describe the last batch for logging.
 
-`load_reward(spec_or_model)` takes a spec file (.yaml/.yml) or a reward model (preset/folder) and returns a composite
-either way (what `rewardkit rl --reward`/`--gold-reward` and `rewardkit score` call; `rewardkit serve` serves a reward
-model itself, not a spec).
+`load_reward(spec_or_model)` takes a spec file (.yaml/.yml), a reward model (preset/folder) or a `rewardkit serve` URL
+and returns a composite either way (what `rewardkit rl --reward`/`--gold-reward`, `rewardkit score` and
+`rewardkit.integrations` call; `rewardkit serve` serves a reward model itself, not a spec).
 
 Names are imported lazily so that `rewardkit --help` does not load torch.
 """

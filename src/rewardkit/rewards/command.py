@@ -36,7 +36,8 @@ class ScoreConfig(DeviceOptions):
     input: str = option(help="records to score: JSONL/JSON/CSV(.gz) with prompt, response[, reference][, finished], "
                              "or pairwise prompt, chosen, rejected (both responses are scored)", metavar="FILE")
     model: str | None = option(None, "reward model (preset such as minilm-l6, rewardkit or HF sequence-classification "
-                                     "folder); the same as a spec with one reward_model component",
+                                     "folder), or a rewardkit serve URL; the same as a spec with one reward_model (or "
+                                     "remote) component",
                                positional=True, metavar="MODEL")
     reward: str | None = option(None, "reward spec YAML: components with weights, normalization, clipping, mode",
                                 metavar="SPEC.yaml")

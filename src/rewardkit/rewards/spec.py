@@ -170,10 +170,14 @@ def build_reward(spec: dict | str | Path, source: str | None = None,
 
 def load_reward(spec_or_model: str, max_length: int | None = None,
                 placement: Placement | None = None) -> CompositeReward:
-    """A reward from a spec file (.yaml/.yml) or a reward model (preset, folder or hub id), the latter as a composite
-    with one `reward_model` component, so callers (score, rl) accept either."""
+    """A reward from a spec file (.yaml/.yml), a `rewardkit serve` URL (http:// or https://) or a reward model
+    (preset, folder or hub id), the latter two as a composite with one `remote` or `reward_model` component, so
+    callers (score, rl, the framework integrations) accept any of them."""
     if Path(spec_or_model).suffix.lower() in (".yaml", ".yml"):
         return build_reward(spec_or_model, placement=placement)
+    if spec_or_model.startswith(("http://", "https://")):
+        return build_reward({"components": [{"type": "remote", "url": spec_or_model}]},
+                            source=f"server {spec_or_model}")
     component: dict[str, Any] = {"type": "reward_model", "path": spec_or_model}
     if max_length:
         component["max_length"] = max_length

@@ -19,8 +19,8 @@ class RLConfig(DeviceOptions):
     # ------------------------------------------------------------------ models, rewards, prompts
     policy: str = option("smollm2-135m", "Policy to fine-tune: a preset (smollm2-135m), local folder or hub id of a "
                                          "causal language model")
-    reward: str = option("", "Proxy reward being optimized: a reward spec YAML, or a reward-model folder/preset",
-                         metavar="SPEC_OR_MODEL")
+    reward: str = option("", "Proxy reward being optimized: a reward spec YAML, a reward-model folder/preset, or a "
+                             "rewardkit serve URL", metavar="SPEC_OR_MODEL")
     gold_reward: str | None = option(None, "Optional gold reward (spec YAML or reward model) scored on the same samples "
                                            "to catch reward hacking; never optimized", metavar="SPEC_OR_MODEL")
     prompts: str = option("", "Training prompts: .jsonl/.json (records with --prompt-field, a string or a list of "

@@ -3,18 +3,21 @@
 Endpoints
 - `POST /score` `{"items": [{"prompt": str | [{"role", "content"}...], "response": str}, ...]}` -> `{"scores": [...]}`
   in item order. `prompt` may be "" (no context); `response` must hold text.
-- `POST /get_reward`, OpenRLHF's remote reward model protocol (`--remote_rm_url http://HOST:PORT/get_reward`):
-  `{"query": [full texts], "prompts": [prompt texts] | null, "labels": ...}` ->
-  `{"rewards": [...], "scores": [...], "extra_logs": {"rm_prompt_split": [1.0 | 0.0, ...]}}`.
+- `POST /get_reward`, OpenRLHF's remote reward model protocol (`--reward.remote_url http://HOST:PORT/get_reward`;
+  `--remote_rm_url` before OpenRLHF v0.10): `{"query": [full texts], "prompts": [prompt texts] | null, "labels": ...}`
+  -> `{"rewards": [...], "scores": [...], "extra_logs": {"rm_prompt_split": [1.0 | 0.0, ...]}}` (plus "raw_reward",
+  the scores before normalization, when --normalize is on).
   A query is prompt + response as the policy saw it. When `prompts[i]` is given and the query starts with it (after
   nothing but the tokenizer's special tokens, e.g. BOS), the rest is the response; otherwise the whole query is scored
   as the response to an empty prompt (`rm_prompt_split` says which, per item). Special tokens around the response
-  (separators, EOS, padding) are removed, since the reward model adds its own. `labels` are ignored. The pair is then
-  scored by the model's own rule, exactly as /score would score it. A prompt already rendered with the reward model's
+  (separators, EOS, padding: the reward model's, and the policy's with --policy-tokenizer) are removed, since the
+  reward model adds its own. `labels` are ignored. The pair is then scored by the model's own rule, exactly as
+  /score would score it. A prompt already rendered with the reward model's
   chat template (OpenRLHF's --apply_chat_template) is recognised by the template's special tokens and not rendered a
   second time.
 - `GET /health` -> 200 `{"status": "ok", "model": ..., "placement": {"device", "precision", "reason"}, "limits":
-  {...}}` (no token needed; 503 if the batcher died).
+  {...}, "normalization": {"method", ...}}` (no token needed; 503 if the batcher died).
+- With `--normalize running|fixed` (`rewardkit.serve.normalize`), /score and /get_reward serve normalized scores.
 - `GET /metrics` -> Prometheus text format.
 
 Errors are JSON `{"detail": message, "field": "items[3].response"}` (field when one is at fault): 401 missing or
@@ -37,10 +40,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from rewardkit.device import Placement
+from rewardkit.integrations.openrlhf import special_tokens_of, split_query
 from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull
 from rewardkit.serve.config import ServeConfig, check_limits
 from rewardkit.serve.drain import DrainUnreadBody, drain_bound
 from rewardkit.serve.metrics import MetricsMiddleware, ServeMetrics
+from rewardkit.serve.normalize import normalizer_for
 
 log = logging.getLogger("rewardkit.serve")
 ENDPOINTS = frozenset({"/score", "/get_reward", "/health", "/metrics"})
@@ -133,36 +138,6 @@ def parse_score_request(body: Any, max_items: int) -> tuple[list, list[str]]:
     return prompts, responses
 
 
-def _strip_leading_special(text: str, special: Sequence[str]) -> str:
-    while True:
-        stripped = text.lstrip()
-        token = next((t for t in special if stripped.startswith(t)), None)
-        if token is None:
-            return text
-        text = stripped[len(token):]
-
-
-def _strip_trailing_special(text: str, special: Sequence[str]) -> str:
-    while True:
-        stripped = text.rstrip()
-        token = next((t for t in special if stripped.endswith(t)), None)
-        if token is None:
-            return text
-        text = stripped[:-len(token)]
-
-
-def split_query(query: str, prompt: str | None, special: Sequence[str]) -> tuple[str, str, bool]:
-    """(prompt, response, whether the prompt was found) for one OpenRLHF query; see the module docstring."""
-    found = False
-    if prompt:
-        start = query.find(prompt)
-        if start >= 0 and not _strip_leading_special(query[:start], special).strip():
-            query, found = query[start + len(prompt):], True
-    # Separators and BOS before the response, EOS and padding after it: the reward model adds its own.
-    response = _strip_trailing_special(_strip_leading_special(query, special), special)
-    return (prompt if found else ""), response, found
-
-
 def parse_get_reward_request(body: Any, max_items: int, special: Sequence[str]) -> tuple[list, list[str], list[bool]]:
     """Prompts, responses and split flags of an OpenRLHF /get_reward body."""
     if not isinstance(body, dict):
@@ -212,10 +187,12 @@ async def _read_json(request: Request, limit: int) -> Any:
         raise RequestError(400, "invalid", f"request body is not valid JSON: {exc}")
 
 
-def _special_tokens(scorer: Any) -> tuple[str, ...]:
+def _special_tokens(scorer: Any, policy_tokenizer: str | None) -> tuple[str, ...]:
+    """The special tokens stripped around /get_reward responses: the scorer's tokenizer's and the policy's."""
     tokenizer = getattr(scorer, "tokenizer", None)
-    tokens = getattr(tokenizer, "all_special_tokens", None) or ()
-    return tuple(sorted({t for t in tokens if t}, key=len, reverse=True))  # longest first: "</s>" before "<"
+    tokens = {t for t in getattr(tokenizer, "all_special_tokens", None) or () if t}
+    tokens |= special_tokens_of(policy_tokenizer)
+    return tuple(sorted(tokens, key=len, reverse=True))  # longest first: "</s>" before "<"
 
 
 def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None,
@@ -227,7 +204,10 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
     batcher = MicroBatcher(scorer, max_batch_size=settings.max_batch_size,
                            max_batch_tokens=settings.max_batch_tokens, max_wait_s=settings.max_wait_ms / 1000,
                            max_queued_items=settings.max_queued_items, metrics=metrics)
-    special = _special_tokens(scorer)
+    special = _special_tokens(scorer, settings.policy_tokenizer)
+    normalize = normalizer_for(settings.normalize, settings.normalize_mean, settings.normalize_std,
+                               settings.normalize_warmup, getattr(scorer, "reward_stats", None),
+                               model_name or settings.model)
     token = settings.api_token.encode("utf-8") if settings.api_token else None
 
     @asynccontextmanager
@@ -284,16 +264,19 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
         authorize(request)
         prompts, responses = parse_score_request(await _read_json(request, settings.max_body_bytes),
                                                  settings.max_items_per_request)
-        return JSONResponse({"scores": await score(prompts, responses, "items")})
+        return JSONResponse({"scores": normalize(await score(prompts, responses, "items"))})
 
     @app.post("/get_reward")
     async def get_reward_endpoint(request: Request) -> JSONResponse:
         authorize(request)
         prompts, responses, found = parse_get_reward_request(await _read_json(request, settings.max_body_bytes),
                                                              settings.max_items_per_request, special)
-        rewards = await score(prompts, responses, "query")
-        return JSONResponse({"rewards": rewards, "scores": rewards,
-                             "extra_logs": {"rm_prompt_split": [float(f) for f in found]}})
+        raw = await score(prompts, responses, "query")
+        rewards = normalize(raw)
+        extra_logs = {"rm_prompt_split": [float(f) for f in found]}
+        if normalize.method != "none":
+            extra_logs["raw_reward"] = raw
+        return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": extra_logs})
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -302,7 +285,7 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
         status = 200 if batcher.running else 503
         return JSONResponse({"status": "ok" if status == 200 else "unavailable", "model": model_name,
                              "placement": placement.as_dict() if placement is not None else None,
-                             "limits": limits}, status_code=status)
+                             "limits": limits, "normalization": normalize.describe()}, status_code=status)
 
     @app.get("/metrics")
     async def metrics_endpoint(request: Request) -> Response:

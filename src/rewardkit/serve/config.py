@@ -12,6 +12,8 @@ from rewardkit.config import option
 from rewardkit.device import DeviceOptions
 from rewardkit.errors import RewardkitError
 
+NORMALIZE_METHODS = ("none", "running", "fixed")  # rewardkit.serve.normalize implements them
+
 TOKEN_ENV = "REWARDKIT_API_TOKEN"
 
 
@@ -40,6 +42,19 @@ class ServeConfig(DeviceOptions):
                                           "first (default: the model's saved max_length, else 512)")
     torch_threads: int | None = option(None, "CPU threads per forward pass (default: torch's, one per core). On a "
                                              "machine shared with other busy processes 1 can be much faster")
+    policy_tokenizer: str | None = option(None, "the policy's tokenizer (folder or preset): its special tokens are "
+                                                "stripped from /get_reward queries too (OpenRLHF decodes prompt + "
+                                                "response with them kept); default: only the reward model's. Give it "
+                                                "when the policy's tokenizer is not the reward model's",
+                                          metavar="PATH")
+    normalize: str = option("none", "normalize the scores served by /score and /get_reward: running (mean and std "
+                                    "of every score served so far; only centered during --normalize-warmup) or fixed "
+                                    "(--normalize-mean/--normalize-std, else the reward statistics saved with the "
+                                    "model by train-rm or eval-rm --save-reward-stats). For frameworks that do not "
+                                    "normalize a remote reward, e.g. OpenRLHF", choices=NORMALIZE_METHODS)
+    normalize_mean: float | None = option(None, "--normalize fixed: the mean subtracted (give with --normalize-std)")
+    normalize_std: float | None = option(None, "--normalize fixed: the std divided by (give with --normalize-mean)")
+    normalize_warmup: int = option(100, "--normalize running: scores are only centered until this many were served")
     log_level: str = option("info", "server log level",
                             choices=("critical", "error", "warning", "info", "debug"))
 
@@ -56,5 +71,14 @@ def check_limits(cfg: ServeConfig) -> None:
     for name in ("max_length", "torch_threads"):
         if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
             raise RewardkitError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    fixed = (cfg.normalize_mean, cfg.normalize_std)
+    if cfg.normalize != "fixed" and fixed != (None, None):
+        raise RewardkitError("--normalize-mean and --normalize-std are for --normalize fixed")
+    if (fixed[0] is None) != (fixed[1] is None):
+        raise RewardkitError("--normalize-mean and --normalize-std go together")
+    if fixed[1] is not None and not fixed[1] > 0:
+        raise RewardkitError(f"--normalize-std must be positive, got {fixed[1]}")
+    if cfg.normalize_warmup < 0:
+        raise RewardkitError(f"--normalize-warmup must not be negative, got {cfg.normalize_warmup}")
     if not 0 <= cfg.port <= 65535:
         raise RewardkitError(f"--port must be in 0..65535, got {cfg.port}")
