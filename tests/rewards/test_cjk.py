@@ -1,11 +1,15 @@
 """Reference rewards on Chinese (and other CJK) text: tokenization, hand-computed ROUGE, BLEU and token similarity,
 and the once-per-instance warning when a tokenizer misreads a text."""
 
+import doctest
+import re
 import warnings
+from pathlib import Path
 
 import pytest
 import sacrebleu
 import torch
+import yaml
 
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.reference import Bleu, Chrf, Rouge, TokenSimilarity
@@ -132,3 +136,23 @@ def test_tokenize_is_a_spec_field_and_bad_values_are_user_errors():
         Chrf(tokenize="char")
     with pytest.raises(RewardkitError, match="tokenize must be one of auto, words, whitespace, char"):
         TokenSimilarity(tokenize="default")
+
+
+def readme_section(heading: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = text.index(heading)
+    following = re.search(r"\n#{2,3} ", text[start + len(heading):])
+    return text[start:start + len(heading) + following.start()] if following else text[start:]
+
+
+def test_readme_chinese_examples_run_as_written():
+    section = readme_section("### Chinese and other languages without spaces")
+    (session,) = re.findall(r"```pycon\n(.*?)```", section, re.S)
+    examples = doctest.DocTestParser().get_doctest(session, {}, "README: Chinese", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(examples)
+    assert runner.summarize(verbose=False) == (0, 5)  # (failed, attempted)
+    (spec,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    reward = build_reward(yaml.safe_load(spec))
+    assert [c.name for c in reward.components] == ["rouge", "bleu"]
+    assert reward([""], ["我喜欢吃苹果"], ["我喜欢吃苹果"]).tolist() == pytest.approx([2.0])  # both 1 on identical text
