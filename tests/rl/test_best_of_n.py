@@ -49,14 +49,18 @@ def test_curve_means_the_pick_over_prompts_with_bootstrap_intervals():
     # 95% percentile interval runs from the smaller picked value to the larger
     assert [p["gold_ci95"] for p in points] == [[1.0, 5.0], [2.0, 5.0], [4.0, 5.0]]
     assert points[0]["proxy_ci95"] == pytest.approx([0.1, 0.7])
+    # gain over the first candidate, per prompt: n=2 → (2 − 1, 5 − 5) = (1, 0); n=4 → (4 − 1, 0) = (3, 0)
+    assert [p["gold_gain"] for p in points] == pytest.approx([0.0, 0.5, 1.5])
+    assert [p["gold_gain_ci95"] for p in points] == [[0.0, 0.0], [0.0, 1.0], [0.0, 3.0]]
     assert "gold" not in best_of_n_curve(PROXY, None, [1])[0]
 
 
 def test_format_curve_prints_one_row_per_n():
     points = best_of_n_curve(PROXY, GOLD, [1, 4], n_resamples=200)
     lines = format_curve(points).splitlines()
-    assert len(lines) == 3 and "gold of the pick" in lines[0]
-    assert lines[2].split() == ["4", "0.636", "+0.800", "[+0.700,", "+0.900]", "+4.500", "[+4.000,", "+5.000]"]
+    assert len(lines) == 3 and "gold of the pick" in lines[0] and "gold gain over n=1" in lines[0]
+    assert lines[2].split() == ["4", "0.636", "+0.800", "[+0.700,", "+0.900]", "+4.500", "[+4.000,", "+5.000]",
+                                "+1.500", "[+0.000,", "+3.000]"]
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +105,7 @@ def test_command_writes_candidates_curve_and_plot(toy_inputs, tmp_path, capsys):
         picks = [row[:point["n"]].index(max(row[:point["n"]])) for row in proxy]
         assert point["gold"] == pytest.approx(sum(g[k] for g, k in zip(gold, picks)) / 4)
         assert point["kl_bon"] == pytest.approx(math.log(point["n"]) - (point["n"] - 1) / point["n"])
+        assert point["gold_gain"] == pytest.approx(point["gold"] - sum(g[0] for g in gold) / 4)
     assert (out / "best_of_n.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 4 and table[0].split()[:2] == ["n", "KL_bon"]

@@ -15,8 +15,8 @@ Output folder (written atomically: it appears complete or not at all):
 - `candidates.jsonl`: one line per prompt: `prompt`, (`reference`), `candidates` (each `response`, `reward`, its
   `components`, `gold` with --gold, `truncated` when cut off at --max-new-tokens), and the pick: `chosen` (its index),
   `response`, `reward` (and `gold`);
-- `best_of_n.json`: the curve (each n: KL_bon, the mean proxy and gold reward of the pick with intervals), the
-  settings and the placement;
+- `best_of_n.json`: the curve (each n: KL_bon, the mean proxy and gold reward of the pick and the gold gain over
+  n = 1, with intervals), the settings and the placement;
 - `best_of_n.png`: the curve.
 The table is also printed. Nothing heavy is imported at module level, so `rewardkit --help` stays fast.
 """
@@ -93,36 +93,38 @@ def pick_among_first(proxy: np.ndarray, n: int) -> np.ndarray:
 def best_of_n_curve(proxy: np.ndarray, gold: np.ndarray | None, sizes: list[int], n_resamples: int = 1000,
                     seed: int = 0) -> list[dict[str, Any]]:
     """For each n in `sizes`: KL_bon and the mean over prompts of the proxy (and gold) reward of the pick among the
-    first n candidates, with percentile-bootstrap 95% intervals over prompts (the same resamples for every n).
+    first n candidates, with percentile-bootstrap 95% intervals over prompts (the same resamples for every n). With
+    gold, also `gold_gain`: the mean per-prompt gain of the pick's gold reward over that of the first candidate
+    (n = 1), whose paired interval says whether picking helped, which two overlapping intervals cannot.
     `proxy` and `gold` are [prompts, N] arrays."""
     from rewardkit.eval.metrics import bootstrap_ci
 
     proxy = np.asarray(proxy, dtype=np.float64)
+    gold = None if gold is None else np.asarray(gold, dtype=np.float64)
     rows = np.arange(proxy.shape[0])
     points = []
     for n in sizes:
         pick = pick_among_first(proxy, n)
         point: dict[str, Any] = {"n": n, "kl_bon": kl_bon(n)}
-        for name, scores in (("proxy", proxy), ("gold", gold)):
-            if scores is not None:
-                picked = np.asarray(scores, dtype=np.float64)[rows, pick]
-                point[name] = float(picked.mean())
-                point[f"{name}_ci95"] = list(bootstrap_ci(picked, n_resamples=n_resamples, seed=seed))
+        picked = {"proxy": proxy[rows, pick]}
+        if gold is not None:
+            picked["gold"] = gold[rows, pick]
+            picked["gold_gain"] = picked["gold"] - gold[:, 0]
+        for name, values in picked.items():
+            point[name] = float(values.mean())
+            point[f"{name}_ci95"] = list(bootstrap_ci(values, n_resamples=n_resamples, seed=seed))
         points.append(point)
     return points
 
 
 def format_curve(points: list[dict[str, Any]]) -> str:
     """The curve as a plain-text table, one row per n."""
-    gold = "gold" in points[0]
-    header = f"{'n':>4}  {'KL_bon':>6}  {'proxy of the pick [95% CI]':>28}" + (
-        f"  {'gold of the pick [95% CI]':>28}" if gold else "")
-    lines = [header]
+    columns = [("proxy", "proxy of the pick"), ("gold", "gold of the pick"), ("gold_gain", "gold gain over n=1")]
+    columns = [(key, title) for key, title in columns if key in points[0]]
+    lines = ["  ".join([f"{'n':>4}", f"{'KL_bon':>6}", *(f"{title + ' [95% CI]':>28}" for _, title in columns)])]
     for p in points:
-        cells = [f"{p['n']:>4}", f"{p['kl_bon']:>6.3f}", _with_interval(p["proxy"], p["proxy_ci95"])]
-        if gold:
-            cells.append(_with_interval(p["gold"], p["gold_ci95"]))
-        lines.append("  ".join(cells))
+        lines.append("  ".join([f"{p['n']:>4}", f"{p['kl_bon']:>6.3f}",
+                                *(_with_interval(p[key], p[f"{key}_ci95"]) for key, _ in columns)]))
     return "\n".join(lines)
 
 
