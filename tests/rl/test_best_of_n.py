@@ -94,7 +94,8 @@ def test_command_writes_candidates_curve_and_plot(toy_inputs, tmp_path, capsys):
         assert [c["gold"] for c in r["candidates"]] == pytest.approx(film_fraction(None, texts).tolist())
         best = max(c["reward"] for c in r["candidates"])
         assert r["chosen"] == [c["reward"] for c in r["candidates"]].index(best)
-        assert (r["response"], r["reward"], r["gold"]) == (texts[r["chosen"]], best, r["candidates"][r["chosen"]]["gold"])
+        chosen = r["candidates"][r["chosen"]]
+        assert (r["response"], r["reward"], r["gold"]) == (texts[r["chosen"]], best, chosen["gold"])
         proxy.append([c["reward"] for c in r["candidates"]])
         gold.append([c["gold"] for c in r["candidates"]])
     summary = json.loads((out / "best_of_n.json").read_text())

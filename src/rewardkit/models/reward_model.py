@@ -198,8 +198,8 @@ def load_with_reward_head(path: str, config, **kwargs) -> nn.Module:
         for record in held.records:
             logging.getLogger("transformers.modeling_utils").handle(record)
     if new_head:
-        logging.getLogger(__name__).warning(
-            f"rewardkit: {path} has no reward head; initialized a new one ({', '.join(new_head)}), random until trained")
+        logging.getLogger(__name__).warning(f"rewardkit: {path} has no reward head; initialized a new one "
+                                            f"({', '.join(new_head)}), random until trained")
     return model
 
 
