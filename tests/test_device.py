@@ -75,7 +75,7 @@ def test_cpu_bf16_units_are_read_from_the_amx_flag():
     assert not cpu_has_bf16_units("model name : AMD EPYC\n")
 
 
-@pytest.mark.parametrize("command", ["train-rm", "eval-rm", "score", "serve", "rl"])
+@pytest.mark.parametrize("command", ["train-rm", "eval-rm", "score", "serve", "rl", "best-of-n"])
 def test_every_command_takes_device_and_precision(command):
     import dataclasses
 

@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Score responses with a reward model or a reward spec (sparse or dense)."),
     "rl": ("rewardkit.rl.config:RLConfig", "rewardkit.rl.command:run_rl",
            "Optimize a policy against a reward spec (REINFORCE, actor-critic, PPO, GRPO, RLOO)."),
+    "best-of-n": ("rewardkit.rl.best_of_n:BestOfNConfig", "rewardkit.rl.best_of_n:run_best_of_n",
+                  "Sample N responses per prompt and keep the one a reward prefers; chart best-of-N against a gold "
+                  "reward."),
     "serve": ("rewardkit.serve.config:ServeConfig", "rewardkit.serve.command:run_serve",
               "Serve a reward model over HTTP."),
 }

@@ -27,6 +27,10 @@ def test_bleu_and_chrf_equal_sacrebleu_sentence_scores():
         [sacrebleu.sentence_chrf(h, [r], word_order=2).score / 100 for h, r in zip(HYPS, REFS)], abs=1e-6)
 
 
+def test_bleu_auto_is_13a_on_text_without_cjk():
+    assert call(Bleu(), HYPS, REFS) == call(Bleu(tokenize="13a"), HYPS, REFS)
+
+
 def test_bleu_uses_all_references_as_sacrebleu_does():
     refs = [["The cat is on the mat.", "There is a cat on the mat."]]
     assert call(Bleu(), HYPS[:1], refs) == pytest.approx([sacrebleu.sentence_bleu(HYPS[0], refs[0]).score / 100])
@@ -39,6 +43,10 @@ def test_rouge_equals_rouge_score(variant):
         [scorer.score(r, h)[variant].fmeasure for h, r in zip(HYPS, REFS)], abs=1e-6)
     assert call(Rouge(variant=variant, measure="recall"), HYPS, REFS) == pytest.approx(
         [scorer.score(r, h)[variant].recall for h, r in zip(HYPS, REFS)], abs=1e-6)
+    stemming = rouge_scorer.RougeScorer([variant], use_stemmer=True)  # auto stems as rouge-score does
+    for tokenize in ("auto", "default"):
+        assert call(Rouge(variant=variant, use_stemmer=True, tokenize=tokenize), HYPS, REFS) == pytest.approx(
+            [stemming.score(r, h)[variant].fmeasure for h, r in zip(HYPS, REFS)], abs=1e-6)
 
 
 def test_rouge_takes_the_best_reference():

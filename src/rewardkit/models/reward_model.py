@@ -20,9 +20,11 @@ sit beside them in `rewardkit.json`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -152,6 +154,67 @@ def keep_head_in_fp32(model: nn.Module) -> None:
         module._rewardkit_fp32 = True
 
 
+class _HeldLoadReport(logging.Filter):
+    """Holds back transformers' report on the weights a load of `path` initialized: the "LOAD REPORT" table
+    (transformers 5) or the "Some weights ... newly initialized" message (transformers 4). Other records pass."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path, self.records = str(path), []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.path in message and ("LOAD REPORT" in message or "newly initialized" in message):
+            self.records.append(record)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _holding_load_report(path: str):
+    logger = logging.getLogger("transformers.modeling_utils")
+    held = _HeldLoadReport(path)
+    logger.addFilter(held)
+    try:
+        yield held
+    except BaseException:
+        logger.removeFilter(held)
+        for record in held.records:  # a load that failed keeps its whole report
+            logger.handle(record)
+        raise
+    finally:
+        logger.removeFilter(held)
+
+
+def load_with_reward_head(path: str, config, **kwargs) -> nn.Module:
+    """`AutoModelForSequenceClassification.from_pretrained`, saying in one line when the reward head is new.
+
+    A backbone without a reward head (a base model, a causal LM) gets a freshly initialized one, which is where every
+    reward model starts; transformers reports it as a table of MISSING weights that a new user reads as an error.
+    When the head's weights are all that is missing and nothing else went wrong, that report is replaced by one line
+    naming the new head modules. Any other report (weights missing outside the head, unexpected or mismatched
+    weights) goes out as transformers wrote it, and transformers' other messages are untouched.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    with _holding_load_report(path) as held:
+        model, info = AutoModelForSequenceClassification.from_pretrained(path, config=config, output_loading_info=True,
+                                                                         **kwargs)
+    heads = {id(m) for m in head_modules(model)}
+    head_names = [name for name, module in model.named_modules() if id(module) in heads]
+    missing = set(info.get("missing_keys", ()))
+    new_head = sorted({name for name in head_names for key in missing if key.startswith(name + ".")})
+    head_only = (new_head and not info.get("unexpected_keys") and not info.get("mismatched_keys")
+                 and all(any(key.startswith(name + ".") for name in new_head) for key in missing))
+    if not head_only:
+        for record in held.records:
+            logging.getLogger("transformers.modeling_utils").handle(record)
+    if new_head:
+        logging.getLogger(__name__).warning(f"rewardkit: {path} has no reward head; initialized a new one "
+                                            f"({', '.join(new_head)}), random until trained")
+    return model
+
+
 def _disable_dropout(config) -> None:
     for name, value in list(vars(config).items()):
         if "dropout" in name and isinstance(value, float):
@@ -196,12 +259,13 @@ class RewardModel(nn.Module):
                         placement: Placement | None = None, train: bool = False, **model_kwargs) -> "RewardModel":
         """Load a preset, a local folder (rewardkit or any HF model) or a hub id, with a one-output head.
 
-        A backbone without a trained head gets a freshly initialised one. Only safetensors weights are read.
+        A backbone without a trained head gets a freshly initialised one, announced in one line (see
+        `load_with_reward_head`). Only safetensors weights are read.
         `placement` (default: the CPU in fp32) says where the model runs. For inference (`train=False`) the weights
         are loaded directly in its precision, on its device; for training they stay fp32 (master weights) and the
         trainer places them and runs autocast. Either way the reward head computes in fp32 (see `keep_head_in_fp32`).
         """
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         path = resolve_model_path(name_or_path)
         local = Path(path)
@@ -218,8 +282,7 @@ class RewardModel(nn.Module):
             if not dropout:
                 _disable_dropout(config)
             dtype = torch.float32 if placement is None or train else placement.weights_dtype
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, config=config, dtype=dtype, use_safetensors=True, **model_kwargs)
+            model = load_with_reward_head(path, config, dtype=dtype, use_safetensors=True, **model_kwargs)
             tokenizer = AutoTokenizer.from_pretrained(path)
         except OSError as exc:
             raise RewardkitError(f"cannot load model {name_or_path!r}: {str(exc).splitlines()[0]}")

@@ -45,15 +45,16 @@ class TokenCritic(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str, policy_tokenizer) -> "TokenCritic":
         """A critic from a reward-model folder (rewardkit or any HF sequence-classification model, num_labels=1)."""
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         from rewardkit.models.presets import resolve_model_path
+        from rewardkit.models.reward_model import load_with_reward_head
 
         path = resolve_model_path(path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             config = AutoConfig.from_pretrained(path, num_labels=1)
-            model = AutoModelForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True)
+            model = load_with_reward_head(path, config, use_safetensors=True)
         except OSError as exc:
             raise RewardkitError(f"cannot load critic {path!r}: {str(exc).splitlines()[0]}")
         if tokenizer.get_vocab() != policy_tokenizer.get_vocab():
