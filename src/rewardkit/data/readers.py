@@ -4,6 +4,7 @@ Formats: JSONL (`.jsonl`, `.ndjson`), JSON (`.json`: an array of objects, an obj
 under a .json name), CSV (`.csv`) and TSV (`.tsv`), each optionally gzipped (`.gz`; line numbers count lines of the
 decompressed text), and Hugging Face datasets: a `datasets.Dataset`/`DatasetDict` object, a folder written by
 `save_to_disk`, or `hf:NAME[:SPLIT]` (calls `datasets.load_dataset`). For datasets the "line" is the 1-based row number.
+A `rewardkit label` database (`.sqlite`) gives its judgments as majority-vote rows; there the "line" is the item id.
 
 Problems with a single row (invalid JSON on a line, undecodable bytes, a CSV row with the wrong number of fields) go
 to the `bad_record(location, reason)` callback, so the caller decides whether to fail or skip; problems that make the
@@ -30,8 +31,10 @@ from rewardkit.errors import RewardkitError
 BadRecordCallback = Callable[[Location, str], None]
 Row = dict[str, Any]
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}
-SUPPORTED = "JSONL, JSON, CSV or TSV (optionally .gz), a Hugging Face dataset folder, or hf:NAME[:SPLIT]"
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+           ".sqlite": "sqlite"}
+SUPPORTED = ("JSONL, JSON, CSV or TSV (optionally .gz), a Hugging Face dataset folder, hf:NAME[:SPLIT], or a "
+             "`rewardkit label` database (.sqlite)")
 _SPLIT_NAMES = {"train", "test", "validation", "valid", "val", "dev", "eval"}
 _GENERIC_STEMS = _SPLIT_NAMES | {"dataset", "data"}
 _CONTAINER_KEYS = {"data", "records", "examples", "rows", "items", "instances", "pairs", "rankings", "ratings"}
@@ -197,6 +200,12 @@ def iter_rows(source: Source, bad_record: BadRecordCallback) -> Iterator[tuple[L
     if source.fmt == "hf":
         for number, row in enumerate(source.dataset, 1):
             yield Location(source.label, number), row
+        return
+    if source.fmt == "sqlite":  # judgments collected with `rewardkit label`, as majority votes; the "line" is the item
+        from rewardkit.label.export import database_rows
+
+        for item_id, row in database_rows(source.path):
+            yield Location(source.label, item_id), row
         return
     text, undecodable = _read_text(source)
     if source.fmt == "jsonl":
