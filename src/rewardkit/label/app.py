@@ -460,10 +460,13 @@ def _unauthorized(request: Request) -> Response:
 
 
 def _cross_site(request: Request) -> bool:
-    """A state-changing request from another site (the browser says so in Sec-Fetch-Site, or in Origin)."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return True
+    """A state-changing request that a browser says comes from another site: Sec-Fetch-Site (sent by every current
+    browser), else an Origin naming another host. Origin "null" proves nothing (browsers send it for form posts
+    under `Referrer-Policy: no-referrer`); clients that are not browsers send neither."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin and origin != "null":
         return urllib.parse.urlsplit(origin).netloc != request.headers.get("host")
-    return origin == "null"
+    return False
