@@ -144,7 +144,37 @@ def test_import_orders_the_queue_by_a_reward_models_margin_with_random_items_mix
     expected = selection_order(margin_priority(scores), 6, 0.34, seed=5)
     assert [(by_source[i].id, how) for i, how in expected] == [(i.id, i.selected_by) for i in items]
     assert [i.selected_by for i in items].count("random") == 2
+    store = Store(db)
+    (ann,) = _annotators(store, "ann")
+    while (item := store.next_item(ann, 60)) is not None:
+        store.record(ann, item.id, "A")
+    held_out, _ = export_rows(store, selected_by="random")
+    assert [item_id for item_id, _ in held_out] == [i.id for i in items if i.selected_by == "random"]
     actives = [i for i in items if i.selected_by == "active"]
     assert [i.priority for i in actives] == sorted((i.priority for i in actives), reverse=True)
     with pytest.raises(RewardkitError, match="needs --reward-model"):
         _import(db, pairs_file, "--order", "margin")
+
+
+def test_import_samples_a_policy(tmp_path):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from rewardkit.models.presets import resolve_tokenizer_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer_path("smollm2-135m"))
+    torch.manual_seed(0)
+    policy = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+                                          pad_token_id=tokenizer.pad_token_id))
+    policy.save_pretrained(tmp_path / "policy")
+    tokenizer.save_pretrained(tmp_path / "policy")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Tell me a joke.\nName a colour.\n")
+    db = tmp_path / "labels.sqlite"
+    _import(db, "--policy", tmp_path / "policy", "--prompts", prompts, "--samples-per-prompt", "3",
+            "--max-new-tokens", "6", "--task", "ranking")
+    items = Store(db).items()
+    assert [i.prompt for i in items] == ["Tell me a joke.", "Name a colour."]
+    assert [i.source for i in items] == [f"{prompts}:1", f"{prompts}:2"]
+    assert all(len(i.responses) == 3 and all(r.strip() for r in i.responses) for i in items)

@@ -38,7 +38,7 @@ def run_export(cfg: LabelExportConfig) -> int:
     store = Store(cfg.db)
     if cfg.min_judgments < 1:
         raise RewardkitError(f"--min-judgments must be at least 1, got {cfg.min_judgments}")
-    rows, ties = export_rows(store, cfg.mode, cfg.min_judgments)
+    rows, ties = export_rows(store, cfg.mode, cfg.min_judgments, cfg.selected_by)
     output = Path(cfg.output)
     _write_jsonl_atomically(output, [row for _, row in rows])
     ties_file = ties_path(output)

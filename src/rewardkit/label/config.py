@@ -84,3 +84,6 @@ class LabelExportConfig:
     mode: str = option("majority", "majority: one record per item, by majority vote (Borda count for rankings, mean "
                                    "for ratings); all: one record per judgment, with its annotator", choices=MODES)
     min_judgments: int = option(1, "export only items with at least this many judgments")
+    selected_by: str | None = option(None, "export only the items queued this way: random (the uniform sample that "
+                                           "--random-fraction mixed in: held-out data for eval-rm), active, or file",
+                                     choices=("file", "random", "active"))

@@ -100,10 +100,10 @@ def _tie_row(item: Item, judgments: list[Judgment]) -> dict:
                           "judgments": {j.annotator: j.value for j in judgments}}
 
 
-def export_rows(store: Store, mode: str = "majority", min_judgments: int = 1) -> tuple[list[tuple[int, dict]],
-                                                                                          list[dict]]:
+def export_rows(store: Store, mode: str = "majority", min_judgments: int = 1,
+                selected_by: str | None = None) -> tuple[list[tuple[int, dict]], list[dict]]:
     """(rows with the id of the item each comes from, ties) for every item with at least `min_judgments`
-    judgments, in queue order."""
+    judgments (and, when given, queued the `selected_by` way: file, random or active), in queue order."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     by_item: dict[int, list[Judgment]] = defaultdict(list)
@@ -111,6 +111,8 @@ def export_rows(store: Store, mode: str = "majority", min_judgments: int = 1) ->
         by_item[judgment.item_id].append(judgment)
     rows, ties = [], []
     for item in store.items():
+        if selected_by is not None and item.selected_by != selected_by:
+            continue
         judgments = by_item.get(item.id, [])
         if not judgments or len(judgments) < min_judgments:
             continue
