@@ -36,6 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from rewardkit.eval.metrics import json_ready
 from rewardkit.label.agreement import agreement_report
 from rewardkit.label.render import escape, render_conversation, render_markdown
 from rewardkit.label.store import STRENGTHS, Annotator, Item, Judgment, JudgmentError, Store
@@ -400,8 +401,7 @@ def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
     @app.get("/api/progress")
     def api_progress(request: Request) -> JSONResponse:
         admin_of(request)
-        data = progress_data(store)
-        return JSONResponse(json.loads(json.dumps(data, default=str).replace("NaN", "null")))
+        return JSONResponse(json_ready(progress_data(store)))
 
     @app.exception_handler(HTTPProblem)
     async def problem(request: Request, exc: HTTPProblem) -> Response:

@@ -66,6 +66,8 @@ def run_label(cfg: LabelConfig) -> int:
         raise RewardkitError(f"{cfg.db} holds no items yet: add some with `rewardkit label import`")
     if cfg.lease_minutes <= 0 or cfg.max_body_bytes <= 0:
         raise RewardkitError("--lease-minutes and --max-body-bytes must be positive")
+    if not 1 <= cfg.port <= 65535:
+        raise RewardkitError(f"--port must be in 1..65535 (the printed links name it), got {cfg.port}")
     existing = {a.name for a in store.annotators()}
     tokens = {}
     for name in cfg.annotators:
