@@ -293,7 +293,7 @@ def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
     # -- pages ---------------------------------------------------------------------------------------------------------
     def labelling_page(who: Who, error: str | None = None, status: int = 200) -> HTMLResponse:
         item = store.next_item(who.annotator.id, lease_seconds)
-        done = len(store.judgments(who.annotator.id))
+        done = store.judged_by(who.annotator.id)
         if item is None:
             return HTMLResponse(done_page(who, done), status_code=status)
         remaining = store.remaining_for(who.annotator.id)
@@ -307,7 +307,7 @@ def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
     def revise(request: Request, item_id: int) -> HTMLResponse:
         who = annotator_of(request)
         item, current = allowed_item(who, item_id)
-        done = len(store.judgments(who.annotator.id))
+        done = store.judged_by(who.annotator.id)
         return HTMLResponse(item_page(item, store.scale, who, current, store.remaining_for(who.annotator.id), done))
 
     @app.post("/judge")

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from rewardkit.config import option
 from rewardkit.device import DeviceOptions
 from rewardkit.label.export import MODES
-from rewardkit.label.selection import ORDERS
 from rewardkit.label.store import TASKS
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from rewardkit.data import loaders
 from rewardkit.data.fields import BadRecord, messages, parse_column_mapping
 from rewardkit.data.report import LoadReport
-from rewardkit.data.types import BinaryFeedback, PreferencePair, Prompt, RankedGroup, RatedResponse
+from rewardkit.data.types import PreferencePair, Prompt, RankedGroup, RatedResponse
 from rewardkit.errors import RewardkitError
 from rewardkit.label.config import LabelImportConfig
 from rewardkit.label.selection import resolve_strategy, selection_order
@@ -93,7 +93,6 @@ def groups_from_records(records: Iterable) -> list[Group]:
             groups.append(Group(record.prompt, list(record.responses), record.subset, source, "rankings"))
         else:
             kind = "ratings" if isinstance(record, RatedResponse) else "binary"
-            assert isinstance(record, (RatedResponse, BinaryFeedback))
             key = (kind, json.dumps(record.prompt, sort_keys=True))
             if key not in by_prompt:
                 by_prompt[key] = Group(record.prompt, [], record.subset, source, kind)

@@ -288,14 +288,13 @@ class Store:
 
     def item(self, item_id: int) -> Item | None:
         row = self._read().execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
-        return self._item(row) if row else None
+        return _item(row, self.task) if row else None
 
     def items(self) -> list[Item]:
+        """Every item, in queue order."""
+        task = self.task
         rows = self._read().execute(f"SELECT {_ITEM_COLUMNS} FROM items ORDER BY queue_position, id").fetchall()
-        return [self._item(row) for row in rows]
-
-    def _item(self, row) -> Item:
-        return Item(row[0], self.task, json.loads(row[1]), json.loads(row[2]), *row[3:])
+        return [_item(row, task) for row in rows]
 
     # -- annotators ----------------------------------------------------------------------------------------------------
     def add_annotator(self, name: str) -> str:
@@ -359,7 +358,7 @@ class Store:
             if row is None:
                 return None
             db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (row[0], annotator_id, now + lease_seconds))
-        return self._item(row)
+        return _item(row, self.task)
 
     def record(self, annotator_id: int, item_id: int, value: Any, strength: Any = None,
                reason: str | None = None) -> tuple[Judgment, bool]:
@@ -417,6 +416,11 @@ class Store:
                                    (item_id, annotator_id)).fetchone()
         return _judgment(row) if row else None
 
+    def judged_by(self, annotator_id: int) -> int:
+        """How many items this annotator has judged."""
+        return self._read().execute("SELECT COUNT(*) FROM judgments WHERE annotator_id = ?",
+                                    (annotator_id,)).fetchone()[0]
+
     def counts(self) -> dict[str, int]:
         """Items, items with all the judgments they need, and judgments in total."""
         db = self._read()
@@ -439,6 +443,10 @@ class Store:
 _ITEM_COLUMNS = "id, prompt, responses, subset, source, needed, selected_by, priority"
 _JUDGMENT_COLUMNS = ("j.id, j.item_id, a.name, j.value, j.strength, j.reason, j.created, j.updated "
                      "FROM judgments j JOIN annotators a ON a.id = j.annotator_id")
+
+
+def _item(row, task: str) -> Item:
+    return Item(row[0], task, json.loads(row[1]), json.loads(row[2]), *row[3:])
 
 
 def _judgment(row) -> Judgment:
