@@ -136,7 +136,7 @@ def one_repeat(seed: int, args, workdir: Path) -> dict:
     candidates = write_jsonl(workdir / "candidates.jsonl", [{"prompt": PROMPT, "chosen": a, "rejected": b}
                                                             for a, b in pool[args.seed_pairs:]])
     seed_model = train(workdir / "seed-rm", [seed_file], seed, args)
-    result = {"seed": seed, "seed_pairs": len(seed_rows), "held_out_pairs": len(held_out),
+    result = {"repeat_seed": seed, "seed_pairs": len(seed_rows), "held_out_pairs": len(held_out),
               "candidates": len(pool) - args.seed_pairs}
     outcomes = {"seed": held_out_outcomes(seed_model, held_out)}
     for arm, order in (("active", ["--order", "margin", "--reward-model", seed_model]), ("random", ["--order",
