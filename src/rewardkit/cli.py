@@ -30,7 +30,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                   "reward."),
     "serve": ("rewardkit.serve.config:ServeConfig", "rewardkit.serve.command:run_serve",
               "Serve a reward model over HTTP."),
+    "label": ("rewardkit.label.config:LabelConfig", "rewardkit.label.command:run_label",
+              "Collect human feedback in the browser (pairwise, ranking, rating, thumbs)."),
+    "label import": ("rewardkit.label.config:LabelImportConfig", "rewardkit.label.importing:run_import",
+                     "Add items to label from feedback files, rl samples or a policy, optionally actively ordered."),
+    "label export": ("rewardkit.label.config:LabelExportConfig", "rewardkit.label.command:run_export",
+                     "Write the judgments as train-rm data (majority votes or every judgment, ties apart)."),
 }
+# A two-word name ("label import") is a subcommand of its first word's command.
 
 
 def resolve(name: str):
@@ -39,14 +46,31 @@ def resolve(name: str):
     return getattr(importlib.import_module(module), attribute)
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The COMMANDS name `argv` asks for: its first two words when they name a subcommand, else its first word."""
+    words = [arg for arg in argv if not arg.startswith("-")][:2]
+    return next((name for name in (" ".join(words), words[0] if words else None) if name in COMMANDS), None)
+
+
 def build_parser(command: str | None) -> tuple[argparse.ArgumentParser, type | None]:
     """The top-level parser; only `command`'s config module is imported and its flags added (the others stay lazy)."""
     parser = argparse.ArgumentParser(prog="rewardkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     config_class = None
+    parent, _, child = (command or "").partition(" ")
     for name, (config_name, _, description) in COMMANDS.items():
-        command_parser = sub.add_parser(name, help=description, description=description)
-        if name == command:
+        if " " in name:
+            continue
+        children = [(n, d) for n, (_, _, d) in COMMANDS.items() if n.startswith(name + " ")]
+        epilog = " ".join(f"`rewardkit {n}`: {d}" for n, d in children) or None
+        command_parser = sub.add_parser(name, help=description, description=description, epilog=epilog)
+        if name == parent and child:
+            nested = command_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+            child_description = COMMANDS[command][2]
+            config_class = resolve(COMMANDS[command][0])
+            add_config_arguments(nested.add_parser(child, help=child_description, description=child_description),
+                                 config_class)
+        elif name == command:
             config_class = resolve(config_name)
             add_config_arguments(command_parser, config_class)
     return parser, config_class
@@ -54,18 +78,18 @@ def build_parser(command: str | None) -> tuple[argparse.ArgumentParser, type | N
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
-    parser, config_class = build_parser(command if command in COMMANDS else None)
+    parser, config_class = build_parser(command_of(argv))
     args = parser.parse_args(argv)
+    name = f"{args.command} {args.subcommand}" if getattr(args, "subcommand", None) else args.command
     offline_environment()  # before any command imports transformers, which reads it once
     try:
         cfg = config_from_args(config_class, args)
-        result = resolve(COMMANDS[args.command][1])(cfg)
+        result = resolve(COMMANDS[name][1])(cfg)
     except RewardkitError as exc:
-        print(f"rewardkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"rewardkit {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rewardkit {args.command}: interrupted", file=sys.stderr)
+        print(f"rewardkit {name}: interrupted", file=sys.stderr)
         return 130
     return int(result) if isinstance(result, int) else 0
 

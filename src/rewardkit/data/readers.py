@@ -4,6 +4,7 @@ Formats: JSONL (`.jsonl`, `.ndjson`), JSON (`.json`: an array of objects, an obj
 under a .json name), CSV (`.csv`) and TSV (`.tsv`), each optionally gzipped (`.gz`; line numbers count lines of the
 decompressed text), and Hugging Face datasets: a `datasets.Dataset`/`DatasetDict` object, a folder written by
 `save_to_disk`, or `hf:NAME[:SPLIT]` (calls `datasets.load_dataset`). For datasets the "line" is the 1-based row number.
+A `rewardkit label` database (`.sqlite`) gives its judgments as majority-vote rows; there the "line" is the item id.
 
 Problems with a single row (invalid JSON on a line, undecodable bytes, a CSV row with the wrong number of fields) go
 to the `bad_record(location, reason)` callback, so the caller decides whether to fail or skip; problems that make the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib
 import json
 import os
 import re
@@ -30,8 +32,14 @@ from rewardkit.errors import RewardkitError
 BadRecordCallback = Callable[[Location, str], None]
 Row = dict[str, Any]
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}
-SUPPORTED = "JSONL, JSON, CSV or TSV (optionally .gz), a Hugging Face dataset folder, or hf:NAME[:SPLIT]"
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+           ".sqlite": "sqlite"}
+SUPPORTED = ("JSONL, JSON, CSV or TSV (optionally .gz), a Hugging Face dataset folder, hf:NAME[:SPLIT], or a "
+             "`rewardkit label` database (.sqlite)")
+# Databases whose rows another package knows how to read, by "module:function" (called with the path, it returns
+# (key, row) pairs; the key stands for the line). Named, not imported: data stays the bottom layer.
+# A `rewardkit label` database gives its judgments as majority votes, keyed by item id.
+DATABASE_READERS = {"sqlite": "rewardkit.label.export:database_rows"}
 _SPLIT_NAMES = {"train", "test", "validation", "valid", "val", "dev", "eval"}
 _GENERIC_STEMS = _SPLIT_NAMES | {"dataset", "data"}
 _CONTAINER_KEYS = {"data", "records", "examples", "rows", "items", "instances", "pairs", "rankings", "ratings"}
@@ -197,6 +205,11 @@ def iter_rows(source: Source, bad_record: BadRecordCallback) -> Iterator[tuple[L
     if source.fmt == "hf":
         for number, row in enumerate(source.dataset, 1):
             yield Location(source.label, number), row
+        return
+    if source.fmt in DATABASE_READERS:
+        module, _, function = DATABASE_READERS[source.fmt].partition(":")
+        for key, row in getattr(importlib.import_module(module), function)(source.path):
+            yield Location(source.label, key), row
         return
     text, undecodable = _read_text(source)
     if source.fmt == "jsonl":

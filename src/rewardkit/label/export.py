@@ -1,0 +1,137 @@
+"""Judgments -> `train-rm` records: majority votes per item, or every judgment on its own.
+
+Rows are those `train-rm` reads (`rewardkit.data.loaders` detects their shape), plus who judged:
+- pairwise: `{prompt, chosen, rejected, annotators, votes, item_id[, strength][, subset]}`;
+- ranking: `{prompt, responses (best first), annotators, item_id[, subset]}`;
+- rating: `{prompt, response, score, annotators, item_id[, subset]}`;
+- thumbs: `{prompt, response, label (1 up, 0 down), annotators, item_id[, subset]}`.
+With `mode="all"` each judgment is a row of its own with `annotator` (and its `reason`) instead of `annotators`.
+
+Majority votes: pairwise, the most frequent of A / B / tie; thumbs, the more frequent of up / down; ranking, the Borda
+count (a response earns N-1 points from a judgment that puts it first, N-2 for second, ...); rating, the mean. A vote
+that does not decide (A and B equally often, a tie as the majority, as many ups as downs, equal Borda totals) is a tie:
+ties carry no preference a reward model can learn, so they are returned apart, never silently mixed in or dropped.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from rewardkit.label.store import Item, Judgment, Store
+
+MODES = ("majority", "all")
+
+
+def pairwise_majority(votes: Sequence[str]) -> str:
+    """"A", "B" or "tie" (including when A and B are equally frequent, or "tie" is the most frequent vote)."""
+    counts = Counter(votes)
+    if counts["A"] > counts["B"] and counts["A"] > counts["tie"]:
+        return "A"
+    if counts["B"] > counts["A"] and counts["B"] > counts["tie"]:
+        return "B"
+    return "tie"
+
+
+def thumbs_majority(labels: Sequence[int]) -> int | None:
+    """1 or 0, the majority label; None on a tie."""
+    ups = sum(labels)
+    downs = len(labels) - ups
+    return 1 if ups > downs else 0 if downs > ups else None
+
+
+def borda_ranking(rankings: Sequence[Sequence[int]], n_responses: int) -> list[int] | None:
+    """Response indices best first by Borda count; None when two responses have equal totals."""
+    points = [0] * n_responses
+    for ranking in rankings:
+        for place, response in enumerate(ranking):
+            points[response] += n_responses - 1 - place
+    if len(set(points)) < n_responses:
+        return None
+    return sorted(range(n_responses), key=lambda r: -points[r])
+
+
+def _base(item: Item) -> dict:
+    return {"prompt": item.prompt} | ({"subset": item.subset} if item.subset else {})
+
+
+def _decided_row(item: Item, judgments: list[Judgment]) -> dict | None:
+    """The majority-vote row of one item, or None when its vote is a tie."""
+    who = {"annotators": [j.annotator for j in judgments], "item_id": item.id}
+    if item.task == "pairs":
+        winner = pairwise_majority([j.value for j in judgments])
+        if winner == "tie":
+            return None
+        chosen, rejected = (0, 1) if winner == "A" else (1, 0)
+        strengths = [j.strength for j in judgments if j.value == winner and j.strength is not None]
+        votes = dict(Counter(j.value for j in judgments))
+        return (_base(item) | {"chosen": item.responses[chosen], "rejected": item.responses[rejected]} | who
+                | {"votes": votes} | ({"strength": sum(strengths) / len(strengths)} if strengths else {}))
+    if item.task == "rankings":
+        order = borda_ranking([j.value for j in judgments], len(item.responses))
+        return None if order is None else _base(item) | {"responses": [item.responses[r] for r in order]} | who
+    if item.task == "ratings":
+        score = sum(j.value for j in judgments) / len(judgments)
+        return _base(item) | {"response": item.responses[0], "score": score} | who
+    label = thumbs_majority([j.value for j in judgments])
+    return None if label is None else _base(item) | {"response": item.responses[0], "label": label} | who
+
+
+def _judgment_row(item: Item, j: Judgment) -> dict | None:
+    """One judgment as a row of its own, or None for a pairwise tie."""
+    who = {"annotator": j.annotator, "item_id": item.id} | ({"reason": j.reason} if j.reason else {})
+    if item.task == "pairs":
+        if j.value == "tie":
+            return None
+        chosen, rejected = (0, 1) if j.value == "A" else (1, 0)
+        return (_base(item) | {"chosen": item.responses[chosen], "rejected": item.responses[rejected]} | who
+                | ({"strength": j.strength} if j.strength is not None else {}))
+    if item.task == "rankings":
+        return _base(item) | {"responses": [item.responses[r] for r in j.value]} | who
+    if item.task == "ratings":
+        return _base(item) | {"response": item.responses[0], "score": j.value} | who
+    return _base(item) | {"response": item.responses[0], "label": j.value} | who
+
+
+def _tie_row(item: Item, judgments: list[Judgment]) -> dict:
+    return _base(item) | {"responses": item.responses, "item_id": item.id,
+                          "judgments": {j.annotator: j.value for j in judgments}}
+
+
+def export_rows(store: Store, mode: str = "majority", min_judgments: int = 1,
+                selected_by: str | None = None) -> tuple[list[tuple[int, dict]], list[dict]]:
+    """(rows with the id of the item each comes from, ties) for every item with at least `min_judgments`
+    judgments (and, when given, queued the `selected_by` way: file, random or active), in queue order."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    by_item: dict[int, list[Judgment]] = defaultdict(list)
+    for judgment in store.judgments():
+        by_item[judgment.item_id].append(judgment)
+    rows, ties = [], []
+    for item in store.items():
+        if selected_by is not None and item.selected_by != selected_by:
+            continue
+        judgments = by_item.get(item.id, [])
+        if not judgments or len(judgments) < min_judgments:
+            continue
+        if mode == "majority":
+            row = _decided_row(item, judgments)
+            rows.append((item.id, row)) if row is not None else ties.append(_tie_row(item, judgments))
+        else:
+            for judgment in judgments:
+                row = _judgment_row(item, judgment)
+                rows.append((item.id, row)) if row is not None else ties.append(_tie_row(item, [judgment]))
+    return rows, ties
+
+
+def database_rows(path: Path) -> list[tuple[int, dict]]:
+    """The majority-vote rows of a labelling database, for `train-rm --data labels.sqlite` (the data readers call
+    this); tied items are left out and listed on stderr."""
+    rows, ties = export_rows(Store(path))
+    if ties:
+        shown = ", ".join(str(t["item_id"]) for t in ties[:10]) + (" ..." if len(ties) > 10 else "")
+        print(f"rewardkit: {path}: left out {len(ties)} tied item(s), which state no preference (items {shown})",
+              file=sys.stderr)
+    return rows

@@ -1,0 +1,28 @@
+"""`rewardkit label`, `label import` and `label export` in the command dispatcher."""
+
+from __future__ import annotations
+
+import pytest
+
+from rewardkit.cli import build_parser, command_of, main
+
+
+def test_two_word_commands_are_found_before_one_word_ones():
+    assert command_of(["label", "import", "labels.sqlite", "pairs.jsonl"]) == "label import"
+    assert command_of(["label", "labels.sqlite", "--port", "9000"]) == "label"
+    assert command_of(["train-rm", "--data", "x"]) == "train-rm"
+    assert command_of(["nonsense"]) is None
+
+
+def test_subcommand_parsers_and_errors(tmp_path, capsys):
+    parser, config_class = build_parser("label export")
+    assert config_class.__name__ == "LabelExportConfig"
+    args = parser.parse_args(["label", "export", "db.sqlite", "out.jsonl", "--mode", "all"])
+    assert (args.command, args.subcommand, args.mode) == ("label", "export", "all")
+    assert main(["label", str(tmp_path / "absent.sqlite")]) == 2
+    assert "rewardkit label: error:" in capsys.readouterr().err
+    assert main(["label", "export", str(tmp_path / "absent.sqlite"), str(tmp_path / "o.jsonl")]) == 2
+    assert "rewardkit label export: error:" in capsys.readouterr().err and not (tmp_path / "o.jsonl").exists()
+    with pytest.raises(SystemExit):
+        main(["label", "import", "--help"])
+    assert "--order" in capsys.readouterr().out
