@@ -34,35 +34,22 @@ from typing import Any
 import numpy as np
 
 from rewardkit.config import option
-from rewardkit.device import DeviceOptions
 from rewardkit.errors import RewardkitError
+from rewardkit.rl.config import PolicySampling
 
 
 @dataclass
-class BestOfNConfig(DeviceOptions):
+class BestOfNConfig(PolicySampling):
     """Sample N responses per prompt, keep the one a reward prefers; with --gold, chart best-of-N against it."""
 
-    policy: str = option("smollm2-135m", "Policy that samples the candidates: a preset (smollm2-135m), local folder or "
-                                         "hub id of a causal language model")
     reward: str = option("", "Reward that picks the best candidate: a reward spec YAML, or a reward-model "
                              "folder/preset", metavar="SPEC_OR_MODEL")
     gold: str | None = option(None, "Gold reward (spec YAML or reward model) scored on every candidate, never used to "
                                     "pick: gives the best-of-N curve", metavar="SPEC_OR_MODEL")
-    prompts: str = option("", "Prompts: .jsonl/.json (records with --prompt-field, a string or a list of "
-                              "{role, content} messages), .csv, or .txt (one prompt per line)", metavar="FILE")
-    prompt_field: str = option("prompt", "Field (or CSV column) holding the prompt")
-    reference_field: str = option("reference", "Field holding a reference answer for rewards that need one "
-                                               "(ignored when absent)")
     max_prompts: int = option(0, "Use the first this many prompts (0: all)")
     n: int = option(16, "Candidates sampled per prompt (N); the curve is read at n = 1, 2, 4, ... and N")
-    chat_template: bool = option(False, "Wrap plain-text prompts in the policy's chat template as a user turn; "
-                                        "without it they are continued as raw text (conversations always use it)")
-    max_prompt_tokens: int = option(256, "Prompts longer than this keep their last tokens")
-    max_new_tokens: int = option(32, "Maximum response length in tokens")
     temperature: float = option(1.0, "Sampling temperature (must be above 0: greedy decoding gives N equal "
                                      "candidates)")
-    top_k: int = option(0, "Top-k sampling (0 disables)")
-    top_p: float = option(1.0, "Nucleus sampling mass (1 disables)")
     batch_size: int = option(32, "Sequences sampled per generate call (whole prompts: at least N)")
     bootstrap_samples: int = option(1000, "Bootstrap resamples of the prompts for the 95% intervals")
     output_dir: str = option("runs/best-of-n", "Folder for candidates.jsonl, best_of_n.json and best_of_n.png "

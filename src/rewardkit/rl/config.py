@@ -1,5 +1,6 @@
 """`RLConfig`: every option of `rewardkit rl`, each with its help text (no torch here: `rewardkit --help` stays fast).
-`--device` and `--precision` come from `rewardkit.device.DeviceOptions`, the rule every command shares."""
+The policy, prompt and sampling options are `PolicySampling`'s, shared with `best-of-n`; `--device` and `--precision`
+come from `rewardkit.device.DeviceOptions`, the rule every command shares."""
 
 from __future__ import annotations
 
@@ -12,30 +13,41 @@ from rewardkit.runs import KEEP_CHECKPOINTS_HELP
 ALGORITHM_NAMES = ("reinforce", "actor_critic", "ppo", "grpo", "rloo")
 
 
-@dataclass
-class RLConfig(DeviceOptions):
-    """Optimize a causal language model against a reward (REINFORCE, actor-critic, PPO, GRPO, RLOO)."""
+@dataclass(kw_only=True)
+class PolicySampling(DeviceOptions):
+    """What every command that samples from a policy takes (`rl`, `best-of-n`): the policy, its prompts and how it
+    samples."""
 
-    # ------------------------------------------------------------------ models, rewards, prompts
-    policy: str = option("smollm2-135m", "Policy to fine-tune: a preset (smollm2-135m), local folder or hub id of a "
-                                         "causal language model")
-    reward: str = option("", "Proxy reward being optimized: a reward spec YAML, a reward-model folder/preset, or a "
-                             "rewardkit serve URL", metavar="SPEC_OR_MODEL")
-    gold_reward: str | None = option(None, "Optional gold reward (spec YAML or reward model) scored on the same samples "
-                                           "to catch reward hacking; never optimized", metavar="SPEC_OR_MODEL")
-    prompts: str = option("", "Training prompts: .jsonl/.json (records with --prompt-field, a string or a list of "
+    policy: str = option("smollm2-135m", "Policy: a preset (smollm2-135m), local folder or hub id of a causal language "
+                                         "model")
+    prompts: str = option("", "Prompts: .jsonl/.json (records with --prompt-field, a string or a list of "
                               "{role, content} messages), .csv, or .txt (one prompt per line)", metavar="FILE")
     prompt_field: str = option("prompt", "Field (or CSV column) holding the prompt")
     reference_field: str = option("reference", "Field holding a reference answer for rewards that need one "
                                                "(ignored when absent)")
+    chat_template: bool = option(False, "Wrap plain-text prompts in the policy's chat template as a user turn; "
+                                        "without it they are continued as raw text (conversations always use it)")
+    max_prompt_tokens: int = option(256, "Prompts longer than this keep their last tokens")
+    max_new_tokens: int = option(32, "Maximum response length in tokens")
+    temperature: float = option(1.0, "Sampling temperature")
+    top_k: int = option(0, "Top-k sampling (0 disables)")
+    top_p: float = option(1.0, "Nucleus sampling mass (1 disables)")
+
+
+@dataclass
+class RLConfig(PolicySampling):
+    """Optimize a causal language model against a reward (REINFORCE, actor-critic, PPO, GRPO, RLOO)."""
+
+    # ------------------------------------------------------------------ models, rewards, prompts
+    reward: str = option("", "Proxy reward being optimized: a reward spec YAML, a reward-model folder/preset, or a "
+                             "rewardkit serve URL", metavar="SPEC_OR_MODEL")
+    gold_reward: str | None = option(None, "Optional gold reward (spec YAML or reward model) scored on the same samples "
+                                           "to catch reward hacking; never optimized", metavar="SPEC_OR_MODEL")
     eval_prompts: str | None = option(None, "Held-out prompts for the before/after evaluation; by default the last "
                                             "--eval-size prompts of --prompts are held out (never trained on)",
                                       metavar="FILE")
     eval_size: int = option(32, "Number of held-out prompts evaluated (0 disables evaluation)")
     eval_samples_per_prompt: int = option(2, "Responses sampled per held-out prompt at each evaluation")
-    chat_template: bool = option(False, "Wrap plain-text prompts in the policy's chat template as a user turn; "
-                                        "without it they are continued as raw text (conversations always use it)")
-    max_prompt_tokens: int = option(256, "Prompts longer than this keep their last tokens")
     output_dir: str = option("runs/rl", "Folder for checkpoints, metrics, samples, the final policy and the report")
 
     # ------------------------------------------------------------------ the algorithm
@@ -83,12 +95,6 @@ class RLConfig(DeviceOptions):
     entropy_coef: float = option(0.0, "Entropy bonus weight (0 disables)")
     entropy_in: str = option("loss", "Entropy bonus as a loss term (full-distribution entropy) or an intrinsic "
                                      "per-token reward (−log π of the sampled token)", choices=("loss", "reward"))
-
-    # ------------------------------------------------------------------ sampling
-    max_new_tokens: int = option(32, "Maximum response length in tokens")
-    temperature: float = option(1.0, "Sampling temperature")
-    top_k: int = option(0, "Top-k sampling (0 disables)")
-    top_p: float = option(1.0, "Nucleus sampling mass (1 disables)")
 
     # ------------------------------------------------------------------ policy model
     lora_rank: int = option(0, "LoRA rank (0: full fine-tuning); with LoRA the reference is the base model with the "
