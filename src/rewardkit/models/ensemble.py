@@ -28,7 +28,7 @@ from rewardkit.data.types import Prompt
 from rewardkit.device import Placement
 from rewardkit.errors import RewardkitError
 from rewardkit.models.presets import resolve_model_path
-from rewardkit.models.reward_model import METADATA_FILE, Encoded, RewardModel
+from rewardkit.models.reward_model import METADATA_FILE, Encoded, RewardModel, read_metadata
 
 MEMBERS_DIR = "members"
 
@@ -138,20 +138,11 @@ class RewardEnsemble:
     # ---------------------------------------------------------------- saving
     def save_metadata(self, directory: str | Path) -> None:
         """Rewrite `rewardkit.json` of the ensemble folder (e.g. after fitting a calibration temperature)."""
-        path = Path(directory, METADATA_FILE)
-        metadata = json.loads(path.read_text())
+        metadata = read_metadata(directory)
         metadata.update(max_length=self.max_length, temperature=self.temperature)
         if self.reward_stats is not None:
             metadata["reward_stats"] = self.reward_stats
-        path.write_text(json.dumps(metadata, indent=2) + "\n")
-
-
-def ensemble_members(directory: str | Path) -> list[str] | None:
-    """The member folders (relative to `directory`) a saved ensemble lists, or None for any other folder."""
-    metadata_path = Path(directory, METADATA_FILE)
-    if not metadata_path.exists():
-        return None
-    return json.loads(metadata_path.read_text()).get("ensemble", {}).get("members")
+        Path(directory, METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
 
 def save_ensemble(directory: str | Path, members: Sequence[str | Path], average: RewardModel) -> None:
@@ -160,23 +151,22 @@ def save_ensemble(directory: str | Path, members: Sequence[str | Path], average:
     reward_stats) are the ensemble's: set them on `average` first."""
     directory = Path(directory)
     average.save_pretrained(directory)
-    metadata_path = directory / METADATA_FILE
-    metadata = json.loads(metadata_path.read_text())
+    metadata = read_metadata(directory)
     metadata["ensemble"] = {"members": [Path(m).relative_to(directory).as_posix() for m in members]}
-    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
+    Path(directory, METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
 
 def load_reward_model(name_or_path: str, max_length: int | None = None,
                       placement: Placement | None = None) -> RewardModel | RewardEnsemble:
     """A saved ensemble as a `RewardEnsemble`, anything else (preset, folder, hub id) as a `RewardModel`."""
     path = Path(resolve_model_path(name_or_path))
-    members = ensemble_members(path) if path.is_dir() else None
+    metadata = read_metadata(path) if path.is_dir() else {}
+    members = metadata.get("ensemble", {}).get("members")
     if not members:
         return RewardModel.from_pretrained(name_or_path, max_length=max_length, placement=placement)
     missing = [m for m in members if not (path / m / "config.json").exists()]
     if missing:
         raise RewardkitError(f"{path}: ensemble member folder {missing[0]} is missing")
-    metadata = json.loads((path / METADATA_FILE).read_text())
     loaded = [RewardModel.from_pretrained(str(path / m), max_length=max_length or metadata.get("max_length"),
                                           placement=placement) for m in members]
     return RewardEnsemble(loaded, temperature=metadata.get("temperature", 1.0),

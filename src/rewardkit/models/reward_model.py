@@ -43,6 +43,12 @@ from rewardkit.models.presets import resolve_model_path
 METADATA_FILE = "rewardkit.json"
 
 
+def read_metadata(directory: str | Path) -> dict:
+    """A saved model's `rewardkit.json` ({} for a folder without one, e.g. any HF model)."""
+    path = Path(directory, METADATA_FILE)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def reward_statistics(count: int, total: float, total_squares: float, data: str) -> dict:
     """The mean and population std of `count` rewards from their sum and sum of squares (sums add up across processes
     and datasets), with what they were scored on: a model's `reward_stats`, which `save_metadata` stores and
@@ -274,9 +280,7 @@ class RewardModel(nn.Module):
         if not local.exists() and (os.sep in name_or_path.rstrip(os.sep) and name_or_path.count("/") != 1
                                    or name_or_path.startswith((".", "/"))):
             raise RewardkitError(f"{name_or_path}: no such model folder")
-        metadata = {}
-        if (local / METADATA_FILE).exists():
-            metadata = json.loads((local / METADATA_FILE).read_text())
+        metadata = read_metadata(local)
         try:
             config = AutoConfig.from_pretrained(path, num_labels=1)
             if not dropout:

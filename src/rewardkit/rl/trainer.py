@@ -158,9 +158,10 @@ class RLTrainer:
         self.device = self.placement.torch_device
         self.cfg, self.policy, self.tokenizer = cfg, policy.to(self.device), tokenizer
         self.reward_fn, self.gold_fn = reward_fn, gold_fn
-        if self.processes.world > 1:  # running and rank normalizers fit on the whole batch, as in one process
-            for fn in self._stateful_rewards():
-                fn.share_batches(self.processes.gather_values)
+        # running and rank normalizers fit on every process's responses, so that N processes normalize as one
+        self._batch_gather = self.processes.gather_values if self.processes.world > 1 else None
+        for fn in self._stateful_rewards():
+            fn.share_batches(self._batch_gather)
         self.algorithm = ALGORITHMS[cfg.algorithm]
         self.is_peft = hasattr(policy, "disable_adapter")
         if reference is None and not self.is_peft:
@@ -473,8 +474,7 @@ class RLTrainer:
                                     "truncated": bool(rollout.truncated[i])})
         for fn, state in reward_states.items():
             fn.load_state_dict(state)
-            if self.processes.world > 1:
-                fn.share_batches(self.processes.gather_values)
+            fn.share_batches(self._batch_gather)
         metrics = {"eval/proxy": float(torch.cat(proxy).mean()), "eval/kl": float(torch.cat(kl).mean()),
                    "eval/length": float(torch.cat(lengths).mean())}
         metrics["eval/proxy_sem"] = _sem(torch.cat(proxy))
