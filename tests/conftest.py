@@ -35,8 +35,9 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def build_tiny_reward_model(kind: str, seed: int = 0, **config_overrides):
-    """A random 2-layer BERT (minilm tokenizer) or Llama (SmolLM2 tokenizer, chat template, pad == eos) reward model."""
+def build_tiny_reward_model(kind: str, seed: int = 0, pooling: str | None = None, **config_overrides):
+    """A random 2-layer BERT (minilm tokenizer) or Llama (SmolLM2 tokenizer, chat template, pad == eos) reward model,
+    reading its reward with `pooling` (None: the backbone's own)."""
     import torch
     from transformers import (AutoTokenizer, BertConfig, BertForSequenceClassification, LlamaConfig,
                               LlamaForSequenceClassification)
@@ -59,7 +60,7 @@ def build_tiny_reward_model(kind: str, seed: int = 0, **config_overrides):
         model = LlamaForSequenceClassification(config)
     else:
         raise ValueError(kind)
-    return RewardModel(model, tokenizer, max_length=128)
+    return RewardModel(model, tokenizer, max_length=128, pooling=pooling)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from rewardkit.losses import (binary_cross_entropy_loss, bradley_terry_loss, center_rewards_penalty,
-                              normalize_ratings, plackett_luce_loss, rating_mse_loss)
+                              head_orthogonality_loss, length_correlation, length_decorrelation_loss,
+                              normalize_ratings, pearson_correlation, plackett_luce_loss, rating_mse_loss)
 
 
 def nll_sigmoid(x):  # −log σ(x), by hand
@@ -64,3 +65,55 @@ def test_binary_cross_entropy_by_hand():
     scores, labels = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([1, 0, 0])
     expected = [math.log(2), -math.log(1 - 1 / (1 + math.exp(-2))), -math.log(1 - 1 / (1 + math.exp(1)))]
     assert torch.allclose(binary_cross_entropy_loss(scores, labels, reduction="none"), torch.tensor(expected))
+
+
+# rewards 1, 2, 3 on responses of 10, 20 and 40 tokens. Centered: r − 2 = (−1, 0, 1), L − 70/3 = (−40, −10, 50)/3,
+# so Σ xy = 90/3 = 30, |x| = √2, |y| = √(4200/9) = √(1400/3).
+REWARDS, LENGTHS = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10, 20, 40])
+NORMS = math.sqrt(2) * math.sqrt(1400 / 3)
+
+
+def test_pearson_correlation_by_hand():
+    assert pearson_correlation(REWARDS, LENGTHS.float()).item() == pytest.approx(30 / NORMS, rel=1e-6)
+    assert pearson_correlation(torch.ones(3), LENGTHS.float()).item() == 0.0  # a constant has no correlation
+
+
+def test_length_correlation_is_pearson_once_rewards_spread_and_a_covariance_before():
+    # rewards 3, 6, 9 (std √6 > 1): Pearson's correlation, 30 / NORMS
+    assert length_correlation(3 * REWARDS, LENGTHS).item() == pytest.approx(30 / NORMS, rel=1e-6)
+    # rewards 1, 2, 3 (std √(2/3) < 1, floored to 1): cov = 30 / 3 = 10 over std(L) = √(1400/9)
+    assert length_correlation(REWARDS, LENGTHS).item() == pytest.approx(10 / math.sqrt(1400 / 9), rel=1e-6)
+    assert length_correlation(REWARDS, LENGTHS, reward_scale=0.1).item() == pytest.approx(30 / NORMS, rel=1e-6)
+    # the floor bounds the gradient while rewards are nearly equal (a fresh head): Pearson's would be ~1/std
+    tiny = (1e-4 * REWARDS).requires_grad_(True)
+    length_correlation(tiny, LENGTHS).backward()
+    assert tiny.grad.abs().max() < 1
+
+
+def test_length_decorrelation_loss_by_hand():
+    # one reward: |ρ(r, L)| alone
+    assert length_decorrelation_loss(3 * REWARDS, LENGTHS).item() == pytest.approx(30 / NORMS, rel=1e-6)
+    assert length_decorrelation_loss(-3 * REWARDS, LENGTHS).item() == pytest.approx(30 / NORMS, rel=1e-6)
+    # ODIN's two heads: length rewards 3, 1, 2, centered (1, −1, 0): Σ xy = (−40 + 10) / 3 = −10, Pearson's
+    # ρ = −10 / NORMS (no floor for the length head), so the loss is |ρ(r, L)| − ρ(r_L, L) = 30 / NORMS + 10 / NORMS
+    loss = length_decorrelation_loss(3 * REWARDS, LENGTHS, torch.tensor([3.0, 1.0, 2.0]))
+    assert loss.item() == pytest.approx(40 / NORMS, rel=1e-6)
+    # a length head that is the length itself and a reward uncorrelated with it: the minimum, −1
+    assert length_decorrelation_loss(torch.tensor([1.0, -2.0, 1.0]), torch.tensor([1, 2, 3]),
+                                     torch.tensor([1.0, 2.0, 3.0])).item() == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_length_decorrelation_loss_gradient_moves_reward_away_from_length():
+    rewards = REWARDS.clone().requires_grad_(True)
+    length_decorrelation_loss(rewards, LENGTHS).backward()
+    stepped = REWARDS - 0.1 * rewards.grad
+    assert abs(pearson_correlation(stepped, LENGTHS.float())) < abs(pearson_correlation(REWARDS, LENGTHS.float()))
+
+
+def test_head_orthogonality_loss_by_hand():
+    # cos((1, 0, 1), (1, 1, 0)) = 1 / (√2 √2) = 0.5; the sign does not matter, and scaling a head changes nothing
+    assert head_orthogonality_loss(torch.tensor([[1.0, 0.0, 1.0]]), torch.tensor([[1.0, 1.0, 0.0]])).item() == \
+        pytest.approx(0.5)
+    assert head_orthogonality_loss(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([-3.0, -3.0, 0.0])).item() == \
+        pytest.approx(0.5)
+    assert head_orthogonality_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])).item() == pytest.approx(0.0)

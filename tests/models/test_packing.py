@@ -48,7 +48,8 @@ def test_decoder_pack_layout_by_hand():
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 2, 0, 1, 0, 0, 1]]
     assert batch["row_lengths"].tolist() == [5, 2, 1, 2]
     assert batch["segments"].tolist() == [0, 0, 1, 1, 2, 1, 1, 1, 1, 1]
-    assert batch["reward_index"].tolist() == [3, 4, 6, 7, 9]  # each text's last token
+    assert batch["pool_index"].tolist() == [3, 4, 6, 7, 9]  # each text's last token
+    assert batch["pool_owner"].tolist() == [0, 1, 2, 3, 4]
     lengths, masks, causal = row_layout(batch["row_lengths"], batch["segments"])
     assert lengths == [5, 2, 1, 2] and causal
     assert masks[0][0, 0].int().tolist() == [[1, 0, 0, 0, 0],
@@ -65,7 +66,8 @@ def test_encoder_pack_layout_by_hand():
     assert batch["input_ids"].tolist() == [[101, 5, 102, 101, 6, 7, 102]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3]]
     assert batch["token_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 1]]
-    assert batch["reward_index"].tolist() == [0, 3]  # CLS
+    assert batch["pool_index"].tolist() == [0, 3]  # CLS
+    assert batch["pool_owner"].tolist() == [0, 1]
     assert batch["row_lengths"].tolist() == [3, 4] and "segments" not in batch
     assert row_layout(batch["row_lengths"], None) == ([3, 4], [None, None], False)
 
@@ -86,14 +88,17 @@ def _rewards_and_grads(rm, batch):
     return rewards.detach(), {n: p.grad.clone() for n, p in rm.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("kind,padding_side", [("llama", "left"), ("llama", "right"), ("bert", "right")])
-def test_packed_forward_and_backward_equal_the_padded_forward(kind, padding_side, llama, bert, monkeypatch):
-    rm = llama if kind == "llama" else bert
+@pytest.mark.parametrize("kind,padding_side,pooling", [
+    ("llama", "left", None), ("llama", "right", None), ("bert", "right", None),
+    ("llama", "left", "mean"), ("llama", "right", "mean"), ("bert", "right", "mean"), ("bert", "right", "last")])
+def test_packed_forward_and_backward_equal_the_padded_forward(kind, padding_side, pooling, llama, bert,
+                                                              monkeypatch):
+    rm = (llama if kind == "llama" else bert) if pooling is None else build_tiny_reward_model(kind, pooling=pooling)
     monkeypatch.setattr(rm.tokenizer, "padding_side", padding_side)
     groups = _groups(rm)
     texts = [e for g in groups for e in g]
     packed = rm.collate_groups(groups)
-    assert rm._packing_ok and "row_lengths" in packed and packed["reward_index"].shape == (len(texts),)
+    assert rm._packing_ok and "row_lengths" in packed and packed["pool_owner"][-1] == len(texts) - 1
     if kind == "llama":  # the two prompts are not repeated
         assert packed["input_ids"].shape[1] < sum(len(e.input_ids) for e in texts) - len(groups[1][0].input_ids)
     rewards, grads = _rewards_and_grads(rm, packed)

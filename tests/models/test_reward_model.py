@@ -8,7 +8,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rewardkit.errors import RewardkitError
 from rewardkit.models import RewardModel
-from rewardkit.models.reward_model import _truncate_left, last_token_index
+from rewardkit.models.reward_model import (LENGTH_HEAD_FILE, _truncate_left, final_linear, last_token_index,
+                                          pool_padded)
 from tests.conftest import build_tiny_reward_model
 
 PROMPTS = ["\n\nHuman: What is the capital of France?\n\nAssistant:", "Say hi.", "\n\nHuman: Count to three.\n\nAssistant:"]
@@ -157,3 +158,90 @@ def test_freezing_lower_layers_leaves_them_without_gradients(kind):
     assert all(g for n, g in grads.items() if ".layers.1." in n or ".layer.1." in n)
     with pytest.raises(RewardkitError, match="at least one must train"):
         rm.freeze_lower_layers(rm.model.config.num_hidden_layers)
+
+
+# ------------------------------------------------------------------------------------------------ pooling
+
+def test_pool_padded_reads_the_claimed_tokens_on_both_padding_sides():
+    # two rows of real values 1..3 and 4..5 (hidden size 1), padded with 99 on the right, then on the left
+    right = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 99.0]])[..., None]
+    right_mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    left = torch.tensor([[1.0, 2.0, 3.0], [99.0, 4.0, 5.0]])[..., None]
+    left_mask = torch.tensor([[1, 1, 1], [0, 1, 1]])
+    for hidden, mask in ((right, right_mask), (left, left_mask)):
+        assert pool_padded(hidden, mask, "cls")[:, 0].tolist() == [1.0, 4.0]
+        assert pool_padded(hidden, mask, "last")[:, 0].tolist() == [3.0, 5.0]
+        assert pool_padded(hidden, mask, "mean")[:, 0].tolist() == [2.0, 4.5]
+
+
+POOLINGS_BY_KIND = [("bert", "cls"), ("bert", "mean"), ("bert", "last"), ("llama", "last"), ("llama", "mean")]
+
+
+def _expected_reward(rm, encoded):
+    """The reward of one text computed by hand: the backbone on the text alone, the claimed token(s), the head."""
+    ids = torch.tensor([encoded.input_ids])
+    kwargs = {} if rm.is_decoder else {"token_type_ids": torch.tensor([encoded.token_type_ids])}
+    hidden = rm.model.base_model(input_ids=ids, **kwargs).last_hidden_state[0]
+    pooled = {"cls": hidden[0], "last": hidden[-1], "mean": hidden.mean(0)}[rm.pooling]
+    return rm._head(pooled[None])[0]
+
+
+@pytest.mark.parametrize("kind,pooling", POOLINGS_BY_KIND)
+def test_each_pooling_scores_the_tokens_it_claims_with_either_padding_side(kind, pooling):
+    rm = build_tiny_reward_model(kind, pooling=pooling).eval()
+    encoded = [rm.encode(p, r) for p, r in zip(PROMPTS, RESPONSES)]
+    assert len({len(e.input_ids) for e in encoded}) == 3  # every batch below pads
+    with torch.no_grad():
+        expected = torch.stack([_expected_reward(rm, e) for e in encoded])
+        for side in ("left", "right"):  # an encoder pads right whatever it is asked
+            torch.testing.assert_close(rm(**rm.collate(encoded, padding_side=side)), expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(rm.score(PROMPTS, RESPONSES, batch_size=2), expected, atol=1e-5, rtol=1e-4)
+        # the packed training batch reads the same tokens
+        torch.testing.assert_close(rm(**rm._pack([encoded[:1], encoded[1:]])), expected, atol=1e-5, rtol=1e-4)
+    if pooling != ("last" if rm.is_decoder else "cls"):  # another pooling gives other rewards than the native one
+        native = build_tiny_reward_model(kind).eval()
+        assert not torch.allclose(native.score(PROMPTS, RESPONSES), expected, atol=1e-4)
+
+
+def test_pooling_survives_save_and_a_decoder_refuses_cls(tmp_path):
+    build_tiny_reward_model("bert", pooling="mean").save_pretrained(tmp_path)
+    assert RewardModel.from_pretrained(str(tmp_path)).pooling == "mean"
+    assert RewardModel.from_pretrained(str(tmp_path), pooling="last").pooling == "last"
+    with pytest.raises(RewardkitError, match="decoder"):
+        build_tiny_reward_model("llama", pooling="cls")
+    with pytest.raises(RewardkitError, match="choose one of"):
+        build_tiny_reward_model("bert", pooling="max")
+
+
+# ------------------------------------------------------------------------------------------------ the length head
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_length_head_reads_the_reward_heads_features_and_survives_save(kind, tmp_path):
+    rm = build_tiny_reward_model(kind, pooling="mean" if kind == "bert" else None).eval()
+    rm.add_length_head()
+    with torch.no_grad():
+        rm.length_head.weight.normal_()
+        encoded = [rm.encode(p, r) for p, r in zip(PROMPTS, RESPONSES)]
+        both = rm(**rm.collate(encoded), with_length=True)
+        assert both.shape == (3, 2)
+        torch.testing.assert_close(both[:, 0], rm.score(PROMPTS, RESPONSES), atol=1e-5, rtol=1e-4)
+        # the length head is a linear map of what the reward head's last layer reads
+        features = []
+        hook = final_linear(rm.model).register_forward_pre_hook(lambda m, args: features.append(args[0]))
+        rm(**rm.collate(encoded))
+        hook.remove()
+        torch.testing.assert_close(both[:, 1], rm.length_head(features[0].reshape(3, -1))[:, 0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(rm(**rm._pack([encoded[:2], encoded[2:]]), with_length=True), both,
+                                   atol=1e-5, rtol=1e-4)
+    rm.save_pretrained(tmp_path)
+    assert (tmp_path / LENGTH_HEAD_FILE).exists()
+    again = RewardModel.from_pretrained(str(tmp_path)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(**again.collate(encoded), with_length=True), both, atol=1e-5, rtol=1e-4)
+    # plain transformers loads the reward head alone: one label, the reward without the length head
+    hf_model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert hf_model.config.num_labels == 1
+    if kind == "llama":
+        with torch.no_grad():
+            theirs = hf_model(**rm.collate(encoded[:1])).logits[0, 0]
+        torch.testing.assert_close(theirs, both[0, 0], atol=1e-5, rtol=1e-4)

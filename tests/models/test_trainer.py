@@ -282,3 +282,63 @@ def test_minilm_trains_a_few_steps_on_real_hh_pairs(tmp_path, shared_data):
     chosen, rejected = scores[0::2], scores[1::2]
     expected = float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean())
     assert summary["val_accuracy"] == pytest.approx(expected, abs=1e-9)
+
+
+def write_length_confounded_pairs(path: Path, n: int, seed: int = 0) -> Path:
+    """Pairs where the chosen response says 'thanks' and where the longer response is the chosen one in half of
+    them: a model learns the word, but nothing keeps its reward from tracking length too."""
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for i in range(n):
+            body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8)))
+            padding = " " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14)))
+            chosen, rejected = f"{body} thanks", f"{body} {rng.choice(WORDS)}"
+            if i % 2:
+                chosen += padding
+            else:
+                rejected += padding
+            f.write(json.dumps({"prompt": f"question {i}?", "chosen": chosen, "rejected": rejected}) + "\n")
+    return path
+
+
+def _length_correlations(model: RewardModel, texts: list[str]) -> tuple[float, float]:
+    """Pearson correlation with the response length (tokens) of the reward and of the length head."""
+    from rewardkit.losses import pearson_correlation
+
+    encoded = model.encode_many(["question?"] * len(texts), texts)
+    model.eval()
+    with torch.no_grad():
+        both = model(**model.collate(encoded), with_length=True)
+    lengths = torch.tensor([float(len(e.input_ids) - e.response_start) for e in encoded])
+    return float(pearson_correlation(both[:, 0], lengths)), float(pearson_correlation(both[:, 1], lengths))
+
+
+def test_odin_length_head_takes_the_length_signal_and_resumes(tmp_path, tiny_bert_dir):
+    data = write_length_confounded_pairs(tmp_path / "pairs.jsonl", n=160)
+    cfg = small_config(tmp_path, tiny_bert_dir, data, max_steps=40, learning_rate=3e-3, length_head=True,
+                       length_decorrelation=1.0, save_every=20, log_every=5)
+    summary = RewardModelTrainer(cfg).train()
+    out = Path(cfg.output_dir)
+    assert (out / "length_head.safetensors").exists() and summary["val_accuracy"] > 0.8
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/length_decorrelation" in row for row in logged)
+    model = RewardModel.from_pretrained(str(out))
+    rng = random.Random(5)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 30))) for _ in range(64)]
+    reward_corr, length_corr = _length_correlations(model, texts)
+    assert length_corr > 0.8 and abs(reward_corr) < 0.5, (reward_corr, length_corr)
+    # the checkpoint holds the length head: a resumed run starts from its weights, not from a fresh head
+    checkpoint = sorted(out.glob("checkpoints/step-*"))[-1]
+    resumed = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=40, length_head=True,
+                                              length_decorrelation=1.0, resume=True))
+    resumed.optimizer, resumed.scheduler = resumed._optimizer(), None
+    resumed.scheduler = torch.optim.lr_scheduler.LambdaLR(resumed.optimizer, lambda step: 1.0)
+    resumed._load_checkpoint(checkpoint)
+    saved = load_file(checkpoint / "length_head.safetensors")
+    assert torch.equal(resumed.reward_model.length_head.weight, saved["weight"])
+
+
+def test_length_head_without_decorrelation_is_refused(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    with pytest.raises(RewardkitError, match="--length-decorrelation"):
+        RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, length_head=True))

@@ -63,3 +63,48 @@ def plackett_luce_loss(scores: torch.Tensor, mask: torch.Tensor | None = None, r
 def binary_cross_entropy_loss(scores: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Thumbs up/down: the reward is the logit of P(up)."""
     return _reduce(F.binary_cross_entropy_with_logits(scores, labels.to(scores.dtype), reduction="none"), reduction)
+
+
+def pearson_correlation(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Pearson correlation of two 1-D tensors (0 when either is constant: nothing to correlate)."""
+    x, y = x - x.mean(), y - y.mean()
+    return (x * y).sum() / (x.norm() * y.norm()).clamp(min=eps)
+
+
+def length_correlation(rewards: torch.Tensor, lengths: torch.Tensor, reward_scale: float = 1.0) -> torch.Tensor:
+    """The correlation of rewards with lengths, with the rewards' standard deviation floored at `reward_scale`:
+    cov(r, L) / (max(std(r), reward_scale) · std(L)).
+
+    Pearson's correlation ignores the rewards' scale, so its gradient grows as 1/std(r): at the start of training,
+    when a fresh head gives nearly equal rewards, it would swamp the preference loss (and gradient clipping would then
+    shrink that loss's share further). With the floor the term is a covariance with standardized lengths until the
+    rewards spread to `reward_scale`, and Pearson's correlation after."""
+    lengths = lengths.to(rewards.dtype)
+    r, n = rewards - rewards.mean(), lengths - lengths.mean()
+    std_r = (r.square().mean()).sqrt().clamp(min=reward_scale)
+    std_n = (n.square().mean()).sqrt().clamp(min=1e-8)
+    return (r * n).mean() / (std_r * std_n)
+
+
+def length_decorrelation_loss(rewards: torch.Tensor, lengths: torch.Tensor,
+                              length_rewards: torch.Tensor | None = None, reward_scale: float = 1.0) -> torch.Tensor:
+    """|ρ(r, length)| − ρ(r_length, length), over the responses of a batch (ODIN, Chen et al. 2024), with ρ the
+    correlation of `length_correlation` (rewards' spread floored at `reward_scale`).
+
+    The first term stops the reward from tracking response length. With a length head (`length_rewards`), the second
+    pushes that head to carry the length signal instead, so the Bradley–Terry loss on r + r_length can still explain
+    the labels that length explains, without the reward itself becoming a length meter. Without a length head the
+    loss is the first term alone: a length regularizer on one reward."""
+    loss = length_correlation(rewards, lengths, reward_scale).abs()
+    if length_rewards is not None:
+        # no floor here: the length head needs only the direction of length, its scale is the preference loss's call
+        # (a floor would push its rewards to spread by `reward_scale` even where length predicts no label, and the
+        # reward head would then learn to cancel them)
+        loss = loss - pearson_correlation(length_rewards, lengths.to(length_rewards.dtype))
+    return loss
+
+
+def head_orthogonality_loss(quality_weight: torch.Tensor, length_weight: torch.Tensor) -> torch.Tensor:
+    """|cos(w_quality, w_length)|: the two heads read different directions of the same features (ODIN's orthogonality
+    term, on normalized weights so that it does not simply shrink them)."""
+    return F.cosine_similarity(quality_weight.flatten(), length_weight.flatten(), dim=0).abs()

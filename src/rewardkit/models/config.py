@@ -57,6 +57,17 @@ class TrainRMConfig(DeviceOptions):
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass instead of keeping "
                                                  "them: less memory, about a third more compute (and padded "
                                                  "instead of packed batches)")
+    pooling: str = option("auto", "which tokens the reward reads: cls (the first), mean (all: what sentence-embedding "
+                                  "backbones such as minilm-l6 were trained for), last (the last real token); auto: "
+                                  "the backbone's own (encoders cls, decoders last). Only the backbone's own is what "
+                                  "plain transformers computes", choices=("auto", "cls", "mean", "last"))
+    length_decorrelation: float = option(0.0, "weight of a penalty on the batch correlation between reward and "
+                                              "response length, |corr(reward, length)|, so the reward cannot "
+                                              "become a length meter (0: off)")
+    length_head: bool = option(False, "ODIN: train a second, length head beside the reward head; the loss sees "
+                                      "their sum, the length head is pushed to correlate with length and the reward "
+                                      "head not to (--length-decorrelation weighs both, and their orthogonality), "
+                                      "and the saved reward is the length-free head's alone")
     center_rewards_coefficient: float = option(0.0, "weight of the (r_chosen + r_rejected)^2 centering penalty")
     normalize_ratings: bool = option(True, "z-score ratings with training statistics before the MSE loss")
     seed: int = option(0, "seed for the split, batch order and initialization")

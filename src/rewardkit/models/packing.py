@@ -73,45 +73,69 @@ def row_width(group: Sequence[Sequence[int]], causal: bool, weight: float = 0.0)
 
 
 def pack(groups: Sequence[Sequence[Sequence[int]]], causal: bool, weight: float = 0.0,
-         token_types: Sequence[Sequence[Sequence[int]]] | None = None) -> dict[str, torch.Tensor]:
+         token_types: Sequence[Sequence[Sequence[int]]] | None = None, pooling: str | None = None
+         ) -> dict[str, torch.Tensor]:
     """The packed batch for `groups` of token-id lists (texts in flat order), as tensors for the model's forward.
 
     `row_lengths` splits the sequence into attention rows. For a decoder, `segments` labels each token with its
     place in its row (0: the shared prefix, i: the row's i-th text), from which `row_layout` builds the rows' masks.
-    `reward_index` holds, per text in flat order, the packed position of its pooled token: the last token for a
-    decoder, the first (CLS) for an encoder. A decoder group shares its prefix when that pays (`shared_prefix_pays`
-    with the model's `attention_weight`), else it becomes one row per text.
+    `pool_index` and `pool_owner` say which packed positions each text's reward reads (`pool_owner` holds the text's
+    flat index; see `pool_packed`): by `pooling`, its last token ("last", a decoder's default), its first one ("cls",
+    an encoder's) or all of its tokens, a shared prefix included ("mean"). A decoder group shares its prefix when that
+    pays (`shared_prefix_pays` with the model's `attention_weight`), else it becomes one row per text.
     """
+    pooling = pooling or ("last" if causal else "cls")
     rows: list[tuple[list[int], list[int], list[int]]] = []  # (token ids, positions, segments) per row
     types: list[int] = []
-    reward_index: list[int] = []
+    pool_index: list[int] = []
+    pool_owner: list[int] = []
     packed = 0  # tokens in the rows so far
+
+    def pool(positions: Sequence[int]) -> None:
+        """Record the packed positions that the next text's pooling reads (its positions given in order)."""
+        chosen = positions if pooling == "mean" else [positions[-1] if pooling == "last" else positions[0]]
+        owner = pool_owner[-1] + 1 if pool_owner else 0
+        pool_index.extend(chosen)
+        pool_owner.extend([owner] * len(chosen))
+
     for g, group in enumerate(groups):
         k = _shares_prefix(group, causal, weight)
         if k:  # one row: the prefix (segment 0), then each text's remainder (segment i), positions from k on
             ids, positions, segments = list(group[0][:k]), list(range(k)), [0] * k
             for i, text in enumerate(group, start=1):
+                start = len(ids)
                 ids += text[k:]
                 positions += range(k, len(text))
                 segments += [i] * (len(text) - k)
-                reward_index.append(packed + len(ids) - 1)
+                pool([*range(packed, packed + k), *range(packed + start, packed + len(ids))])
             rows.append((ids, positions, segments))
             packed += len(ids)
             continue
         for i, text in enumerate(group):
             rows.append((list(text), list(range(len(text))), [1] * len(text)))
-            reward_index.append(packed + (len(text) - 1 if causal else 0))
+            pool(range(packed, packed + len(text)))
             packed += len(text)
             if token_types is not None:
                 types += token_types[g][i]
     batch = {"input_ids": torch.tensor([t for ids, _, _ in rows for t in ids])[None],
              "position_ids": torch.tensor([p for _, positions, _ in rows for p in positions])[None],
-             "row_lengths": torch.tensor([len(ids) for ids, _, _ in rows]), "reward_index": torch.tensor(reward_index)}
+             "row_lengths": torch.tensor([len(ids) for ids, _, _ in rows]), "pool_index": torch.tensor(pool_index),
+             "pool_owner": torch.tensor(pool_owner)}
     if causal:
         batch["segments"] = torch.tensor([s for _, _, row in rows for s in row])
     if token_types is not None:
         batch["token_type_ids"] = torch.tensor(types)[None]
     return batch
+
+
+def pool_packed(hidden: torch.Tensor, pool_index: torch.Tensor, pool_owner: torch.Tensor) -> torch.Tensor:
+    """[texts, hidden]: per text, the mean of the packed hidden states [N, hidden] at its `pool_index` positions
+    (one position for "cls" and "last" pooling, so the mean is that state)."""
+    texts = int(pool_owner[-1]) + 1
+    counts = torch.zeros(texts, device=hidden.device, dtype=hidden.dtype).index_add_(
+        0, pool_owner, torch.ones_like(pool_owner, dtype=hidden.dtype))
+    summed = hidden.new_zeros(texts, hidden.shape[-1]).index_add_(0, pool_owner, hidden[pool_index])
+    return summed / counts[:, None]
 
 
 def tree_mask(segments: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,13 @@ everywhere:
   found from the attention mask, so left or right padding and pad == eos give the same score.
 - Encoders (BERT-like, head `.classifier`) read `[CLS] prompt [SEP] response [SEP]` and score the pooled CLS token,
   exactly as the HF class does.
+- `pooling` can read the reward elsewhere: "cls" (the first token), "mean" (the average of every real token: what
+  sentence-embedding backbones such as minilm-l6 were trained to produce) or "last" (the last real token). Only the
+  backbone's own choice (an encoder's "cls", a decoder's "last") is what plain transformers computes; another is
+  written to `rewardkit.json`, which every rewardkit command reads.
+- An optional length head (ODIN, Chen et al. 2024; `add_length_head`) reads the same features as the reward head and
+  is trained to carry the length signal; the reward is the other head's. It is saved beside the model
+  (`length_head.safetensors`), so plain transformers loads the reward head alone.
 - Truncation keeps the response: the oldest prompt tokens go first; only if the response alone is too long is its
   beginning cut. The end of the response is never cut and no pair is dropped.
 Training batches (`collate_groups`) are packed when the backbone allows it: no padding, and a decoder encodes the
@@ -41,6 +48,8 @@ from rewardkit.models import packing
 from rewardkit.models.presets import resolve_model_path
 
 METADATA_FILE = "rewardkit.json"
+LENGTH_HEAD_FILE = "length_head.safetensors"
+POOLINGS = ("cls", "mean", "last")
 
 
 def read_metadata(directory: str | Path) -> dict:
@@ -115,6 +124,18 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return (positions * attention_mask).argmax(dim=1)
 
 
+def pool_padded(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[B, hidden]: the hidden states [B, T, hidden] pooled per row over its real tokens, whatever the padding side:
+    the first ("cls"), the last ("last") or their mean ("mean")."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    if pooling == "last":
+        return hidden[rows, last_token_index(attention_mask)]
+    if pooling == "cls":
+        return hidden[rows, attention_mask.argmax(dim=1)]  # the first attended position
+    mask = attention_mask.to(hidden.dtype)[..., None]
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted over real tokens only, so left padding does not shift them."""
     return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
@@ -134,6 +155,16 @@ def head_modules(model: nn.Module) -> list[nn.Module]:
     if isinstance(base_pooler, nn.Module) and base_pooler is not model:
         found.append(base_pooler)
     return list({id(m): m for m in found}.values())
+
+
+def final_linear(model: nn.Module) -> nn.Linear:
+    """The reward head's last linear map (one output): the decoder's `.score`, BERT's `.classifier`, RoBERTa's
+    `.classifier.out_proj`. Its input is the features every HF head ends with, whatever comes before it."""
+    for module in head_modules(model):
+        last = [m for m in module.modules() if isinstance(m, nn.Linear) and m.out_features == 1]
+        if last:
+            return last[-1]
+    raise RewardkitError(f"{type(model).__name__}: cannot find the reward head's output layer")
 
 
 def keep_head_in_fp32(model: nn.Module) -> None:
@@ -231,7 +262,7 @@ class RewardModel(nn.Module):
     """A scalar-output sequence classifier plus its tokenizer and the rule that turns (prompt, response) into tokens."""
 
     def __init__(self, model: nn.Module, tokenizer, max_length: int = 512, temperature: float = 1.0,
-                 use_chat_template: bool | None = None):
+                 use_chat_template: bool | None = None, pooling: str | None = None):
         super().__init__()
         keep_head_in_fp32(model)
         self.model = model
@@ -241,6 +272,14 @@ class RewardModel(nn.Module):
         # {"mean", "std", "count", "data"} of its rewards on held-out data (see `reward_statistics`), or None
         self.reward_stats: dict | None = None
         self.is_decoder = is_decoder_head(model)
+        self.pooling = pooling or ("last" if self.is_decoder else "cls")
+        if self.pooling not in POOLINGS:
+            raise RewardkitError(f"pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        if self.is_decoder and self.pooling == "cls":
+            raise RewardkitError("pooling 'cls' reads the first token, which a decoder computes before seeing any "
+                                 "text; use 'last' or 'mean'")
+        self.length_head: nn.Linear | None = None  # ODIN's length head (see add_length_head)
+        self._head_features: torch.Tensor | None = None  # the reward head's last input, for the length head
         if tokenizer.pad_token_id is None:
             # Decoder tokenizers often have no pad token; any id works because padding is masked out.
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -262,11 +301,13 @@ class RewardModel(nn.Module):
     # ---------------------------------------------------------------- loading and saving
     @classmethod
     def from_pretrained(cls, name_or_path: str, max_length: int | None = None, dropout: bool = True,
-                        placement: Placement | None = None, train: bool = False, **model_kwargs) -> "RewardModel":
+                        placement: Placement | None = None, train: bool = False, pooling: str | None = None,
+                        **model_kwargs) -> "RewardModel":
         """Load a preset, a local folder (rewardkit or any HF model) or a hub id, with a one-output head.
 
         A backbone without a trained head gets a freshly initialised one, announced in one line (see
         `load_with_reward_head`). Only safetensors weights are read.
+        `pooling` (None: the saved model's, else the backbone's own) says which tokens the reward reads.
         `placement` (default: the CPU in fp32) says where the model runs. For inference (`train=False`) the weights
         are loaded directly in its precision, on its device; for training they stay fp32 (master weights) and the
         trainer places them and runs autocast. Either way the reward head computes in fp32 (see `keep_head_in_fp32`).
@@ -295,8 +336,15 @@ class RewardModel(nn.Module):
         loaded = cls(model, tokenizer,
                      max_length=max_length or metadata.get("max_length", 512),
                      temperature=metadata.get("temperature", 1.0),
-                     use_chat_template=metadata.get("use_chat_template"))
+                     use_chat_template=metadata.get("use_chat_template"),
+                     pooling=pooling or metadata.get("pooling"))
         loaded.reward_stats = metadata.get("reward_stats")
+        if metadata.get("length_head"):
+            from safetensors.torch import load_model
+
+            loaded.add_length_head()
+            load_model(loaded.length_head, str(local / LENGTH_HEAD_FILE), strict=True,
+                       device=str(next(model.parameters()).device))
         return loaded
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -312,15 +360,58 @@ class RewardModel(nn.Module):
         model = copy.deepcopy(self._lora).merge_and_unload() if self._lora is not None else self.model
         model.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
+        if self.length_head is not None:
+            from safetensors.torch import save_model
+
+            save_model(self.length_head, str(directory / LENGTH_HEAD_FILE))
         self.save_metadata(directory)
 
     def save_metadata(self, directory: str | Path) -> None:
         """Write only `rewardkit.json` (e.g. after fitting a calibration temperature)."""
         metadata = {"max_length": self.max_length, "temperature": self.temperature,
-                    "use_chat_template": self.use_chat_template}
+                    "use_chat_template": self.use_chat_template, "pooling": self.pooling,
+                    "length_head": self.length_head is not None}
         if self.reward_stats is not None:
             metadata["reward_stats"] = self.reward_stats
         Path(directory, METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+    # ---------------------------------------------------------------- the length head
+    def add_length_head(self) -> None:
+        """Attach ODIN's length head: a linear map from the features the reward head's last layer reads to a scalar.
+
+        HF heads differ before that layer (BERT: pooler, dropout; RoBERTa: dense, tanh), so the features are caught
+        on their way into it (a forward pre-hook) rather than recomputed. The head runs in fp32, as the reward head.
+
+        Unlike ODIN, the length head reads the features without training them (it sees them detached): the gradient
+        of its correlation with length grows as 1/std of its outputs, which a fresh head makes tiny, and through the
+        shared backbone it swamped the preference loss (a tiny model then learnt a one-word preference to 0.38
+        validation accuracy instead of 1.0). So the length head is a linear probe of length whose output the
+        preference loss adds to the reward: it explains the labels that length explains, and the reward head, kept
+        uncorrelated with length, need not."""
+        if self.length_head is not None:
+            return
+        final = final_linear(self.model)
+        head = nn.Linear(final.in_features, 1, device=final.weight.device, dtype=torch.float32)
+        nn.init.normal_(head.weight, std=getattr(self.model.config, "initializer_range", 0.02))
+        nn.init.zeros_(head.bias)
+        self.length_head = head
+
+        def keep_features(module, args):
+            self._head_features = args[0]
+
+        final.register_forward_pre_hook(keep_features)
+
+    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reward head's last weight, length head's weight), for ODIN's orthogonality term."""
+        if self.length_head is None:
+            raise RewardkitError("this model has no length head")
+        return final_linear(self.model).weight, self.length_head.weight
+
+    def _length_rewards(self) -> torch.Tensor:
+        features = self._head_features
+        self._head_features = None
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.length_head(features.detach().float().reshape(-1, features.shape[-1]))[:, 0]
 
     # ---------------------------------------------------------------- LoRA and memory
     def add_lora(self, r: int, alpha: float, dropout: float = 0.0, target_modules: str = "all-linear") -> None:
@@ -528,7 +619,7 @@ class RewardModel(nn.Module):
         types = None if self.is_decoder or groups[0][0].token_type_ids is None else \
             [[e.token_type_ids for e in group] for group in groups]
         return packing.pack([[e.input_ids for e in group] for group in groups], self.is_decoder,
-                            self._attention_weight, token_types=types)
+                            self._attention_weight, token_types=types, pooling=self.pooling)
 
     @functools.cached_property
     def _attention_weight(self) -> float:
@@ -568,38 +659,45 @@ class RewardModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 row_lengths: torch.Tensor | None = None, segments: torch.Tensor | None = None,
-                reward_index: torch.Tensor | None = None) -> torch.Tensor:
-        """Rewards [B] with gradients: the training forward, for a batch from `collate` or `collate_groups`."""
+                pool_index: torch.Tensor | None = None, pool_owner: torch.Tensor | None = None,
+                with_length: bool = False) -> torch.Tensor:
+        """Rewards [B] with gradients: the training forward, for a batch from `collate` or `collate_groups`.
+        `with_length` (a model with a length head): [B, 2], the reward and the length head's output."""
         device = self.device
         input_ids = input_ids.to(device)
         kwargs = {"token_type_ids": token_type_ids.to(device)} if token_type_ids is not None else {}
-        if row_lengths is not None:
-            layout = packing.row_layout(row_lengths, segments, device)
-            return self._forward_packed(input_ids, position_ids.to(device), layout, reward_index.to(device), kwargs)
-        attention_mask = attention_mask.to(device)
-        if not self.is_decoder:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[:, 0]
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                                       position_ids=position_ids_from_mask(attention_mask),
-                                       use_cache=False).last_hidden_state
-        last = last_token_index(attention_mask)
-        pooled = hidden[torch.arange(hidden.shape[0], device=device), last]
-        return self.model.score(pooled)[:, 0]
-
-    def _forward_packed(self, input_ids, position_ids, layout, reward_index, kwargs):
         if self.is_decoder:
             kwargs["use_cache"] = False
-        kwargs[packing.LAYOUT_KWARG] = layout
-        with packing.packed_attention_for(self.model.config):
-            hidden = self.model.base_model(input_ids=input_ids, position_ids=position_ids, **kwargs).last_hidden_state
-        pooled = hidden[0, reward_index]
+        if row_lengths is not None:
+            kwargs[packing.LAYOUT_KWARG] = packing.row_layout(row_lengths, segments, device)
+            with packing.packed_attention_for(self.model.config):
+                hidden = self.model.base_model(input_ids=input_ids, position_ids=position_ids.to(device),
+                                               **kwargs).last_hidden_state
+            rewards = self._head(packing.pool_packed(hidden[0], pool_index.to(device), pool_owner.to(device)))
+        elif not self.is_decoder and self.pooling == "cls":  # exactly what plain transformers computes
+            rewards = self.model(input_ids=input_ids, attention_mask=attention_mask.to(device), **kwargs).logits[:, 0]
+        else:
+            attention_mask = attention_mask.to(device)
+            if self.is_decoder:
+                kwargs["position_ids"] = position_ids_from_mask(attention_mask)
+            hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                           **kwargs).last_hidden_state
+            rewards = self._head(pool_padded(hidden, attention_mask, self.pooling))
+        if not with_length:
+            self._head_features = None
+            return rewards
+        return torch.stack([rewards, self._length_rewards()], dim=1)
+
+    def _head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Rewards [B] from pooled hidden states [B, hidden], through the HF class's own head modules."""
         if self.is_decoder:
             return self.model.score(pooled)[:, 0]
-        # the HF encoder heads read the first (CLS) position of a sequence: give each text's CLS as a sequence
-        pooler = getattr(self.model.base_model, "pooler", None)
+        # the HF encoder heads read the first position of a sequence: give each text's pooled state as a sequence
+        pooler = getattr(self.model, "pooler", None)  # DeBERTa keeps it beside the base model, BERT inside
+        pooler = pooler if pooler is not None else getattr(self.model.base_model, "pooler", None)
         if pooler is None:  # RoBERTa-style head: dense + tanh + projection on the sequence output
             return self.model.classifier(pooled[:, None, :])[:, 0]
-        pooled = pooler(pooled[:, None, :])  # BERT-style: the base model's pooler, dropout, linear classifier
+        pooled = pooler(pooled[:, None, :])  # BERT-style: the pooler, dropout, linear classifier
         dropout = getattr(self.model, "dropout", None)
         return self.model.classifier(dropout(pooled) if dropout is not None else pooled)[:, 0]
 

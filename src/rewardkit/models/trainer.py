@@ -30,10 +30,11 @@ from rewardkit.data import train_val_split
 from rewardkit.device import placement_of
 from rewardkit.errors import RewardkitError
 from rewardkit.kinds import kind_named
+from rewardkit.losses import head_orthogonality_loss, length_decorrelation_loss
 from rewardkit.models import tasks
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.ensemble import RewardEnsemble, average_state_dicts, member_dir, save_ensemble
-from rewardkit.models.reward_model import RewardModel, reward_statistics
+from rewardkit.models.reward_model import LENGTH_HEAD_FILE, RewardModel, reward_statistics
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, derived_seed, progress_bar,
                             prune_checkpoints, rng_state, set_rng_state, write_atomically)
 from rewardkit.tracking import MetricsLog
@@ -99,8 +100,16 @@ class RewardModelTrainer:
         self.output_dir = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
         records = self._load_records()  # before the model: bad data fails in seconds
+        if cfg.length_head and cfg.length_decorrelation <= 0:
+            raise RewardkitError("--length-head needs --length-decorrelation > 0: without it nothing tells the two "
+                                 "heads apart (ODIN used 1.0)")
+        if cfg.length_decorrelation < 0:
+            raise RewardkitError(f"--length-decorrelation must be at least 0, got {cfg.length_decorrelation}")
         self.reward_model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length, dropout=cfg.dropout,
-                                                        placement=self.placement, train=True)
+                                                        placement=self.placement, train=True,
+                                                        pooling=None if cfg.pooling == "auto" else cfg.pooling)
+        if cfg.length_head:
+            self.reward_model.add_length_head()
         if cfg.lora_r:
             self.reward_model.add_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
         layers = self.reward_model.model.config.num_hidden_layers
@@ -181,6 +190,8 @@ class RewardModelTrainer:
             def write(folder: Path):
                 # the weights as they train (LoRA adapters unmerged), loaded back strictly by _load_checkpoint
                 save_model(model.model, str(folder / "model.safetensors"))
+                if model.length_head is not None:
+                    save_model(model.length_head, str(folder / LENGTH_HEAD_FILE))
                 torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
                 torch.save(self.scaler.state_dict(), folder / "scaler.pt")
@@ -199,6 +210,9 @@ class RewardModelTrainer:
             state["examples_seen"] = state.pop("pairs_seen")
         model = self.accelerator.unwrap_model(self.reward_model)
         load_model(model.model, str(folder / "model.safetensors"), strict=True, device=str(self.accelerator.device))
+        if model.length_head is not None:
+            load_model(model.length_head, str(folder / LENGTH_HEAD_FILE), strict=True,
+                       device=str(self.accelerator.device))
         # weights_only: checkpoints hold tensors and numbers only, never arbitrary pickled objects
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"))
         self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True, map_location="cpu"))
@@ -226,29 +240,47 @@ class RewardModelTrainer:
         except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
             return torch.optim.AdamW(groups, lr=self.cfg.learning_rate)
 
-    def accumulate_gradients(self, batch: list[int]) -> tuple[float, float]:
-        """Backpropagate one global batch (this process's share, in micro-batches); return its mean loss and accuracy.
+    def accumulate_gradients(self, batch: list[int]) -> tuple[float, float, float]:
+        """Backpropagate one global batch (this process's share, in micro-batches); return its mean loss, accuracy
+        and length-decorrelation term.
 
         Each micro-batch's loss is summed over examples and divided by the global batch size (times the process count
         that DDP averages over), so the gradient equals that of the mean loss over the global batch whatever the
-        accumulation steps and processes.
+        accumulation steps and processes. The length-decorrelation term is a statistic of a micro-batch, weighted by
+        its share of the global batch for the same reason.
         """
-        acc, model = self.accelerator, self.reward_model
-        totals = torch.zeros(2)
-        micro_batches = shard(batch, self.rank, self.world, self.cfg.gradient_accumulation_steps)
+        acc, model, cfg = self.accelerator, self.reward_model, self.cfg
+        odin = acc.unwrap_model(model).length_head is not None
+        totals = torch.zeros(3)
+        micro_batches = shard(batch, self.rank, self.world, cfg.gradient_accumulation_steps)
         for i, micro in enumerate(micro_batches):
             examples = [self.train_examples[j] for j in micro]
+            share = len(examples) * self.world / len(batch)
             last = i == len(micro_batches) - 1
             with acc.no_sync(model) if not last and self.world > 1 else contextlib.nullcontext():
                 with self.placement.autocast():  # the packing check, made on the first batch, in the same precision
                     inputs = acc.unwrap_model(model).collate_groups([e.encoded for e in examples])
-                    scores = model(**inputs)
-                losses = self.task.loss(scores.float(), examples)  # the loss and its log-sigmoid in fp32
-                acc.backward(self.scaler.scale(losses.sum() * self.world / len(batch)))
-            totals += torch.stack([losses.detach().sum(), self.task.correct(scores.detach(), examples).sum()]).cpu()
+                    outputs = model(**inputs, with_length=odin).float()  # losses and log-sigmoids in fp32
+                rewards, length_rewards = (outputs[:, 0], outputs[:, 1]) if odin else (outputs, None)
+                # ODIN fits the labels with both heads together; only `rewards` is the saved model's reward
+                scores = rewards + length_rewards if odin else rewards
+                losses = self.task.loss(scores, examples)
+                objective = losses.sum() * self.world / len(batch)
+                decorrelation = torch.zeros(())
+                if cfg.length_decorrelation:
+                    lengths = torch.tensor([len(t.input_ids) - t.response_start for e in examples for t in e.encoded],
+                                           device=rewards.device)
+                    decorrelation = length_decorrelation_loss(rewards, lengths, length_rewards)
+                    if odin:
+                        decorrelation = decorrelation + head_orthogonality_loss(
+                            *acc.unwrap_model(model).head_weights())
+                    objective = objective + cfg.length_decorrelation * decorrelation * share
+                acc.backward(self.scaler.scale(objective))
+            totals += torch.stack([losses.detach().sum(), self.task.correct(scores.detach(), examples).sum(),
+                                   decorrelation.detach().cpu() * len(examples)]).cpu()
         if self.world > 1:
             totals = acc.reduce(totals.to(acc.device), reduction="sum").cpu()
-        return float(totals[0]) / len(batch), float(totals[1]) / len(batch)
+        return float(totals[0]) / len(batch), float(totals[1]) / len(batch), float(totals[2]) / len(batch)
 
     def train(self) -> dict:
         cfg, acc = self.cfg, self.accelerator
@@ -288,7 +320,7 @@ class RewardModelTrainer:
                 if step >= total_steps:
                     break
                 started = time.perf_counter()
-                batch_loss, batch_accuracy = self.accumulate_gradients(batch)
+                batch_loss, batch_accuracy, batch_decorrelation = self.accumulate_gradients(batch)
                 if not math.isfinite(batch_loss):
                     last = checkpoint_dirs(self.output_dir)
                     raise RewardkitError(f"loss became {batch_loss} at step {step + 1}; stopped. "
@@ -313,6 +345,8 @@ class RewardModelTrainer:
                 if step % cfg.log_every == 0 or step == total_steps:
                     now = time.perf_counter()
                     log.write(step, {"loss": batch_loss, "accuracy": batch_accuracy,
+                                     **({"length_decorrelation": batch_decorrelation}
+                                        if cfg.length_decorrelation else {}),
                                      "learning_rate": self.scheduler.get_last_lr()[0],
                                      "grad_norm": float(grad_norm) if grad_norm is not None else None,
                                      "examples_per_second": window_examples / max(now - window_start, 1e-9),
