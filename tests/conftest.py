@@ -79,14 +79,20 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def varied_bert_dir(tmp_path_factory) -> Path:
-    """The tiny random BERT with a scaled-up head, so that different texts get clearly different scores."""
+def build_varied_reward_model(seed: int = 1):
+    """The tiny random BERT with a scaled-up head, so that different texts get clearly different scores (and models
+    of different seeds clearly different scores for one text)."""
     import torch
 
-    rm = build_tiny_reward_model("bert", seed=1)
+    rm = build_tiny_reward_model("bert", seed=seed)
     with torch.no_grad():
         rm.model.classifier.weight.mul_(200.0)
+    return rm
+
+
+@pytest.fixture(scope="session")
+def varied_bert_dir(tmp_path_factory) -> Path:
+    """`build_varied_reward_model()` saved."""
     path = tmp_path_factory.mktemp("varied-bert-rm")
-    rm.save_pretrained(path)
+    build_varied_reward_model().save_pretrained(path)
     return path

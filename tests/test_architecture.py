@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import rewardkit
+from rewardkit.kinds import KIND_SPELLINGS, KINDS
 
 SOURCE = Path(rewardkit.__file__).parent
 
@@ -117,8 +118,36 @@ def test_arrows_run_one_way(import_graph, source, forbidden):
     assert wrong == []
 
 
+_NAME = "[\"'](?:" + "|".join(re.escape(spelling) for spelling in KIND_SPELLINGS) + ")[\"']"  # a kind's name quoted
+KIND_BRANCH = re.compile("|".join([
+    r"\b(?:kind|task)\s*(?:==|!=)",  # kind == ..., item.task != ... (a labelling task is a kind's name)
+    r"\b(?:kind|task)\s+(?:not\s+)?in\s*[(\[{]",  # task in ("ratings", "binary")
+    rf"(?:==|!=)\s*{_NAME}|{_NAME}\s*(?:==|!=)",  # anything == "pairs"
+    rf"\bin\s*[(\[{{]\s*{_NAME}",  # anything in ("rankings", ...)
+]))
+
+
+def kind_branches(text: str) -> list[int]:
+    """The lines of `text` that branch on a kind of feedback by comparing it or its name."""
+    return [number for number, line in enumerate(text.splitlines(), 1) if KIND_BRANCH.search(line)]
+
+
+def test_the_branch_finder_finds_comparisons_of_kinds_and_their_names():
+    caught = ["if kind == other:", 'if item.task == "pairs":', 'if task in ("ratings", "binary") and n != 1:',
+              'level = "interval" if task == "ratings" else "nominal"', 'if store.task != "rankings":',
+              'if name == "binary":', 'if "pairwise" == spelling:', 'if mode not in ["pairs", "all"]:']
+    allowed = ["if task not in TASKS:", "labelling = task_named(item.task)", 'existing_task = "pairs"',
+               'kinds = sorted({DEFAULT_TASK.get(g.kind, g.kind) for g in groups})', 'DEFAULT = {"samples": "pairs"}']
+    assert kind_branches("\n".join(caught + allowed)) == list(range(1, len(caught) + 1))
+
+
 def test_feedback_kinds_branch_only_in_the_registry():
     branches = [f"{path.relative_to(SOURCE)}:{number}" for path in sorted(SOURCE.rglob("*.py"))
-                for number, line in enumerate(path.read_text().splitlines(), 1)
-                if re.search(r"\bkind\s*(==|!=)", line) and path.name != "kinds.py"]
+                if path.name != "kinds.py" for number in kind_branches(path.read_text())]
     assert branches == []
+
+
+def test_every_kind_can_be_labelled():
+    from rewardkit.label.tasks import LABEL_TASKS
+
+    assert list(LABEL_TASKS) == list(KINDS.values())

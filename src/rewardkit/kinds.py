@@ -3,7 +3,9 @@
 A kind says how its records become texts to score, which training task (loss and validation metric) it trains with,
 how eval-rm summarizes and compares its scores, and how the report shows them (table columns, figures, sentences).
 `train-rm`, `eval-rm` and the report look a kind up here (`kind_named`, `kind_of`) instead of branching on it, so a
-new kind of feedback is one new class in this file plus the functions it points to in each layer.
+new kind of feedback is one new class in this file plus the functions it points to in each layer. Labelling's part
+(the form, the judgment values, the export) is `rewardkit.label.tasks`, a table keyed by these kinds: it is a web app
+on top of everything, so it points here and this module does not point up into it.
 
 Each method imports the layer it delegates to when called: reading data or `rewardkit --help` must not import torch
 (the training task) or matplotlib (the report), and the layers below never import this module back.

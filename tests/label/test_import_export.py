@@ -11,9 +11,10 @@ from rewardkit.config import parse_config
 from rewardkit.data import load_pairs, load_rankings
 from rewardkit.errors import RewardkitError
 from rewardkit.label.config import LabelImportConfig
-from rewardkit.label.export import borda_ranking, export_rows, pairwise_majority, thumbs_majority
+from rewardkit.label.export import export_rows
 from rewardkit.label.importing import run_import
 from rewardkit.label.store import Store
+from rewardkit.label.tasks import borda_ranking, pairwise_majority, thumbs_majority
 from tests.label.conftest import PAIRS, write_jsonl
 
 

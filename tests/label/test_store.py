@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 
 from rewardkit.errors import RewardkitError
-from rewardkit.label.store import JudgmentError, NewItem, Store, check_value
+from rewardkit.label.store import NewItem, Store
+from rewardkit.label.tasks import JudgmentError, task_named
 from tests.label.conftest import pairwise_store
 
 
@@ -67,13 +68,13 @@ def test_skip_hides_the_item_from_that_annotator_only(tmp_path):
 ])
 def test_bad_values_are_refused(task, value, strength, problem):
     with pytest.raises(JudgmentError, match=problem):
-        check_value(task, value, 3, 5, strength)
+        task_named(task).check_value(value, 3, 5, strength)
 
 
 def test_good_values_are_kept():
-    assert check_value("pairs", "A", 2, 5, "2") == ("A", 2)
-    assert check_value("rankings", [2, 0, 1], 3, 5) == ([2, 0, 1], None)
-    assert check_value("ratings", 5, 1, 5) == (5, None)
+    assert task_named("pairs").check_value("A", 2, 5, "2") == ("A", 2)
+    assert task_named("rankings").check_value([2, 0, 1], 3, 5) == ([2, 0, 1], None)
+    assert task_named("ratings").check_value(5, 1, 5) == (5, None)
 
 
 def test_one_task_per_database_and_tokens_are_stored_hashed(tmp_path):

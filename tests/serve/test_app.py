@@ -134,7 +134,7 @@ def test_close_scores_everything_still_queued():
         return [r.result() for r in requests], time.monotonic() - started
 
     results, took = asyncio.run(run())
-    assert results == [[1.0, 2.0, 3.0]] * 3
+    assert results == [([1.0, 2.0, 3.0], None)] * 3  # a single model: scores, no spreads
     assert took < 5.0
     assert [len(b) for b in scorer.batches] == [9]
 

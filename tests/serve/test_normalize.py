@@ -16,29 +16,32 @@ from tests.serve.test_app import FakeScorer, serving
 
 
 def test_fixed_subtracts_the_mean_and_divides_by_the_std():
-    assert ScoreNormalizer("fixed", mean=1.0, std=2.0)([3.0, -1.0, 1.0, 2.0]) == [1.0, -1.0, 0.0, 0.5]
+    assert ScoreNormalizer("fixed", mean=1.0, std=2.0)([3.0, -1.0, 1.0, 2.0]) == ([1.0, -1.0, 0.0, 0.5], None)
+    # an ensemble's spreads are divided by the same std, not shifted
+    assert ScoreNormalizer("fixed", mean=1.0, std=2.0)([3.0, -1.0], [0.5, 3.0]) == ([1.0, -1.0], [0.25, 1.5])
 
 
 def test_running_centers_during_warmup_then_standardizes_over_everything_served():
     normalize = ScoreNormalizer("running", warmup=3)
     # 2 scores seen (< 3): mean 2, only centered
-    assert normalize([1.0, 3.0]) == [-1.0, 1.0]
+    assert normalize([1.0, 3.0], [0.5, 2.0]) == ([-1.0, 1.0], [0.5, 2.0])  # centered only: spreads kept
     # 1, 3, 5: mean 3, population variance (4 + 0 + 4) / 3
-    assert normalize([5.0]) == pytest.approx([2.0 / math.sqrt(8 / 3)])
-    # 1, 3, 5, 7: mean 4, variance (9 + 1 + 1 + 9) / 4 = 5
-    assert normalize([7.0]) == pytest.approx([3.0 / math.sqrt(5)])
+    assert normalize([5.0])[0] == pytest.approx([2.0 / math.sqrt(8 / 3)])
+    # 1, 3, 5, 7: mean 4, variance (9 + 1 + 1 + 9) / 4 = 5; the spread is divided by the same std
+    scores, spreads = normalize([7.0], [1.0])
+    assert scores == pytest.approx([3.0 / math.sqrt(5)]) and spreads == pytest.approx([1.0 / math.sqrt(5)])
     assert normalize.describe() == pytest.approx({"method": "running", "warmup": 3, "count": 4, "mean": 4.0,
                                                   "std": math.sqrt(5), "warmed_up": True})
 
 
 def test_running_only_centers_constant_scores():
     normalize = ScoreNormalizer("running", warmup=0)
-    assert normalize([2.0, 2.0]) == [0.0, 0.0]
-    assert normalize([2.0]) == [0.0]
+    assert normalize([2.0, 2.0]) == ([0.0, 0.0], None)
+    assert normalize([2.0]) == ([0.0], None)
 
 
 def test_none_passes_scores_through():
-    assert ScoreNormalizer()([1.5, -2.0]) == [1.5, -2.0]
+    assert ScoreNormalizer()([1.5, -2.0], [0.25, 0.0]) == ([1.5, -2.0], [0.25, 0.0])
 
 
 def test_running_statistics_are_exact_under_concurrent_callers():
@@ -63,10 +66,10 @@ def test_running_statistics_are_exact_under_concurrent_callers():
 def test_fixed_takes_the_models_saved_statistics_or_says_how_to_save_them():
     saved = {"mean": 0.5, "std": 0.25, "count": 932, "data": "hh-rlhf@validation"}
     normalize = normalizer_for("fixed", None, None, 0, saved, "runs/hh-rm")
-    assert normalize([1.0]) == [2.0]
+    assert normalize([1.0]) == ([2.0], None)
     assert normalize.describe() == {"method": "fixed", "mean": 0.5, "std": 0.25,
                                      "source": "runs/hh-rm rewardkit.json (932 scores of hh-rlhf@validation)"}
-    assert normalizer_for("fixed", 1.0, 4.0, 0, saved, "m")([5.0]) == [1.0]  # flags win over the saved ones
+    assert normalizer_for("fixed", 1.0, 4.0, 0, saved, "m")([5.0]) == ([1.0], None)  # flags win over the saved ones
     with pytest.raises(RewardkitError, match="model runs/x has no saved reward statistics .* --save-reward-stats"):
         normalizer_for("fixed", None, None, 0, None, "runs/x")
 

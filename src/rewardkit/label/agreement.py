@@ -8,8 +8,9 @@
 Every function returns NaN when the statistic is undefined (e.g. everyone used one single value: no variation to agree
 on).
 
-`agreement_units` turns a database's judgments into units for its task: pairwise choices (A/B/tie) and thumbs are
-nominal, ratings interval, and a ranking becomes one nominal unit per pair of responses (which of the two is higher).
+`agreement_units` turns a database's judgments into units as its task says (`rewardkit.label.tasks`): pairwise
+choices (A/B/tie) and thumbs are nominal, ratings interval, and a ranking becomes one nominal unit per pair of
+responses (which of the two is higher).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from itertools import combinations
 from typing import Callable
+
+from rewardkit.label.tasks import task_named
 
 Distance = Callable[[object, object], float]
 
@@ -97,15 +100,12 @@ def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float:
 # ------------------------------------------------------------------------------------------------- from judgments
 def agreement_units(task: str, judgments) -> tuple[dict[tuple, dict[str, object]], str]:
     """{unit: {annotator: value}} and the alpha level for `judgments` (store.Judgment rows) of one task."""
+    labelling = task_named(task)
     units: dict[tuple, dict[str, object]] = defaultdict(dict)
     for j in judgments:
-        if task == "rankings":
-            position = {response: place for place, response in enumerate(j.value)}
-            for a, b in combinations(sorted(position), 2):
-                units[(j.item_id, a, b)][j.annotator] = position[a] < position[b]
-        else:
-            units[(j.item_id,)][j.annotator] = j.value
-    return dict(units), ("interval" if task == "ratings" else "nominal")
+        for unit, value in labelling.agreement_values(j.value):
+            units[(j.item_id, *unit)][j.annotator] = value
+    return dict(units), labelling.agreement_level
 
 
 def agreement_report(task: str, judgments) -> dict:

@@ -38,8 +38,9 @@ from starlette.concurrency import run_in_threadpool
 
 from rewardkit.eval.metrics import json_ready
 from rewardkit.label.agreement import agreement_report
-from rewardkit.label.render import escape, render_conversation, render_markdown
-from rewardkit.label.store import STRENGTHS, Annotator, Item, Judgment, JudgmentError, Store
+from rewardkit.label.render import escape, render_conversation
+from rewardkit.label.store import Annotator, Item, Judgment, Store
+from rewardkit.label.tasks import STRENGTH_NAMES, JudgmentError, task_named
 from rewardkit.serve.drain import DrainUnreadBody, drain_bound
 
 COOKIE = "rewardkit_label"
@@ -52,7 +53,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 STATIC = {"label.js": "text/javascript; charset=utf-8", "label.css": "text/css; charset=utf-8"}
-STRENGTH_NAMES = {1: "slightly", 2: "clearly", 3: "much"}
 
 
 @dataclass(frozen=True)
@@ -86,61 +86,17 @@ def page(title: str, body: str, who: Who | None = None) -> str:
             f'</head><body><header><h1>rewardkit label</h1>{nav}</header><main>{body}</main></body></html>')
 
 
-def _response_card(label: str, text: str, extra_class: str = "") -> str:
-    return (f'<section class="response {extra_class}"><h2>{escape(label)}</h2>'
-            f'<div class="md">{render_markdown(text)}</div></section>')
-
-
-def _choices(item: Item, scale: int, current: Judgment | None) -> str:
-    """The form controls of the item's task, each with its keyboard shortcut in `data-key`."""
-    mine = current.value if current else None
-    if item.task == "pairs":
-        strength = current.strength if current else None
-        radios = "".join(
-            f'<label><input type="radio" name="strength" value="{s}" data-key="{s}"'
-            f'{" checked" if strength == s else ""}> <kbd>{s}</kbd> {STRENGTH_NAMES[s]}</label>' for s in STRENGTHS)
-        buttons = "".join(
-            f'<button type="submit" name="choice" value="{v}" data-key="{k}" class="choice'
-            f'{" current" if mine == v else ""}"><kbd>{k.upper()}</kbd> {label}</button>'
-            for v, k, label in (("A", "a", "A is better"), ("tie", "t", "Tie"), ("B", "b", "B is better")))
-        return (f'<div class="buttons">{buttons}</div><fieldset class="strength"><legend>How much better '
-                f'(optional)</legend>{radios}</fieldset>')
-    if item.task == "rankings":
-        shown = " ".join(str(r + 1) for r in mine) if mine else ""
-        return (f'<div class="ranking"><label for="order">Best to worst (type the response numbers, e.g. '
-                f'{" ".join(str(i + 1) for i in range(len(item.responses)))}): </label>'
-                f'<input id="order" name="choice" data-ranking="{len(item.responses)}" value="{escape(shown)}" '
-                f'autocomplete="off" inputmode="numeric"> <button type="submit" class="choice" data-key="Enter">'
-                f'<kbd>Enter</kbd> Submit</button> <span class="hint"><kbd>Backspace</kbd> undoes a number</span></div>')
-    if item.task == "ratings":
-        return '<div class="buttons">' + "".join(
-            f'<button type="submit" name="choice" value="{v}" data-key="{v}" class="choice'
-            f'{" current" if mine == v else ""}"><kbd>{v}</kbd></button>' for v in range(1, scale + 1)) + \
-            f'<span class="hint">1 = worst, {scale} = best</span></div>'
-    return '<div class="buttons">' + "".join(
-        f'<button type="submit" name="choice" value="{v}" data-key="{k}" class="choice'
-        f'{" current" if mine == v else ""}"><kbd>{k.upper()}</kbd> {label}</button>'
-        for v, k, label in ((1, "u", "👍 Good"), (0, "d", "👎 Bad"))) + "</div>"
-
-
 def item_page(item: Item, scale: int, who: Who, current: Judgment | None, remaining: int, done: int,
               error: str | None = None) -> str:
-    if item.task == "pairs":
-        responses = ('<div class="pair">' + _response_card("A", item.responses[0], "a")
-                     + _response_card("B", item.responses[1], "b") + "</div>")
-    else:
-        responses = "".join(_response_card(f"Response {i + 1}" if len(item.responses) > 1 else "Response", text)
-                            for i, text in enumerate(item.responses))
-    task_help = {"pairs": "Which response is better?", "rankings": "Rank the responses, best first.",
-                 "ratings": "How good is the response?", "binary": "Is the response good?"}[item.task]
+    task = task_named(item.task)
     status = (f'<p class="status">Item {item.id} · you have judged {done} · {remaining} left for you'
               + (" · <strong>revising your judgment</strong>" if current else "") + "</p>")
     problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     reason = escape(current.reason) if current and current.reason else ""
     body = (f'{status}{problem}<section class="prompt"><h2>Prompt</h2>{render_conversation(item.prompt)}</section>'
-            f'{responses}<form method="post" action="/judge" id="judge" data-task="{item.task}">'
-            f'<input type="hidden" name="item_id" value="{item.id}"><p class="question">{task_help}</p>'
-            f'{_choices(item, scale, current)}'
+            f'{task.responses_html(item.responses)}<form method="post" action="/judge" id="judge" '
+            f'data-task="{item.task}"><input type="hidden" name="item_id" value="{item.id}">'
+            f'<p class="question">{task.question}</p>{task.choices_html(item, scale, current)}'
             f'<label class="reason">Reason (optional, <kbd>R</kbd> to type, <kbd>Esc</kbd> to leave): '
             f'<textarea name="reason" rows="2" maxlength="2000">{reason}</textarea></label>'
             f'<div class="secondary"><button type="submit" name="skip" value="1" data-key="s">'
@@ -417,25 +373,13 @@ def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
 
 
 def form_value(item: Item, choice: str) -> Any:
-    """A form's `choice` as the stored value: pairwise A/B/tie as is, numbers for ratings and thumbs, a ranking typed
-    as 1-based response numbers ("2 1 3") as 0-based indices."""
-    choice = choice.strip()
-    if item.task == "pairs":
-        return choice
-    if item.task == "rankings":
-        parts = choice.replace(",", " ").split()
-        if not all(p.isdigit() for p in parts):
-            raise JudgmentError(f"type the response numbers best first, e.g. "
-                                f"{' '.join(str(i + 1) for i in range(len(item.responses)))}")
-        return [int(p) - 1 for p in parts]
-    if not choice.lstrip("-").isdigit():
-        raise JudgmentError(f"choose one of the buttons (got {choice!r})")
-    return int(choice)
+    """A form's `choice` as the value to store, read as the item's task reads its form."""
+    return task_named(item.task).form_value(choice.strip(), len(item.responses))
 
 
 def item_json(item: Item, scale: int) -> dict:
     return {"id": item.id, "task": item.task, "prompt": item.prompt, "responses": item.responses,
-            **({"scale": scale} if item.task == "ratings" else {})}
+            **task_named(item.task).item_fields(scale)}
 
 
 def judgment_json(j: Judgment) -> dict:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rewardkit.config import option
 from rewardkit.device import DeviceOptions
 from rewardkit.label.export import MODES
-from rewardkit.label.store import TASKS
+from rewardkit.label.tasks import TASKS
 
 
 @dataclass

@@ -7,50 +7,23 @@ Rows are those `train-rm` reads (`rewardkit.data.loaders` detects their shape), 
 - thumbs: `{prompt, response, label (1 up, 0 down), annotators, item_id[, subset]}`.
 With `mode="all"` each judgment is a row of its own with `annotator` (and its `reason`) instead of `annotators`.
 
-Majority votes: pairwise, the most frequent of A / B / tie; thumbs, the more frequent of up / down; ranking, the Borda
-count (a response earns N-1 points from a judgment that puts it first, N-2 for second, ...); rating, the mean. A vote
-that does not decide (A and B equally often, a tie as the majority, as many ups as downs, equal Borda totals) is a tie:
-ties carry no preference a reward model can learn, so they are returned apart, never silently mixed in or dropped.
+Majority votes (each task's own, in `rewardkit.label.tasks`): pairwise, the most frequent of A / B / tie; thumbs,
+the more frequent of up / down; ranking, the Borda count (a response earns N-1 points from a judgment that puts it
+first, N-2 for second, ...); rating, the mean. A vote that does not decide (A and B equally often, a tie as the
+majority, as many ups as downs, equal Borda totals) is a tie: ties carry no preference a reward model can learn, so
+they are returned apart, never silently mixed in or dropped.
 """
 
 from __future__ import annotations
 
 import sys
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import defaultdict
 from pathlib import Path
 
 from rewardkit.label.store import Item, Judgment, Store
+from rewardkit.label.tasks import task_named
 
 MODES = ("majority", "all")
-
-
-def pairwise_majority(votes: Sequence[str]) -> str:
-    """"A", "B" or "tie" (including when A and B are equally frequent, or "tie" is the most frequent vote)."""
-    counts = Counter(votes)
-    if counts["A"] > counts["B"] and counts["A"] > counts["tie"]:
-        return "A"
-    if counts["B"] > counts["A"] and counts["B"] > counts["tie"]:
-        return "B"
-    return "tie"
-
-
-def thumbs_majority(labels: Sequence[int]) -> int | None:
-    """1 or 0, the majority label; None on a tie."""
-    ups = sum(labels)
-    downs = len(labels) - ups
-    return 1 if ups > downs else 0 if downs > ups else None
-
-
-def borda_ranking(rankings: Sequence[Sequence[int]], n_responses: int) -> list[int] | None:
-    """Response indices best first by Borda count; None when two responses have equal totals."""
-    points = [0] * n_responses
-    for ranking in rankings:
-        for place, response in enumerate(ranking):
-            points[response] += n_responses - 1 - place
-    if len(set(points)) < n_responses:
-        return None
-    return sorted(range(n_responses), key=lambda r: -points[r])
 
 
 def _base(item: Item) -> dict:
@@ -59,40 +32,16 @@ def _base(item: Item) -> dict:
 
 def _decided_row(item: Item, judgments: list[Judgment]) -> dict | None:
     """The majority-vote row of one item, or None when its vote is a tie."""
-    who = {"annotators": [j.annotator for j in judgments], "item_id": item.id}
-    if item.task == "pairs":
-        winner = pairwise_majority([j.value for j in judgments])
-        if winner == "tie":
-            return None
-        chosen, rejected = (0, 1) if winner == "A" else (1, 0)
-        strengths = [j.strength for j in judgments if j.value == winner and j.strength is not None]
-        votes = dict(Counter(j.value for j in judgments))
-        return (_base(item) | {"chosen": item.responses[chosen], "rejected": item.responses[rejected]} | who
-                | {"votes": votes} | ({"strength": sum(strengths) / len(strengths)} if strengths else {}))
-    if item.task == "rankings":
-        order = borda_ranking([j.value for j in judgments], len(item.responses))
-        return None if order is None else _base(item) | {"responses": [item.responses[r] for r in order]} | who
-    if item.task == "ratings":
-        score = sum(j.value for j in judgments) / len(judgments)
-        return _base(item) | {"response": item.responses[0], "score": score} | who
-    label = thumbs_majority([j.value for j in judgments])
-    return None if label is None else _base(item) | {"response": item.responses[0], "label": label} | who
+    fields = task_named(item.task).decided(item, judgments)
+    return None if fields is None else (_base(item) | fields
+                                        | {"annotators": [j.annotator for j in judgments], "item_id": item.id})
 
 
 def _judgment_row(item: Item, j: Judgment) -> dict | None:
-    """One judgment as a row of its own, or None for a pairwise tie."""
-    who = {"annotator": j.annotator, "item_id": item.id} | ({"reason": j.reason} if j.reason else {})
-    if item.task == "pairs":
-        if j.value == "tie":
-            return None
-        chosen, rejected = (0, 1) if j.value == "A" else (1, 0)
-        return (_base(item) | {"chosen": item.responses[chosen], "rejected": item.responses[rejected]} | who
-                | ({"strength": j.strength} if j.strength is not None else {}))
-    if item.task == "rankings":
-        return _base(item) | {"responses": [item.responses[r] for r in j.value]} | who
-    if item.task == "ratings":
-        return _base(item) | {"response": item.responses[0], "score": j.value} | who
-    return _base(item) | {"response": item.responses[0], "label": j.value} | who
+    """One judgment as a row of its own, or None for a judgment that states no preference (a pairwise tie)."""
+    fields = task_named(item.task).single(item, j)
+    return None if fields is None else (_base(item) | fields | {"annotator": j.annotator, "item_id": item.id}
+                                        | ({"reason": j.reason} if j.reason else {}))
 
 
 def _tie_row(item: Item, judgments: list[Judgment]) -> dict:

@@ -26,11 +26,13 @@ from pathlib import Path
 from rewardkit.data import loaders
 from rewardkit.data.fields import BadRecord, messages, parse_column_mapping
 from rewardkit.data.report import LoadReport
-from rewardkit.data.types import PreferencePair, Prompt, RankedGroup, RatedResponse
+from rewardkit.data.types import Prompt
 from rewardkit.errors import RewardkitError
+from rewardkit.kinds import kind_of
 from rewardkit.label.config import LabelImportConfig
 from rewardkit.label.selection import resolve_strategy, selection_order
 from rewardkit.label.store import NewItem, Store
+from rewardkit.label.tasks import task_named
 
 # Without --task, items are of the kind the input holds; `rl` samples (several responses to a prompt) become pairs.
 DEFAULT_TASK = {"samples": "pairs"}
@@ -81,22 +83,22 @@ def read_samples(path: str, on_bad_record: str) -> list[Group]:
 
 
 def groups_from_records(records: Iterable) -> list[Group]:
-    """Pairs and rankings stay one group each; rated and judged responses are grouped by prompt."""
+    """Records of several responses (pairs, rankings) stay one group each; records of one response (ratings, binary)
+    are grouped by prompt."""
     groups: list[Group] = []
     by_prompt: dict[tuple[str, str], Group] = {}
     for record in records:
         source = str(record.source) if record.source is not None else "?"
-        if isinstance(record, PreferencePair):
-            groups.append(Group(record.prompt, [record.chosen, record.rejected], record.subset, source, "pairs"))
-        elif isinstance(record, RankedGroup):
-            groups.append(Group(record.prompt, list(record.responses), record.subset, source, "rankings"))
-        else:
-            kind = "ratings" if isinstance(record, RatedResponse) else "binary"
-            key = (kind, json.dumps(record.prompt, sort_keys=True))
-            if key not in by_prompt:
-                by_prompt[key] = Group(record.prompt, [], record.subset, source, kind)
-                groups.append(by_prompt[key])
-            by_prompt[key].responses.append(record.response)
+        kind = kind_of(record)
+        responses, _ = kind.texts(record)
+        if task_named(kind.name).max_responses != 1:
+            groups.append(Group(record.prompt, responses, record.subset, source, kind.name))
+            continue
+        key = (kind.name, json.dumps(record.prompt, sort_keys=True))
+        if key not in by_prompt:
+            by_prompt[key] = Group(record.prompt, [], record.subset, source, kind.name)
+            groups.append(by_prompt[key])
+        by_prompt[key].responses += responses
     return groups
 
 
@@ -155,28 +157,34 @@ def generate_groups(cfg: LabelImportConfig) -> list[Group]:
 # ------------------------------------------------------------------------------------------------ groups -> items
 def items_for_task(groups: list[Group], task: str, max_pairs_per_prompt: int, rng: random.Random
                    ) -> tuple[list[NewItem], list[str]]:
-    """The items of `task` that `groups` make, and one note per kind of group that made none (with where)."""
+    """The items of `task` that `groups` make, and one note per kind of group that made none (with where).
+
+    The task's number of responses per item decides: one makes an item of each response, a fixed number (pairs) one
+    of every combination of that many distinct responses (at most `max_pairs_per_prompt`, drawn at random), any
+    number (rankings) one of the whole group."""
+    labelling = task_named(task)
+    size = labelling.max_responses
     items: list[NewItem] = []
     too_small, identical = [], []
     for group in groups:
-        if task in ("ratings", "binary"):
+        if size == 1:
             items += [NewItem(group.prompt, [r], group.subset, group.source) for r in group.responses]
             continue
         distinct = list(dict.fromkeys(group.responses))
-        if len(distinct) < 2:
-            (identical if len(group.responses) >= 2 else too_small).append(group.source)
+        if len(distinct) < labelling.min_responses:
+            (identical if len(group.responses) >= labelling.min_responses else too_small).append(group.source)
             continue
-        if task == "rankings":
+        if size is None:
             if len(distinct) < len(group.responses):
                 identical.append(group.source)  # a ranking of repeated texts would have to tie them
                 continue
             items.append(NewItem(group.prompt, rng.sample(distinct, len(distinct)), group.subset, group.source))
             continue
-        pairs = list(combinations(distinct, 2))
-        if max_pairs_per_prompt and len(pairs) > max_pairs_per_prompt:
-            pairs = rng.sample(pairs, max_pairs_per_prompt)
-        for pair in pairs:
-            items.append(NewItem(group.prompt, rng.sample(list(pair), 2), group.subset, group.source))
+        chosen = list(combinations(distinct, size))
+        if max_pairs_per_prompt and len(chosen) > max_pairs_per_prompt:
+            chosen = rng.sample(chosen, max_pairs_per_prompt)
+        for responses in chosen:
+            items.append(NewItem(group.prompt, rng.sample(list(responses), size), group.subset, group.source))
     notes = []
     if too_small:
         notes.append(f"{len(too_small)} prompt(s) with a single response make no {task} item: {_listing(too_small)}")

@@ -12,9 +12,8 @@ lease on it, which counts against the item's open slots until it expires, so tha
 over-collect; nobody is ever shown an item they judged or skipped. A judgment is one row per (item, annotator): an
 annotator can revise their own judgment, never anyone else's.
 
-Judgment values by task: pairwise "A" | "B" | "tie" (with an optional strength 1-3); ranking a list of response
-indices, best first; rating an integer 1..scale; thumbs 1 (up) or 0 (down). Every task takes an optional free-text
-reason.
+Judgment values depend on the task (`rewardkit.label.tasks`, which also checks them); every task takes an optional
+free-text reason.
 """
 
 from __future__ import annotations
@@ -32,11 +31,9 @@ from typing import Any, Iterator
 
 from rewardkit.data.types import Prompt
 from rewardkit.errors import RewardkitError
+from rewardkit.label.tasks import TASKS, JudgmentError, task_named
 
 SCHEMA_VERSION = 1
-TASKS = ("pairs", "rankings", "ratings", "binary")
-PAIRWISE_CHOICES = ("A", "B", "tie")
-STRENGTHS = (1, 2, 3)  # slightly, clearly, much better
 MAX_REASON_CHARS = 2000
 BUSY_TIMEOUT_MS = 30_000
 
@@ -86,10 +83,6 @@ CREATE TABLE IF NOT EXISTS skips (
     PRIMARY KEY (item_id, annotator_id)
 );
 """
-
-
-class JudgmentError(ValueError):
-    """A judgment that does not fit its item (wrong choice, out-of-range rating, ...); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -145,47 +138,6 @@ def new_token() -> str:
 
 def content_key(prompt: Prompt, responses: list[str]) -> str:
     return hashlib.sha256(json.dumps([prompt, responses], ensure_ascii=False, sort_keys=True).encode()).hexdigest()
-
-
-def check_value(task: str, value: Any, n_responses: int, scale: int, strength: Any = None) -> tuple[Any, int | None]:
-    """The judgment value and strength in their stored form, or JudgmentError saying what is wrong."""
-    if task == "pairs":
-        if value not in PAIRWISE_CHOICES:
-            raise JudgmentError(f"choice must be one of {', '.join(PAIRWISE_CHOICES)}, got {value!r}")
-        if strength in (None, ""):
-            return value, None
-        try:
-            level = int(strength)
-        except (TypeError, ValueError):
-            raise JudgmentError(f"strength must be one of {STRENGTHS}, got {strength!r}") from None
-        if level not in STRENGTHS or value == "tie":
-            raise JudgmentError(f"strength must be one of {STRENGTHS} (and none for a tie), got {strength!r}")
-        return value, level
-    if strength not in (None, ""):
-        raise JudgmentError(f"only pairs judgments take a strength, not {task}")
-    if task == "rankings":
-        if not isinstance(value, list) or sorted(value) != list(range(n_responses)) or any(
-                isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise JudgmentError(f"a ranking must list each of the {n_responses} responses (0..{n_responses - 1}) "
-                                f"once, best first; got {value!r}")
-        return list(value), None
-    if task == "ratings":
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= scale:
-            raise JudgmentError(f"a rating must be an integer from 1 to {scale}, got {value!r}")
-        return value, None
-    if task == "binary":
-        if isinstance(value, bool) or value not in (0, 1):
-            raise JudgmentError(f"thumbs must be 1 (up) or 0 (down), got {value!r}")
-        return int(value), None
-    raise JudgmentError(f"unknown task {task!r}")
-
-
-def check_item_shape(task: str, responses: list[str], where: str) -> None:
-    """An item must have as many responses as its task shows: 2 (pairwise), 2 or more (ranking), 1 (rating, thumbs)."""
-    n = len(responses)
-    if task == "pairs" and n != 2 or task == "rankings" and n < 2 or task in ("ratings", "binary") and n != 1:
-        wanted = {"pairs": "2", "rankings": "2 or more", "ratings": "1", "binary": "1"}[task]
-        raise RewardkitError(f"a {task} item needs {wanted} response(s), this one has {n}", where)
 
 
 class Store:
@@ -264,14 +216,15 @@ class Store:
             raise RewardkitError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         if needed < 1:
             raise RewardkitError(f"--judgments-per-item must be at least 1, got {needed}")
+        labelling = task_named(task)
         for item in items:
-            check_item_shape(task, item.responses, item.source or "item")
+            labelling.check_responses(len(item.responses), item.source or "item")
         with self._write() as db:
             stored = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('task', 'scale')").fetchall())
             if stored.get("task", task) != task:
                 raise RewardkitError(f"{self.path} holds {stored['task']} items; cannot add {task} items (one task "
                                      f"per database: use another file)")
-            if task == "ratings" and int(stored.get("scale", scale)) != scale:
+            if labelling.uses_scale and int(stored.get("scale", scale)) != scale:
                 raise RewardkitError(f"{self.path} rates on a 1-{stored['scale']} scale, not 1-{scale}")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('task', ?)", (task,))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('scale', ?)", (str(scale),))
@@ -371,7 +324,7 @@ class Store:
         item = self.item(item_id)
         if item is None:
             raise JudgmentError(f"no item {item_id}")
-        value, strength = check_value(item.task, value, len(item.responses), self.scale, strength)
+        value, strength = task_named(item.task).check_value(value, len(item.responses), self.scale, strength)
         reason = (reason or "").strip() or None
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             raise JudgmentError(f"a reason holds at most {MAX_REASON_CHARS} characters, this one {len(reason)}")

@@ -2,11 +2,15 @@
 
 Endpoints
 - `POST /score` `{"items": [{"prompt": str | [{"role", "content"}...], "response": str}, ...]}` -> `{"scores": [...]}`
-  in item order. `prompt` may be "" (no context); `response` must hold text.
+  in item order. `prompt` may be "" (no context); `response` must hold text. An ensemble (`train-rm --ensemble K`)
+  answers `{"scores": [...], "disagreement": [...]}`: its score is the members' mean and its disagreement the
+  population std over the members, per item, in the units of the scores (with --normalize, divided by the same std).
 - `POST /get_reward`, OpenRLHF's remote reward model protocol (`--reward.remote_url http://HOST:PORT/get_reward`;
   `--remote_rm_url` before OpenRLHF v0.10): `{"query": [full texts], "prompts": [prompt texts] | null, "labels": ...}`
   -> `{"rewards": [...], "scores": [...], "extra_logs": {"rm_prompt_split": [1.0 | 0.0, ...]}}` (plus "raw_reward",
-  the scores before normalization, when --normalize is on).
+  the scores before normalization, when --normalize is on, and "reward_disagreement", an ensemble's disagreement as
+  /score gives it). OpenRLHF sends one query per request and turns each extra_logs entry into a per-sample metric
+  (`torch.tensor([value])` in its samples generator), so every entry is a list of numbers, one per query.
   A query is prompt + response as the policy saw it. When `prompts[i]` is given and the query starts with it (after
   nothing but the tokenizer's special tokens, e.g. BOS), the rest is the response; otherwise the whole query is scored
   as the response to an empty prompt (`rm_prompt_split` says which, per item). Special tokens around the response
@@ -15,8 +19,9 @@ Endpoints
   /score would score it. A prompt already rendered with the reward model's
   chat template (OpenRLHF's --apply_chat_template) is recognised by the template's special tokens and not rendered a
   second time.
-- `GET /health` -> 200 `{"status": "ok", "model": ..., "placement": {"device", "precision", "reason"}, "limits":
-  {...}, "normalization": {"method", ...}}` (no token needed; 503 if the batcher died).
+- `GET /health` -> 200 `{"status": "ok", "model": ..., "ensemble": K | null, "placement": {"device", "precision",
+  "reason"}, "limits": {...}, "normalization": {"method", ...}}` (`ensemble`: the number of members, null for a single
+  model; no token needed; 503 if the batcher died).
 - With `--normalize running|fixed` (`rewardkit.serve.normalize`), /score and /get_reward serve normalized scores.
 - `GET /metrics` -> Prometheus text format.
 
@@ -41,7 +46,7 @@ from fastapi.responses import JSONResponse, Response
 
 from rewardkit.device import Placement
 from rewardkit.integrations.openrlhf import special_tokens_of, split_query
-from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull
+from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull, Scored
 from rewardkit.serve.config import ServeConfig, check_limits
 from rewardkit.serve.drain import DrainUnreadBody, drain_bound
 from rewardkit.serve.metrics import MetricsMiddleware, ServeMetrics
@@ -244,7 +249,7 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
             raise RequestError(401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer TOKEN)",
                                headers={"WWW-Authenticate": "Bearer"})
 
-    async def score(prompts: list, responses: list[str], field: str) -> list[float]:
+    async def score(prompts: list, responses: list[str], field: str) -> Scored:
         try:
             return await asyncio.wait_for(batcher.score(prompts, responses), settings.request_timeout_s)
         except TimeoutError:
@@ -264,7 +269,8 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
         authorize(request)
         prompts, responses = parse_score_request(await _read_json(request, settings.max_body_bytes),
                                                  settings.max_items_per_request)
-        return JSONResponse({"scores": normalize(await score(prompts, responses, "items"))})
+        scores, spreads = normalize(*await score(prompts, responses, "items"))
+        return JSONResponse({"scores": scores} | ({"disagreement": spreads} if spreads is not None else {}))
 
     @app.post("/get_reward")
     async def get_reward_endpoint(request: Request) -> JSONResponse:
@@ -272,10 +278,12 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
         prompts, responses, found = parse_get_reward_request(await _read_json(request, settings.max_body_bytes),
                                                              settings.max_items_per_request, special)
         raw = await score(prompts, responses, "query")
-        rewards = normalize(raw)
+        rewards, spreads = normalize(*raw)
         extra_logs = {"rm_prompt_split": [float(f) for f in found]}
+        if spreads is not None:
+            extra_logs["reward_disagreement"] = spreads
         if normalize.method != "none":
-            extra_logs["raw_reward"] = raw
+            extra_logs["raw_reward"] = raw.scores
         return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": extra_logs})
 
     @app.get("/health")
@@ -284,6 +292,7 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
                   ("max_batch_size", "max_items_per_request", "max_body_bytes", "request_timeout_s")}
         status = 200 if batcher.running else 503
         return JSONResponse({"status": "ok" if status == 200 else "unavailable", "model": model_name,
+                             "ensemble": batcher.adapter.members,
                              "placement": placement.as_dict() if placement is not None else None,
                              "limits": limits, "normalization": normalize.describe()}, status_code=status)
 

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from rewardkit.serve.metrics import ServeMetrics
 
@@ -35,6 +35,14 @@ class ItemRejected(Exception):
         self.index = index
 
 
+class Scored(NamedTuple):
+    """Scores in item order and, from an ensemble, each item's disagreement (the std over its members; None from a
+    single model)."""
+
+    scores: list[float]
+    spreads: list[float] | None
+
+
 class ScorerAdapter:
     """Drives any scorer with `score(prompts, responses) -> sequence of floats`.
 
@@ -42,12 +50,21 @@ class ScorerAdapter:
     encoded once on arrival, which validates it (a bad item fails its own request, not the batch it would join) and
     gives its token count for the batch budget; with `score_encoded(encoded, batch_size=...)` too, those encodings
     are scored directly instead of being tokenized a second time. Without `encode`, items count as zero tokens.
+    An ensemble (`is_ensemble`, like RewardEnsemble) is scored through `member_scores_encoded`: one forward pass per
+    member gives both the mean and the spread, so the disagreement costs no second scoring.
     """
 
     def __init__(self, scorer: Any):
         self.scorer = scorer
         self._encode = getattr(scorer, "encode", None)
         self._score_encoded = getattr(scorer, "score_encoded", None) if self._encode else None
+        self._member_scores = (scorer.member_scores_encoded
+                               if self._score_encoded and getattr(scorer, "is_ensemble", False) else None)
+
+    @property
+    def members(self) -> int | None:
+        """The number of members of an ensemble scorer; None for a single model."""
+        return len(self.scorer.members) if self._member_scores else None
 
     @property
     def tokenizes_in_score(self) -> bool:
@@ -67,26 +84,38 @@ class ScorerAdapter:
             prepared.append((encoded if self._score_encoded else (p, r), len(encoded.input_ids)))
         return prepared
 
-    def score(self, payloads: list[Any]) -> list[float]:
+    def score(self, payloads: list[Any]) -> Scored:
+        if self._member_scores is not None:
+            # imported here, not at the top: only an ensemble needs torch, and a served ensemble has loaded it already
+            from rewardkit.models.ensemble import mean_and_spread
+
+            scores, spreads = mean_and_spread(self._member_scores(payloads, batch_size=len(payloads)))
+            return Scored(_checked(scores, len(payloads), "score"), _checked(spreads, len(payloads), "disagreement"))
         if self._score_encoded is not None:
             scores = self._score_encoded(payloads, batch_size=len(payloads))
         else:
             scores = self.scorer.score([p for p, _ in payloads], [r for _, r in payloads])
-        scores = scores.tolist() if hasattr(scores, "tolist") else list(scores)
-        if len(scores) != len(payloads):
-            raise RuntimeError(f"scorer returned {len(scores)} scores for {len(payloads)} items")
-        scores = [float(s) for s in scores]
-        if not all(math.isfinite(s) for s in scores):
-            raise RuntimeError("scorer returned a non-finite score")
-        return scores
+        return Scored(_checked(scores, len(payloads), "score"), None)
+
+
+def _checked(values: Any, count: int, what: str) -> list[float]:
+    """`values` (a tensor or sequence) as `count` finite floats, or a RuntimeError (a scorer bug: answered 500)."""
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    if len(values) != count:
+        raise RuntimeError(f"scorer returned {len(values)} {what}s for {count} items")
+    values = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in values):
+        raise RuntimeError(f"scorer returned a non-finite {what}")
+    return values
 
 
 @dataclass(eq=False)
 class _Job:
-    """One request: its future resolves to the scores in item order once every item is scored."""
+    """One request: its future resolves to its `Scored` in item order once every item is scored."""
 
     future: asyncio.Future
     scores: list[float | None]
+    spreads: list[float | None] | None  # per item from an ensemble, else None
     remaining: int
 
 
@@ -137,19 +166,22 @@ class MicroBatcher:
         self._model_thread.shutdown(wait=True)
 
     # ---------------------------------------------------------------- requests
-    async def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
-        """Scores of one request's items, in order. Cancelling the call drops its items not yet scored."""
+    async def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> Scored:
+        """Scores (and an ensemble's spreads) of one request's items, in order. Cancelling the call drops its items
+        not yet scored."""
         if self._closing:
             raise QueueFull("the server is shutting down")
         if len(self._pending) + len(responses) > self.max_queued_items:
             raise QueueFull(f"{len(self._pending)} items are already queued (limit {self.max_queued_items})")
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._encode_thread, self.adapter.prepare, prompts, responses)
+        ensemble = self.adapter.members is not None
         if not prepared:
-            return []
+            return Scored([], [] if ensemble else None)
         if not self.running:  # closed while this request was being encoded: nobody would score it
             raise QueueFull("the server is shutting down")
-        job = _Job(loop.create_future(), [None] * len(prepared), len(prepared))
+        job = _Job(loop.create_future(), [None] * len(prepared), [None] * len(prepared) if ensemble else None,
+                   len(prepared))
         self._pending.extend(_Item(job, i, payload, tokens) for i, (payload, tokens) in enumerate(prepared))
         self._update_queue_gauge()
         self._wakeup.set()
@@ -228,7 +260,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         try:
-            scores = await loop.run_in_executor(self._model_thread, self.adapter.score, [it.payload for it in batch])
+            scored = await loop.run_in_executor(self._model_thread, self.adapter.score, [it.payload for it in batch])
         except Exception as exc:  # every request in the batch fails with the scorer's error
             for item in batch:
                 if not item.job.future.done():
@@ -239,14 +271,16 @@ class MicroBatcher:
             self.metrics.batch_size.observe(len(batch))
             self.metrics.batch_tokens.observe(len(batch) * max(it.tokens for it in batch))
             self.metrics.items_scored.inc(len(batch))
-        for item, score in zip(batch, scores):
+        for position, item in enumerate(batch):
             job = item.job
             if job.future.done():
                 continue
-            job.scores[item.index] = score
+            job.scores[item.index] = scored.scores[position]
+            if job.spreads is not None:
+                job.spreads[item.index] = scored.spreads[position]
             job.remaining -= 1
             if job.remaining == 0:
-                job.future.set_result(job.scores)
+                job.future.set_result(Scored(job.scores, job.spreads))
 
     def _update_queue_gauge(self) -> None:
         if self.metrics is not None:

@@ -2,6 +2,7 @@
 
     with RewardClient("http://127.0.0.1:8000", api_token=...) as client:
         scores = client.score(prompts, responses)     # list[float], in input order
+        scores, spreads = client.score_with_spread(prompts, responses)  # spreads: an ensemble's disagreement, or None
 
 Requests are split into chunks under the server's item and body limits (read once from GET /health). Connection
 failures and 502/503/504 answers are retried with exponential backoff (scoring is idempotent); other errors raise
@@ -61,16 +62,29 @@ class RewardClient:
 
     def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
         """Scores for (prompt, response) pairs; a prompt is text or a list of {"role", "content"} messages."""
+        return self.score_with_spread(prompts, responses)[0]
+
+    def score_with_spread(self, prompts: Sequence[Any],
+                          responses: Sequence[str]) -> tuple[list[float], list[float] | None]:
+        """Scores and, when the server serves an ensemble, each item's disagreement (the std over its members, in the
+        units of the scores); None from a single model (or for no items)."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         scores: list[float] = []
+        spreads: list[float] | None = None
         for chunk in self._chunks(prompts, responses):
             body = b'{"items":[' + b",".join(chunk) + b"]}"
-            result = self._request("POST", "/score", content=body).json()["scores"]
-            if len(result) != len(chunk):
-                raise RewardkitError(f"{self.url}/score returned {len(result)} scores for {len(chunk)} items")
-            scores.extend(float(s) for s in result)
-        return scores
+            answer = self._request("POST", "/score", content=body).json()
+            scores += self._floats(answer, "scores", len(chunk))
+            if "disagreement" in answer:  # the same server answers every chunk, so all carry it or none does
+                spreads = (spreads or []) + self._floats(answer, "disagreement", len(chunk))
+        return scores, spreads
+
+    def _floats(self, answer: dict, key: str, count: int) -> list[float]:
+        values = answer[key]
+        if len(values) != count:
+            raise RewardkitError(f"{self.url}/score returned {len(values)} {key} for {count} items")
+        return [float(v) for v in values]
 
     def _chunks(self, prompts: Sequence[Any], responses: Sequence[str]):
         """Encoded items grouped so that each request stays under the server's item and byte limits."""

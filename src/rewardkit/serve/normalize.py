@@ -10,7 +10,9 @@ reward (OpenRLHF skips its reward normalization when the reward comes from --rew
   The statistics start afresh when the server starts.
 
 The server applies the normalizer to each request's scores once they are scored, under a lock, so concurrent
-requests (and threads of a library caller) fold into the statistics one at a time.
+requests (and threads of a library caller) fold into the statistics one at a time. An ensemble's disagreement (the
+std over its members) is divided by the same scale as its request's scores, and not shifted: it is in the units of
+the served scores (the std of the members' normalized scores).
 """
 
 from __future__ import annotations
@@ -42,19 +44,26 @@ class ScoreNormalizer:
         self.running = RunningMeanStd()
         self._lock = threading.Lock()
 
-    def __call__(self, scores: Sequence[float]) -> list[float]:
+    def __call__(self, scores: Sequence[float],
+                 spreads: Sequence[float] | None = None) -> tuple[list[float], list[float] | None]:
+        """The normalized scores and, when given, an ensemble's spreads (std over members) in the same units: divided
+        by the scale the scores were divided by (a std is not shifted), so they stay comparable to the served scores."""
+        shift, scale = self._shift_and_scale(scores)
+        return [(s - shift) / scale for s in scores], None if spreads is None else [d / scale for d in spreads]
+
+    def _shift_and_scale(self, scores: Sequence[float]) -> tuple[float, float]:
+        """What to subtract from and divide these scores by; `running` first folds them into its statistics."""
         if self.method == "none":
-            return list(scores)
+            return 0.0, 1.0
         if self.method == "fixed":
-            return [(s - self.mean) / self.std for s in scores]
+            return self.mean, self.std
         with self._lock:
             count = len(scores)
             if count:
                 mean = math.fsum(scores) / count
                 self.running.merge(count, mean, math.fsum((s - mean) ** 2 for s in scores))
             mean, std = self.running.mean, self.running.std
-            scale = std if self.running.count >= self.warmup and std > MIN_STD else 1.0
-        return [(s - mean) / scale for s in scores]
+            return mean, std if self.running.count >= self.warmup and std > MIN_STD else 1.0
 
     def describe(self) -> dict[str, Any]:
         if self.method == "none":
