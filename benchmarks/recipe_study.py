@@ -38,6 +38,10 @@ VARIANTS: dict[str, dict] = {
     "lora-16": {"lora_r": 16, "freeze_layers": 0, "learning_rate": 3e-4},
     "center-0.01": {"center_rewards_coefficient": 0.01},
     "ensemble-3": {"ensemble": 3},
+    "pool-mean": {"pooling": "mean"},
+    "pool-last": {"pooling": "last"},
+    "decorrelate": {"length_decorrelation": 1.0},
+    "odin": {"length_head": True, "length_decorrelation": 1.0},
     "smollm2": {"model": "smollm2-135m", "max_length": 384, "batch_size": 16},
 }
 NATURAL = ("LLMBar_Natural", "Processed_FairEval", "Processed_LLMEval_2", "Processed_MT-Bench")
