@@ -268,3 +268,32 @@ def test_user_errors_are_one_line(tiny_bert_dir, tmp_path, capsys):
     bad.write_text(json.dumps(PAIRS[0]) + "\n" + '{"prompt": "p", "chosen": "a"}\n')
     with pytest.raises(RewardkitError, match=r"bad\.jsonl:2"):
         run(capsys, tiny_bert_dir, bad)
+
+
+def test_a_length_head_model_reports_both_heads_length_correlation(tmp_path, capsys):
+    import torch
+
+    from rewardkit.models import RewardModel
+
+    rm = build_tiny_reward_model("bert", pooling="mean")
+    rm.add_length_head()
+    with torch.no_grad():
+        rm.length_head.weight.normal_()
+    rm.save_pretrained(tmp_path / "odin")
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    entry = run_json(capsys, tmp_path / "odin", data)["datasets"]["pairs"]
+    loaded = RewardModel.from_pretrained(str(tmp_path / "odin"))
+    prompts = [p["prompt"] for p in PAIRS] * 2
+    responses = [p["chosen"] for p in PAIRS] + [p["rejected"] for p in PAIRS]
+    both = loaded.score_encoded(loaded.encode_many(prompts, responses), with_length=True).numpy()
+    lengths = metrics.response_lengths(responses)
+    assert entry["length_correlation"] == pytest.approx(metrics.length_correlation(both[0], lengths))
+    assert entry["length_head_correlation"] == pytest.approx(metrics.length_correlation(both[1], lengths))
+    assert entry["length_head_correlation"] != pytest.approx(entry["length_correlation"])
+    even = [i for i in range(14) if i % 2 == 0]
+    assert entry["subsets"]["even"]["length_head_correlation"] == pytest.approx(metrics.length_correlation(
+        np.concatenate([both[1][even], both[1][[14 + i for i in even]]]),
+        np.concatenate([lengths[even], lengths[[14 + i for i in even]]])))
+    code, out, _ = run(capsys, tmp_path / "odin", data, "--report", tmp_path / "report", "--no-progress",
+                       "--bootstrap-resamples", "100")
+    assert code == 0 and "length head follows response length" in (tmp_path / "report" / "report.md").read_text()

@@ -22,8 +22,10 @@ and only the pairs the model was not trained on.
 
 Pairwise figures: n, accuracy, ci95 [lo, hi], length_baseline, debiased_accuracy, debiased_n, prefers_longer,
 length_correlation, ece, mean_margin, temperature (fitted on these pairs), calibrated_ece; for an ensemble also
-mean_disagreement, disagreement_auc, accuracy_agreed, accuracy_disagreed (see metrics.disagreement_figures). "model2"
-and "difference" appear only with two models.
+mean_disagreement, disagreement_auc, accuracy_agreed, accuracy_disagreed (see metrics.disagreement_figures). A model
+with a length head (train-rm --length-head) adds, for every kind, length_head_correlation: the Spearman correlation of
+that head's outputs with response length, beside the served reward's length_correlation. "model2" and "difference"
+appear only with two models.
 
 No torch or transformers at import time: `rewardkit --help` imports this module.
 """
@@ -174,10 +176,15 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
     prompts = [record.prompt for record, (texts, _) in zip(records, wanted) for _ in texts]
     responses = [text for texts, _ in wanted for text in texts]
     lengths = response_lengths(responses)
-    all_scores, disagreement = [], []
+    all_scores, disagreement, length_scores = [], [], []
     for m, rm in enumerate(models):
+        with_length = getattr(rm, "length_head", None) is not None
         scores = score_texts(rm, prompts, responses, batch_size=cfg.batch_size, progress=cfg.progress,
-                             description=f"{data.name} · model {m + 1}", stats=stats[m], members=True)
+                             description=f"{data.name} · model {m + 1}", stats=stats[m], members=True,
+                             with_length=with_length)
+        length_scores.append(kind.arrange(scores[1], records) if with_length else None)
+        if with_length:
+            scores = scores[0]
         if scores.ndim == 2:  # an ensemble's members: its reward is their mean
             disagreement.append(kind.disagreement(scores, records))
             scores = scores.mean(axis=0)
@@ -186,7 +193,7 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
         all_scores.append(scores)
     return ScoredDataset(data.name, kind, [r.subset for r in records], kind.arrange(lengths, records),
                          [kind.arrange(scores, records) for scores in all_scores], targets=kind.targets(records),
-                         sources=data.sources, disagreement=disagreement)
+                         sources=data.sources, disagreement=disagreement, length_scores=length_scores)
 
 
 # --------------------------------------------------------------------------------------------------------- figures
@@ -205,7 +212,8 @@ def _select(data: ScoredDataset, rows) -> ScoredDataset:
     return ScoredDataset(data.name, data.kind, [data.subsets[i] for i in rows], take(data.lengths),
                          [take(s) for s in data.scores],
                          targets=None if data.targets is None else data.targets[rows], sources=data.sources,
-                         disagreement=[None if d is None else d[rows] for d in data.disagreement])
+                         disagreement=[None if d is None else d[rows] for d in data.disagreement],
+                         length_scores=[None if s is None else take(s) for s in data.length_scores])
 
 
 def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalConfig) -> dict:
@@ -214,11 +222,20 @@ def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalCon
     subsets = {name: [i for i, s in enumerate(data.subsets) if s == name] for name in data.subset_names}
     parts = {name: _select(data, rows) for name, rows in subsets.items()}
 
+    def summary(part: ScoredDataset, model: int) -> dict:
+        figures = data.kind.summarize(part, model, temperatures[model], cfg)
+        length_scores = part.length_scores[model] if part.length_scores else None
+        if length_scores is not None:  # ODIN: the length head should follow length, the reward should not
+            from rewardkit.eval.metrics import length_correlation
+
+            figures["length_head_correlation"] = length_correlation(part.kind.flat(length_scores),
+                                                                   part.kind.flat(part.lengths))
+        return figures
+
     def block(model: int) -> dict:
-        figures = data.kind.summarize(data, model, temperatures[model], cfg)
+        figures = summary(data, model)
         if parts:
-            figures["subsets"] = {name: data.kind.summarize(part, model, temperatures[model], cfg)
-                                  for name, part in parts.items()}
+            figures["subsets"] = {name: summary(part, model) for name, part in parts.items()}
         return figures
 
     entry = {"kind": data.kind.name, "sources": data.sources, **block(0)}

@@ -77,9 +77,24 @@ def summary_blocks(results: dict, model_names: list[str]) -> list[Block]:
 
 
 def summary_sentences(results: dict, model_names: list[str]) -> list[Block]:
-    """Plain sentences on each dataset whose kind has more to say than its table row."""
-    return [block for name, entry in results["datasets"].items()
-            for block in kind_named(entry["kind"]).sentences(name, entry, model_names)]
+    """Plain sentences on each dataset whose kind has more to say than its table row, and on length heads."""
+    blocks = [block for name, entry in results["datasets"].items()
+              for block in kind_named(entry["kind"]).sentences(name, entry, model_names)]
+    return blocks + length_head_sentences(results, model_names)
+
+
+def length_head_sentences(results: dict, model_names: list[str]) -> list[Block]:
+    """For a model with a length head (ODIN): how closely each head follows response length, per dataset."""
+    blocks = []
+    for name, entry in results["datasets"].items():
+        for m, model in enumerate(model_names):
+            figures = model_figures(entry, m) if m == 0 or "model2" in entry else {}
+            if "length_head_correlation" in figures:
+                blocks.append(Paragraph(
+                    f"On {name}, {model}'s length head follows response length (Spearman "
+                    f"{fmt(figures['length_head_correlation'], 2)}); the reward it serves, from its other head, "
+                    f"has a length correlation of {fmt(figures['length_correlation'], 2)}."))
+    return blocks
 
 
 # ------------------------------------------------------------------------------------------------------ the page

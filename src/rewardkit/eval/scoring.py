@@ -58,9 +58,10 @@ class ScoreStats:
 
 def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_size: int = 32,
                 progress: bool = True, description: str = "scoring", stats: ScoreStats | None = None,
-                chunk_size: int = CHUNK_SIZE, members: bool = False) -> np.ndarray:
+                chunk_size: int = CHUNK_SIZE, members: bool = False, with_length: bool = False) -> np.ndarray:
     """Rewards (float64, input order) for each (prompt, response) through `rm.encode` and `rm.score_encoded`; with
-    `members` and an ensemble, every member's rewards ([K, N], through `rm.member_scores_encoded`).
+    `members` and an ensemble, every member's rewards ([K, N], through `rm.member_scores_encoded`); with
+    `with_length` and a model with a length head, the rewards and the length head's outputs ([2, N]).
 
     Longest texts go first so that an out-of-memory batch shows up at the start, not after an hour. The progress bar
     goes to stderr and only when it is a terminal.
@@ -74,6 +75,8 @@ def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_s
                                     dtype=np.int64, count=n)
     order = np.argsort(-character_lengths, kind="stable")
     score_encoded = rm.member_scores_encoded if members and getattr(rm, "is_ensemble", False) else rm.score_encoded
+    if with_length:
+        score_encoded = functools.partial(rm.score_encoded, with_length=True)
     scores = None
     # disable=None lets tqdm hide the bar when stderr is not a terminal (logs, CI)
     with tqdm(total=n, desc=description, unit="text", file=sys.stderr, disable=True if not progress else None,
@@ -102,7 +105,8 @@ class ScoredDataset:
     kind rankings: `scores[m]` is a list of per-group arrays (best first), `lengths` the matching list.
     kind ratings / binary: `scores[m]` is one array, `lengths` one array, `targets` the ratings or 0/1 labels.
     `subsets[i]` names the subset of record i (None when the data has none). `disagreement[m]`, for an ensemble,
-    is the members' disagreement on each record (see `FeedbackKind.disagreement`), else None.
+    is the members' disagreement on each record (see `FeedbackKind.disagreement`), else None. `length_scores[m]`,
+    for a model with a length head (ODIN), is that head's outputs laid out as `scores[m]`, else None.
     """
 
     name: str
@@ -113,6 +117,7 @@ class ScoredDataset:
     targets: np.ndarray | None = None
     sources: list[str] = field(default_factory=list)
     disagreement: list[np.ndarray | None] = field(default_factory=list)
+    length_scores: list[object | None] = field(default_factory=list)
 
     @property
     def subset_names(self) -> list[str]:

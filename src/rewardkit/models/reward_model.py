@@ -706,15 +706,17 @@ class RewardModel(nn.Module):
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def score_encoded(self, encoded: Sequence[Encoded], batch_size: int = 32, progress: bool = False) -> torch.Tensor:
-        """Rewards for already-encoded texts, returned in input order.
+    def score_encoded(self, encoded: Sequence[Encoded], batch_size: int = 32, progress: bool = False,
+                      with_length: bool = False) -> torch.Tensor:
+        """Rewards for already-encoded texts, returned in input order; `with_length` (a model with a length head):
+        [2, N], the rewards and the length head's outputs.
 
         Batches are formed longest first (least padding). A decoder scores texts that share a prompt (pairs,
         best-of-n samples) as packed groups, the prompt encoded once; `batch_size` counts texts.
         """
         was_training = self.model.training
         self.model.eval()
-        scores = torch.empty(len(encoded), dtype=torch.float32)
+        scores = torch.empty((2, len(encoded)) if with_length else len(encoded), dtype=torch.float32)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -726,7 +728,8 @@ class RewardModel(nn.Module):
                     rows = [i for group in rows for i in group]
                 else:
                     batch = self.collate([encoded[i] for i in rows])
-                scores[rows] = self(**batch).float().cpu()
+                rewards = self(**batch, with_length=with_length).float().cpu()
+                scores[..., rows] = rewards.T if with_length else rewards  # [B, 2] -> [2, B]
                 if bar is not None:
                     bar.update(len(rows))
         finally:
