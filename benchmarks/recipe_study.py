@@ -74,18 +74,30 @@ def train(name: str, overrides: dict, out: Path, common: dict) -> dict:
     return json.loads(summary_path.read_text())
 
 
-def score_pairs(model_dir: Path, pairs: list, batch_size: int):
-    """(chosen, rejected, chosen lengths, rejected lengths) arrays of one model on the pairs."""
+def score_pairs(model_dir: Path, set_name: str, pairs: list, batch_size: int):
+    """(chosen, rejected, chosen lengths, rejected lengths) arrays of one model on the pairs. The rewards are kept in
+    MODEL/study_scores.npz, so a rerun that only prints the table scores nothing again (a model trained anew has a
+    newer train_summary.json than its scores, and is scored again)."""
+    import numpy as np
+
     from rewardkit.eval.metrics import response_lengths
     from rewardkit.eval.scoring import score_texts
     from rewardkit.models.ensemble import load_reward_model
 
-    model = load_reward_model(str(model_dir))
-    prompts = [p.prompt for p in pairs]
-    chosen = score_texts(model, prompts, [p.chosen for p in pairs], batch_size=batch_size, progress=False)
-    rejected = score_texts(model, prompts, [p.rejected for p in pairs], batch_size=batch_size, progress=False)
-    return (chosen, rejected, response_lengths([p.chosen for p in pairs]),
-            response_lengths([p.rejected for p in pairs]))
+    lengths = (response_lengths([p.chosen for p in pairs]), response_lengths([p.rejected for p in pairs]))
+    cache = model_dir / "study_scores.npz"
+    key = f"{set_name}/{len(pairs)}"
+    kept = dict(np.load(cache)) if cache.exists() and \
+        cache.stat().st_mtime > (model_dir / "train_summary.json").stat().st_mtime else {}
+    if f"{key}/chosen" not in kept:
+        model = load_reward_model(str(model_dir))
+        prompts = [p.prompt for p in pairs]
+        kept[f"{key}/chosen"] = score_texts(model, prompts, [p.chosen for p in pairs], batch_size=batch_size,
+                                            progress=False)
+        kept[f"{key}/rejected"] = score_texts(model, prompts, [p.rejected for p in pairs], batch_size=batch_size,
+                                              progress=False)
+        np.savez(cache, **kept)
+    return kept[f"{key}/chosen"], kept[f"{key}/rejected"], *lengths
 
 
 def main() -> int:
@@ -117,7 +129,7 @@ def main() -> int:
                  "val_accuracy_in_training": summary.get("val_accuracy"), "sets": {}}
         outcomes[name] = {}
         for set_name, pairs in sets.items():
-            chosen, rejected, chosen_len, rejected_len = score_pairs(out / name, pairs, args.batch_size)
+            chosen, rejected, chosen_len, rejected_len = score_pairs(out / name, set_name, pairs, args.batch_size)
             figures = metrics.summarize_pairs(chosen, rejected, chosen_len, rejected_len,
                                               n_resamples=args.bootstrap_resamples)
             outcomes[name][set_name] = (chosen, rejected)
