@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict] = {
     "pool-last": {"pooling": "last"},
     "decorrelate": {"length_decorrelation": 1.0},
     "odin": {"length_head": True, "length_decorrelation": 1.0},
+    "mean+decorrelate": {"pooling": "mean", "length_decorrelation": 1.0},
+    "mean+odin": {"pooling": "mean", "length_head": True, "length_decorrelation": 1.0},
     "smollm2": {"model": "smollm2-135m", "max_length": 384, "batch_size": 16},
 }
 NATURAL = ("LLMBar_Natural", "Processed_FairEval", "Processed_LLMEval_2", "Processed_MT-Bench")
