@@ -1,10 +1,11 @@
 """Which train-rm recipe learns what people prefer rather than length? Train variants, evaluate each the same way.
 
     python benchmarks/recipe_study.py                               # every variant below (hours on a CPU)
-    python benchmarks/recipe_study.py --variants default lr-3e-5 ensemble-3
-    python benchmarks/recipe_study.py --variants default lr-3e-5 --max-steps 20 --limit 100   # a quick smoke run
+    python benchmarks/recipe_study.py --variants previous-default pool-mean ensemble-3
+    python benchmarks/recipe_study.py --variants previous-default lr-3e-4 --max-steps 20 --limit 100   # a smoke run
 
-Each variant is `train-rm`'s default with a few options changed (VARIANTS below), trained on the shared HH pairs into
+Each variant is train-rm's previous default (BASELINE: minilm-l6 read at its CLS token) with a few options changed
+(VARIANTS below); `pool-mean` is what train-rm now does by default. Each is trained on the shared HH pairs into
 OUT/NAME (a finished variant is not trained again, so an interrupted study resumes). Every variant is then scored on
 the same held-out data:
 - HH validation: the pairs train-rm held out (same seed and fraction);
@@ -28,9 +29,12 @@ from pathlib import Path
 
 from common import DATA, HH, machine_text  # also sets the offline environment
 
-# name -> train-rm options changed from the default (flag names as in `rewardkit train-rm --help`, with underscores)
+# What the variants change: train-rm's default until this study, which read minilm-l6's reward at the CLS token (its
+# default is now the backbone's own mean pooling, the variant pool-mean).
+BASELINE = {"pooling": "cls"}
+# name -> train-rm options changed from BASELINE (flag names as in `rewardkit train-rm --help`, with underscores)
 VARIANTS: dict[str, dict] = {
-    "default": {},
+    "previous-default": {},
     "lr-3e-5": {"learning_rate": 3e-5},
     "lr-3e-4": {"learning_rate": 3e-4},
     "epochs-2": {"epochs": 2},
@@ -44,7 +48,7 @@ VARIANTS: dict[str, dict] = {
     "odin": {"length_head": True, "length_decorrelation": 1.0},
     "mean+decorrelate": {"pooling": "mean", "length_decorrelation": 1.0},
     "mean+odin": {"pooling": "mean", "length_head": True, "length_decorrelation": 1.0},
-    "smollm2": {"model": "smollm2-135m", "max_length": 384, "batch_size": 16},
+    "smollm2": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "batch_size": 16},
 }
 NATURAL = ("LLMBar_Natural", "Processed_FairEval", "Processed_LLMEval_2", "Processed_MT-Bench")
 ADVERSARIAL = ("LLMBar_Adversarial_Neighbor", "LLMBar_Adversarial_GPTInst", "LLMBar_Adversarial_GPTOut",
@@ -70,8 +74,8 @@ def train(name: str, overrides: dict, out: Path, common: dict) -> dict:
     folder = out / name
     summary_path = folder / "train_summary.json"
     if not summary_path.exists():
-        cfg = TrainRMConfig(**{**common, **overrides, "output_dir": str(folder), "resume": True})
-        print(f"\n== training {name}: {overrides or 'the default'}", file=sys.stderr, flush=True)
+        cfg = TrainRMConfig(**{**common, **BASELINE, **overrides, "output_dir": str(folder), "resume": True})
+        print(f"\n== training {name}: {overrides or 'the baseline'}", file=sys.stderr, flush=True)
         train_reward_model(cfg)
     return json.loads(summary_path.read_text())
 

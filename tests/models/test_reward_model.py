@@ -203,6 +203,21 @@ def test_each_pooling_scores_the_tokens_it_claims_with_either_padding_side(kind,
         assert not torch.allclose(native.score(PROMPTS, RESPONSES), expected, atol=1e-4)
 
 
+def test_a_sentence_transformers_backbone_reads_its_reward_with_the_pooling_it_was_trained_with(tmp_path):
+    import json
+
+    build_tiny_reward_model("bert").save_pretrained(tmp_path)
+    (tmp_path / "rewardkit.json").unlink()  # a plain HF folder, as a sentence-transformers model ships
+    assert RewardModel.from_pretrained(str(tmp_path)).pooling == "cls"
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False}))
+    assert RewardModel.from_pretrained(str(tmp_path)).pooling == "mean"
+    assert RewardModel.from_pretrained(str(tmp_path), pooling="cls").pooling == "cls"
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
+    assert RewardModel.from_pretrained(str(tmp_path)).pooling == "cls"  # max pooling: not one of ours
+
+
 def test_pooling_survives_save_and_a_decoder_refuses_cls(tmp_path):
     build_tiny_reward_model("bert", pooling="mean").save_pretrained(tmp_path)
     assert RewardModel.from_pretrained(str(tmp_path)).pooling == "mean"

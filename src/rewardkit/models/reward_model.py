@@ -157,6 +157,23 @@ def head_modules(model: nn.Module) -> list[nn.Module]:
     return list({id(m): m for m in found}.values())
 
 
+def trained_pooling(folder: Path) -> str | None:
+    """The pooling a sentence-transformers backbone was trained with (its `1_Pooling/config.json`: minilm-l6's is
+    mean), when it is one of POOLINGS; None for other folders, which then read their reward the HF class's way."""
+    path = folder / "1_Pooling" / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        modes = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    for mode, pooling in (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
+                          ("pooling_mode_lasttoken", "last")):
+        if modes.get(mode):
+            return pooling
+    return None
+
+
 def final_linear(model: nn.Module) -> nn.Linear:
     """The reward head's last linear map (one output): the decoder's `.score`, BERT's `.classifier`, RoBERTa's
     `.classifier.out_proj`. Its input is the features every HF head ends with, whatever comes before it."""
@@ -307,7 +324,9 @@ class RewardModel(nn.Module):
 
         A backbone without a trained head gets a freshly initialised one, announced in one line (see
         `load_with_reward_head`). Only safetensors weights are read.
-        `pooling` (None: the saved model's, else the backbone's own) says which tokens the reward reads.
+        `pooling` says which tokens the reward reads; None: the saved model's, else the one a sentence-transformers
+        backbone was trained with (`trained_pooling`), else the HF class's own (an encoder's CLS, a decoder's last
+        token).
         `placement` (default: the CPU in fp32) says where the model runs. For inference (`train=False`) the weights
         are loaded directly in its precision, on its device; for training they stay fp32 (master weights) and the
         trainer places them and runs autocast. Either way the reward head computes in fp32 (see `keep_head_in_fp32`).
@@ -337,7 +356,7 @@ class RewardModel(nn.Module):
                      max_length=max_length or metadata.get("max_length", 512),
                      temperature=metadata.get("temperature", 1.0),
                      use_chat_template=metadata.get("use_chat_template"),
-                     pooling=pooling or metadata.get("pooling"))
+                     pooling=pooling or metadata.get("pooling") or trained_pooling(local))
         loaded.reward_stats = metadata.get("reward_stats")
         if metadata.get("length_head"):
             from safetensors.torch import load_model
