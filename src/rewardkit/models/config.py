@@ -59,8 +59,9 @@ class TrainRMConfig(DeviceOptions):
                                                  "instead of packed batches)")
     pooling: str = option("auto", "which tokens the reward reads: cls (the first), mean (all: what sentence-embedding "
                                   "backbones such as minilm-l6 were trained for), last (the last real token); auto: "
-                                  "the backbone's own (encoders cls, decoders last). Only the backbone's own is what "
-                                  "plain transformers computes", choices=("auto", "cls", "mean", "last"))
+                                  "the one a sentence-transformers backbone was trained with (minilm-l6: mean), else "
+                                  "the HF class's (encoders cls, decoders last), which is all plain transformers "
+                                  "computes", choices=("auto", "cls", "mean", "last"))
     length_decorrelation: float = option(0.0, "weight of a penalty on the batch correlation between reward and "
                                               "response length, |corr(reward, length)|, so the reward cannot "
                                               "become a length meter (0: off)")
