@@ -3,6 +3,7 @@ SIGKILL loses no acknowledged judgment."""
 
 from __future__ import annotations
 
+import math
 import random
 import socket
 import sqlite3
@@ -23,11 +24,12 @@ def _database(path, n_items, needed, annotators):
     return {name: store.add_annotator(name) for name in annotators}
 
 
-def _annotate(url, name, token, until, acked, errors, seed):
-    """Judge items until `until` (monotonic) or until none is left; record each acknowledged judgment."""
+def _annotate(url, name, token, until, acked, errors, seed, target=math.inf):
+    """Judge items until `until` (monotonic), until none is left or until `target` judgments are acknowledged in all;
+    record each acknowledged judgment."""
     rng = random.Random(seed)
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0) as client:
-        while time.monotonic() < until:
+        while time.monotonic() < until and len(acked) < target:
             try:
                 item = client.get("/api/next").json()["item"]
                 if item is None:
@@ -42,10 +44,10 @@ def _annotate(url, name, token, until, acked, errors, seed):
                 errors.append((response.status_code, response.text))
 
 
-def _run_annotators(url, tokens, seconds):
+def _run_annotators(url, tokens, seconds, target=math.inf):
     acked, errors = [], []
     until = time.monotonic() + seconds
-    threads = [threading.Thread(target=_annotate, args=(url, name, token, until, acked, errors, i))
+    threads = [threading.Thread(target=_annotate, args=(url, name, token, until, acked, errors, i, target))
                for i, (name, token) in enumerate(tokens.items())]
     for t in threads:
         t.start()
@@ -58,12 +60,12 @@ def _stored(db):
                                   "ON a.id = j.annotator_id").fetchall()
 
 
-def _concurrent_annotators(tmp_path, seconds, n_items):
+def _concurrent_annotators(tmp_path, seconds, n_items, target=math.inf):
     db = tmp_path / "labels.sqlite"
     tokens = _database(db, n_items, needed=3, annotators=[f"annotator{i:02d}" for i in range(20)])
     server = LabelServer(db, tmp_path).wait_ready()
     try:
-        threads, acked, errors = _run_annotators(server.url, tokens, seconds)
+        threads, acked, errors = _run_annotators(server.url, tokens, seconds, target)
         for t in threads:
             t.join()
     finally:
@@ -81,7 +83,8 @@ def _concurrent_annotators(tmp_path, seconds, n_items):
 
 
 def test_twenty_concurrent_annotators_short(tmp_path):
-    assert _concurrent_annotators(tmp_path, seconds=4, n_items=3000) > 100
+    # a count, not a time window, so that a busy machine makes the test slower rather than failing it
+    assert _concurrent_annotators(tmp_path, seconds=120, n_items=3000, target=200) >= 200
 
 
 @pytest.mark.slow
