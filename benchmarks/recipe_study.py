@@ -45,6 +45,7 @@ VARIANTS: dict[str, dict] = {
     "pool-mean": {"pooling": "mean"},
     "pool-last": {"pooling": "last"},
     "decorrelate": {"length_decorrelation": 1.0},
+    "decorrelate-0.1": {"length_decorrelation": 0.1},
     "odin": {"length_head": True, "length_decorrelation": 1.0},
     "mean+decorrelate": {"pooling": "mean", "length_decorrelation": 1.0},
     "mean+odin": {"pooling": "mean", "length_head": True, "length_decorrelation": 1.0},
