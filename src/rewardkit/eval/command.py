@@ -182,9 +182,11 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
         scores = score_texts(rm, prompts, responses, batch_size=cfg.batch_size, progress=cfg.progress,
                              description=f"{data.name} · model {m + 1}", stats=stats[m], members=True,
                              with_length=with_length)
-        length_scores.append(kind.arrange(scores[1], records) if with_length else None)
-        if with_length:
-            scores = scores[0]
+        if with_length:  # [2, texts]: the reward, then the length head's outputs
+            scores, length_rewards = scores
+            length_scores.append(kind.arrange(length_rewards, records))
+        else:
+            length_scores.append(None)
         if scores.ndim == 2:  # an ensemble's members: its reward is their mean
             disagreement.append(kind.disagreement(scores, records))
             scores = scores.mean(axis=0)

@@ -65,10 +65,16 @@ def binary_cross_entropy_loss(scores: torch.Tensor, labels: torch.Tensor, reduct
     return _reduce(F.binary_cross_entropy_with_logits(scores, labels.to(scores.dtype), reduction="none"), reduction)
 
 
-def pearson_correlation(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Pearson correlation of two 1-D tensors (0 when either is constant: nothing to correlate)."""
+def pearson_correlation(x: torch.Tensor, y: torch.Tensor, x_std_floor: float = 0.0,
+                        eps: float = 1e-8) -> torch.Tensor:
+    """Pearson correlation of two 1-D tensors, cov(x, y) / (std(x) · std(y)), with std(x) floored at `x_std_floor`
+    (0 when either is constant: nothing to correlate)."""
     x, y = x - x.mean(), y - y.mean()
-    return (x * y).sum() / (x.norm() * y.norm()).clamp(min=eps)
+    root_n = x.numel() ** 0.5
+    # norms, not sqrt(mean of squares): their gradient at a constant input is 0, not NaN
+    std_x = (x.norm() / root_n).clamp(min=max(x_std_floor, eps))
+    std_y = (y.norm() / root_n).clamp(min=eps)
+    return (x * y).mean() / (std_x * std_y)
 
 
 def length_correlation(rewards: torch.Tensor, lengths: torch.Tensor, reward_scale: float = 1.0) -> torch.Tensor:
@@ -79,11 +85,7 @@ def length_correlation(rewards: torch.Tensor, lengths: torch.Tensor, reward_scal
     when a fresh head gives nearly equal rewards, it would swamp the preference loss (and gradient clipping would then
     shrink that loss's share further). With the floor the term is a covariance with standardized lengths until the
     rewards spread to `reward_scale`, and Pearson's correlation after."""
-    lengths = lengths.to(rewards.dtype)
-    r, n = rewards - rewards.mean(), lengths - lengths.mean()
-    std_r = (r.square().mean()).sqrt().clamp(min=reward_scale)
-    std_n = (n.square().mean()).sqrt().clamp(min=1e-8)
-    return (r * n).mean() / (std_r * std_n)
+    return pearson_correlation(rewards, lengths.to(rewards.dtype), x_std_floor=reward_scale)
 
 
 def length_decorrelation_loss(rewards: torch.Tensor, lengths: torch.Tensor,
