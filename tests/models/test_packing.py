@@ -90,7 +90,8 @@ def _rewards_and_grads(rm, batch):
 
 @pytest.mark.parametrize("kind,padding_side,pooling", [
     ("llama", "left", None), ("llama", "right", None), ("bert", "right", None),
-    ("llama", "left", "mean"), ("llama", "right", "mean"), ("bert", "right", "mean"), ("bert", "right", "last")])
+    ("llama", "left", "mean"), ("llama", "right", "mean"), ("bert", "right", "mean"), ("bert", "right", "last"),
+    ("llama", "left", "response"), ("llama", "right", "response"), ("bert", "right", "response")])
 def test_packed_forward_and_backward_equal_the_padded_forward(kind, padding_side, pooling, llama, bert,
                                                               monkeypatch):
     rm = (llama if kind == "llama" else bert) if pooling is None else build_tiny_reward_model(kind, pooling=pooling)

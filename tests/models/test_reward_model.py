@@ -172,9 +172,13 @@ def test_pool_padded_reads_the_claimed_tokens_on_both_padding_sides():
         assert pool_padded(hidden, mask, "cls")[:, 0].tolist() == [1.0, 4.0]
         assert pool_padded(hidden, mask, "last")[:, 0].tolist() == [3.0, 5.0]
         assert pool_padded(hidden, mask, "mean")[:, 0].tolist() == [2.0, 4.5]
+        # responses starting at the 2nd real token of row 0 and the 1st of row 1 (counted among real tokens)
+        assert pool_padded(hidden, mask, "response", torch.tensor([1, 0]))[:, 0].tolist() == [2.5, 4.5]
+        assert pool_padded(hidden, mask, "response", torch.tensor([2, 1]))[:, 0].tolist() == [3.0, 5.0]
 
 
-POOLINGS_BY_KIND = [("bert", "cls"), ("bert", "mean"), ("bert", "last"), ("llama", "last"), ("llama", "mean")]
+POOLINGS_BY_KIND = [("bert", "cls"), ("bert", "mean"), ("bert", "response"), ("bert", "last"), ("llama", "last"),
+                    ("llama", "mean"), ("llama", "response")]
 
 
 def _expected_reward(rm, encoded):
@@ -182,7 +186,8 @@ def _expected_reward(rm, encoded):
     ids = torch.tensor([encoded.input_ids])
     kwargs = {} if rm.is_decoder else {"token_type_ids": torch.tensor([encoded.token_type_ids])}
     hidden = rm.model.base_model(input_ids=ids, **kwargs).last_hidden_state[0]
-    pooled = {"cls": hidden[0], "last": hidden[-1], "mean": hidden.mean(0)}[rm.pooling]
+    pooled = {"cls": hidden[0], "last": hidden[-1], "mean": hidden.mean(0),
+              "response": hidden[encoded.response_start:].mean(0)}[rm.pooling]
     return rm._head(pooled[None])[0]
 
 
@@ -201,6 +206,20 @@ def test_each_pooling_scores_the_tokens_it_claims_with_either_padding_side(kind,
     if pooling != ("last" if rm.is_decoder else "cls"):  # another pooling gives other rewards than the native one
         native = build_tiny_reward_model(kind).eval()
         assert not torch.allclose(native.score(PROMPTS, RESPONSES), expected, atol=1e-4)
+    if pooling == "response":  # and it is not the mean over the whole text
+        assert all(0 < e.response_start < len(e.input_ids) - 1 for e in encoded)
+        whole = build_tiny_reward_model(kind, pooling="mean").eval()
+        assert not torch.allclose(whole.score(PROMPTS, RESPONSES), expected, atol=1e-4)
+
+
+def test_response_pooling_of_an_empty_response_reads_the_last_token():
+    rm = build_tiny_reward_model("llama", pooling="response").eval()
+    encoded = rm.encode(PROMPTS[0], "")
+    with torch.no_grad():
+        hidden = rm.model.base_model(input_ids=torch.tensor([encoded.input_ids])).last_hidden_state[0]
+        start = min(encoded.response_start, len(encoded.input_ids) - 1)  # nothing after the prompt: its last token
+        expected = rm._head(hidden[start:].mean(0)[None])
+        torch.testing.assert_close(rm.score([PROMPTS[0]], [""]), expected, atol=1e-5, rtol=1e-4)
 
 
 def test_a_sentence_transformers_backbone_reads_its_reward_with_the_pooling_it_was_trained_with(tmp_path):

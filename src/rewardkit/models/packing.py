@@ -73,15 +73,16 @@ def row_width(group: Sequence[Sequence[int]], causal: bool, weight: float = 0.0)
 
 
 def pack(groups: Sequence[Sequence[Sequence[int]]], causal: bool, weight: float = 0.0,
-         token_types: Sequence[Sequence[Sequence[int]]] | None = None, pooling: str | None = None
-         ) -> dict[str, torch.Tensor]:
+         token_types: Sequence[Sequence[Sequence[int]]] | None = None, pooling: str | None = None,
+         pool_starts: Sequence[Sequence[int]] | None = None) -> dict[str, torch.Tensor]:
     """The packed batch for `groups` of token-id lists (texts in flat order), as tensors for the model's forward.
 
     `row_lengths` splits the sequence into attention rows. For a decoder, `segments` labels each token with its
     place in its row (0: the shared prefix, i: the row's i-th text), from which `row_layout` builds the rows' masks.
     `pool_index` and `pool_owner` say which packed positions each text's reward reads (`pool_owner` holds the text's
     flat index; see `pool_packed`): by `pooling`, its last token ("last", a decoder's default), its first one ("cls",
-    an encoder's) or all of its tokens, a shared prefix included ("mean"). A decoder group shares its prefix when that
+    an encoder's), all of its tokens, a shared prefix included ("mean"), or its tokens from `pool_starts` (one index
+    per text, parallel to `groups`) on ("response"). A decoder group shares its prefix when that
     pays (`shared_prefix_pays` with the model's `attention_weight`), else it becomes one row per text.
     """
     pooling = pooling or ("last" if causal else "cls")
@@ -91,9 +92,18 @@ def pack(groups: Sequence[Sequence[Sequence[int]]], causal: bool, weight: float 
     pool_owner: list[int] = []
     packed = 0  # tokens in the rows so far
 
-    def pool(positions: Sequence[int]) -> None:
-        """Record the packed positions that the next text's pooling reads (its positions given in order)."""
-        chosen = positions if pooling == "mean" else [positions[-1] if pooling == "last" else positions[0]]
+    if pooling == "response" and pool_starts is None:
+        raise ValueError("pooling 'response' needs pool_starts")
+
+    def pool(positions: Sequence[int], g: int, i: int) -> None:
+        """Record the packed positions that the pooling of group g's i-th text reads (its positions given in
+        order)."""
+        if pooling == "mean":
+            chosen = list(positions)
+        elif pooling == "response":
+            chosen = list(positions)[pool_starts[g][i]:]
+        else:
+            chosen = [positions[-1] if pooling == "last" else positions[0]]
         owner = pool_owner[-1] + 1 if pool_owner else 0
         pool_index.extend(chosen)
         pool_owner.extend([owner] * len(chosen))
@@ -102,18 +112,18 @@ def pack(groups: Sequence[Sequence[Sequence[int]]], causal: bool, weight: float 
         k = _shares_prefix(group, causal, weight)
         if k:  # one row: the prefix (segment 0), then each text's remainder (segment i), positions from k on
             ids, positions, segments = list(group[0][:k]), list(range(k)), [0] * k
-            for i, text in enumerate(group, start=1):
+            for i, text in enumerate(group):
                 start = len(ids)
                 ids += text[k:]
                 positions += range(k, len(text))
-                segments += [i] * (len(text) - k)
-                pool([*range(packed, packed + k), *range(packed + start, packed + len(ids))])
+                segments += [i + 1] * (len(text) - k)
+                pool([*range(packed, packed + k), *range(packed + start, packed + len(ids))], g, i)
             rows.append((ids, positions, segments))
             packed += len(ids)
             continue
         for i, text in enumerate(group):
             rows.append((list(text), list(range(len(text))), [1] * len(text)))
-            pool(range(packed, packed + len(text)))
+            pool(range(packed, packed + len(text)), g, i)
             packed += len(text)
             if token_types is not None:
                 types += token_types[g][i]

@@ -8,7 +8,9 @@ everywhere:
 - Encoders (BERT-like, head `.classifier`) read `[CLS] prompt [SEP] response [SEP]` and score the pooled CLS token,
   exactly as the HF class does.
 - `pooling` can read the reward elsewhere: "cls" (the first token), "mean" (the average of every real token: what
-  sentence-embedding backbones such as minilm-l6 were trained to produce) or "last" (the last real token). Only the
+  sentence-embedding backbones such as minilm-l6 were trained to produce), "response" (the average of the response's
+  tokens only, which still see the prompt through attention: two answers to one long prompt are not averaged into
+  near-equal vectors by the prompt they share) or "last" (the last real token). Only the
   backbone's own choice (an encoder's "cls", a decoder's "last") is what plain transformers computes; another is
   written to `rewardkit.json`, which every rewardkit command reads.
 - An optional length head (ODIN, Chen et al. 2024; `add_length_head`) reads the same features as the reward head and
@@ -49,7 +51,7 @@ from rewardkit.models.presets import resolve_model_path
 
 METADATA_FILE = "rewardkit.json"
 LENGTH_HEAD_FILE = "length_head.safetensors"
-POOLINGS = ("cls", "mean", "last")
+POOLINGS = ("cls", "mean", "response", "last")
 
 
 def read_metadata(directory: str | Path) -> dict:
@@ -124,15 +126,23 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return (positions * attention_mask).argmax(dim=1)
 
 
-def pool_padded(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def pool_padded(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str,
+                response_starts: torch.Tensor | None = None) -> torch.Tensor:
     """[B, hidden]: the hidden states [B, T, hidden] pooled per row over its real tokens, whatever the padding side:
-    the first ("cls"), the last ("last") or their mean ("mean")."""
+    the first ("cls"), the last ("last"), their mean ("mean"), or the mean of those from the row's response start on
+    ("response"; `response_starts` [B] counts real tokens, as `Encoded.response_start` does)."""
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     if pooling == "last":
         return hidden[rows, last_token_index(attention_mask)]
     if pooling == "cls":
         return hidden[rows, attention_mask.argmax(dim=1)]  # the first attended position
-    mask = attention_mask.to(hidden.dtype)[..., None]
+    mask = attention_mask
+    if pooling == "response":
+        if response_starts is None:
+            raise ValueError("pooling 'response' needs each row's response_starts")
+        rank = attention_mask.cumsum(dim=1) - 1  # each position's index among its row's real tokens
+        mask = attention_mask * (rank >= response_starts.to(rank.device)[:, None])
+    mask = mask.to(hidden.dtype)[..., None]
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
@@ -616,7 +626,14 @@ class RewardModel(nn.Module):
         batch = {"input_ids": ids, "attention_mask": mask}
         if types is not None:
             batch["token_type_ids"] = types
+        if self.pooling == "response":
+            batch["response_starts"] = torch.tensor([self._pooled_from(e) for e in encoded])
         return batch
+
+    @staticmethod
+    def _pooled_from(e: Encoded) -> int:
+        """Where "response" pooling starts in a text: its response, or its last token when the response is empty."""
+        return min(e.response_start, len(e.input_ids) - 1)
 
     def collate_groups(self, groups: Sequence[Sequence[Encoded]]) -> dict[str, torch.Tensor]:
         """A training batch of groups of texts (a pair's chosen and rejected, a ranking's responses, or single texts).
@@ -637,8 +654,9 @@ class RewardModel(nn.Module):
     def _pack(self, groups: Sequence[Sequence[Encoded]]) -> dict[str, torch.Tensor]:
         types = None if self.is_decoder or groups[0][0].token_type_ids is None else \
             [[e.token_type_ids for e in group] for group in groups]
+        starts = [[self._pooled_from(e) for e in group] for group in groups] if self.pooling == "response" else None
         return packing.pack([[e.input_ids for e in group] for group in groups], self.is_decoder,
-                            self._attention_weight, token_types=types, pooling=self.pooling)
+                            self._attention_weight, token_types=types, pooling=self.pooling, pool_starts=starts)
 
     @functools.cached_property
     def _attention_weight(self) -> float:
@@ -679,7 +697,7 @@ class RewardModel(nn.Module):
                 token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 row_lengths: torch.Tensor | None = None, segments: torch.Tensor | None = None,
                 pool_index: torch.Tensor | None = None, pool_owner: torch.Tensor | None = None,
-                with_length: bool = False) -> torch.Tensor:
+                response_starts: torch.Tensor | None = None, with_length: bool = False) -> torch.Tensor:
         """Rewards [B] with gradients: the training forward, for a batch from `collate` or `collate_groups`.
         `with_length` (a model with a length head): [B, 2], the reward and the length head's output."""
         device = self.device
@@ -701,7 +719,7 @@ class RewardModel(nn.Module):
                 kwargs["position_ids"] = position_ids_from_mask(attention_mask)
             hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                            **kwargs).last_hidden_state
-            rewards = self._head(pool_padded(hidden, attention_mask, self.pooling))
+            rewards = self._head(pool_padded(hidden, attention_mask, self.pooling, response_starts))
         if not with_length:
             self._head_features = None
             return rewards
