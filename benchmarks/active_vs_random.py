@@ -2,14 +2,17 @@
 seed reward model's smallest |margin| first) or on random items; which retrained model is more accurate on held-out
 pairs?
 
-    python benchmarks/active_vs_random.py                 # 3 repeats, ~15 min on a 2-core CPU
+    python benchmarks/active_vs_random.py                 # 3 repeats, ~25 min on a 2-core CPU
     python benchmarks/active_vs_random.py --repeats 1 --budget 60
 
 Data: IMDb reviews (../shared/data/imdb_sample/texts.csv, read in place) as responses to "Write a short movie
-review.". Each repeat (its own seed) splits them into held-out reviews and a pool, pairs each side's reviews at random,
-and:
+review.". Each repeat (its own seed) splits them into held-out reviews and pool reviews. The held-out reviews are
+paired at random, each once; the pool's pairs are drawn at random among all pairs of pool reviews (a review can sit in
+several, as a policy's samples do when several of its answers to one prompt are compared). Then it:
 1. trains a seed reward model (`rewardkit train-rm`, minilm-l6) on --seed-pairs pool pairs labelled by the hidden
-   rule (examples/scripted_annotator.py: a sentiment lexicon the model never sees);
+   rule (examples/scripted_annotator.py: a sentiment lexicon the model never sees). Active selection needs a seed
+   model that is better than chance: with 30 seed pairs (accuracy 0.47-0.57) the margin ordering did no better than
+   random (README, "Collecting feedback");
 2. imports the rest of the pool into two databases (`rewardkit label import`): one ordered by the seed model's margin
    (`--order margin`), one in random order (`--order random`);
 3. runs `rewardkit label` on each and lets the scripted annotator judge the first --budget items over HTTP;
@@ -40,6 +43,8 @@ from scripted_annotator import annotate, sentiment  # noqa: E402
 
 from rewardkit.cli import main as rewardkit  # noqa: E402
 from rewardkit.eval.metrics import bootstrap_ci, pair_outcomes, paired_mean_difference  # noqa: E402
+from rewardkit.label.export import export_rows  # noqa: E402
+from rewardkit.label.store import Store  # noqa: E402
 
 TEXTS = REPO.parent / "shared" / "data" / "imdb_sample" / "texts.csv"
 PROMPT = "Write a short movie review."
@@ -51,8 +56,20 @@ def reviews() -> list[str]:
 
 
 def random_pairs(texts: list[str], rng: random.Random) -> list[tuple[str, str]]:
+    """The texts paired at random, each in one pair."""
     shuffled = rng.sample(texts, len(texts))
     return list(zip(shuffled[0::2], shuffled[1::2]))
+
+
+def distinct_pairs(texts: list[str], n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """n different pairs of two different texts, drawn uniformly among all such pairs."""
+    if n > len(texts) * (len(texts) - 1) // 2:
+        raise SystemExit(f"{len(texts)} texts make fewer than {n} pairs")
+    chosen: dict[tuple[int, int], None] = {}
+    while len(chosen) < n:
+        i, j = rng.sample(range(len(texts)), 2)
+        chosen.setdefault((min(i, j), max(i, j)))
+    return [(texts[i], texts[j]) for i, j in chosen]
 
 
 def labelled(pairs: list[tuple[str, str]]) -> list[dict]:
@@ -127,9 +144,9 @@ def describe(name: str, outcomes) -> str:
 
 def one_repeat(seed: int, args, workdir: Path) -> dict:
     rng = random.Random(seed)
-    texts = rng.sample(reviews(), args.held_out_reviews + 2 * (args.seed_pairs + args.pool_pairs))
+    texts = rng.sample(reviews(), len(reviews()))
     held_out = labelled(random_pairs(texts[:args.held_out_reviews], rng))
-    pool = random_pairs(texts[args.held_out_reviews:], rng)
+    pool = distinct_pairs(texts[args.held_out_reviews:], args.seed_pairs + args.pool_pairs, rng)
     seed_rows = labelled(pool[:args.seed_pairs])
     seed_file = write_jsonl(workdir / "seed.jsonl", seed_rows)
     # unlabelled candidates: import keeps the texts and drops the order, so "chosen" here means nothing
@@ -144,11 +161,14 @@ def one_repeat(seed: int, args, workdir: Path) -> dict:
         db = workdir / f"{arm}.sqlite"
         run("label", "import", db, candidates, *order, "--seed", seed)
         result[f"{arm}_judged"] = label_round(db, args.budget, workdir)
+        result[f"{arm}_ties"] = len(export_rows(Store(db))[1])  # judged but stating no preference: not trained on
         model = train(workdir / f"{arm}-rm", [seed_file, db], seed, args)
         outcomes[arm] = held_out_outcomes(model, held_out)
     for name, values in outcomes.items():
         result[name] = {"accuracy": float(values.mean()), "ci95": bootstrap_ci(values)}
-        print(describe(name, values), flush=True)
+        ties = f"  ({result[f'{name}_judged']} judged, {result[f'{name}_ties']} ties)" if name != "seed" else \
+            f"  ({len(seed_rows)} seed pairs)"
+        print(describe(name, values) + ties, flush=True)
     difference = paired_mean_difference(outcomes["active"], outcomes["random"])
     result["active_minus_random"] = difference.as_dict()
     print(f"active - random: {difference.difference:+.3f}  95% CI [{difference.ci95[0]:+.3f}, "
@@ -160,10 +180,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed-base", type=int, default=0)
-    parser.add_argument("--seed-pairs", type=int, default=40, help="pool pairs the seed model trains on")
+    parser.add_argument("--seed-pairs", type=int, default=100, help="pool pairs the seed model trains on")
     parser.add_argument("--pool-pairs", type=int, default=300, help="candidate pairs offered for labelling")
     parser.add_argument("--budget", type=int, default=80, help="judgments bought in the round, per arm")
-    parser.add_argument("--held-out-reviews", type=int, default=300)
+    parser.add_argument("--held-out-reviews", type=int, default=400,
+                        help="reviews kept out of the pool, paired once each into the held-out pairs")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--output", type=Path, default=None, help="also write the figures as JSON here")
