@@ -71,6 +71,16 @@ def test_train_rm_ensemble_saves_members_and_their_weight_average(trained_ensemb
     assert load_reward_model(str(out)).reward_stats == metadata["reward_stats"]
 
 
+def test_an_ensemble_trains_without_validation_data(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl", n=16)
+    cfg = TrainRMConfig(model=str(tiny_bert_dir), data=[str(data)], output_dir=str(tmp_path / "rm"), max_length=64,
+                        batch_size=8, max_steps=1, val_fraction=0.0, save_every=0, progress=False,
+                        tensorboard=False, num_threads=1, ensemble=2)
+    assert train_reward_model(cfg) == 0
+    assert "reward_stats" not in json.loads((tmp_path / "rm" / "rewardkit.json").read_text())  # nothing to measure on
+    assert isinstance(load_reward_model(str(tmp_path / "rm")), RewardEnsemble)
+
+
 def test_an_ensemble_folder_scores_as_the_mean_of_its_members_with_their_std(trained_ensemble):
     out, _ = trained_ensemble
     ensemble = load_reward_model(str(out))

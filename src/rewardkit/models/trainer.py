@@ -445,7 +445,7 @@ def train_ensemble(cfg: TrainRMConfig) -> tuple[RewardModelTrainer, dict]:
     average_accuracy = trainer.validate(average)
     # the folder's statistics are those of what rewardkit scores it with: the members' mean
     average.reward_stats = reward_statistics(*ensemble_sums, data=f"train-rm validation of the ensemble "
-                                             f"({len(trainer.val_examples)} examples)") if ensemble_sums[0] else None
+                                             f"({len(trainer.val_examples)} examples)") if ensemble_sums and ensemble_sums[0] else None
     summary = {
         "model": cfg.model, "feedback": trainer.kind.name, "ensemble": cfg.ensemble,
         "val_accuracy": ensemble_accuracy, "weight_average_val_accuracy": average_accuracy,
