@@ -90,6 +90,19 @@ def build_varied_reward_model(seed: int = 1):
     return rm
 
 
+def save_varied_ensemble(out: Path, members) -> Path:
+    """`members` (reward models of one backbone) saved in `out` as a train-rm --ensemble folder."""
+    from rewardkit.models.ensemble import average_state_dicts, member_dir, save_ensemble
+
+    folders = [member_dir(out, k) for k in range(len(members))]
+    for member, folder in zip(members, folders):
+        member.save_pretrained(folder)
+    average = build_varied_reward_model()
+    average.model.load_state_dict(average_state_dicts([m.model.state_dict() for m in members]))
+    save_ensemble(out, folders, average)
+    return out
+
+
 @pytest.fixture(scope="session")
 def varied_bert_dir(tmp_path_factory) -> Path:
     """`build_varied_reward_model()` saved."""

@@ -157,6 +157,31 @@ def test_import_orders_the_queue_by_a_reward_models_margin_with_random_items_mix
         _import(db, pairs_file, "--order", "margin")
 
 
+def test_an_ensemble_folder_orders_the_queue_by_its_members_disagreement(tmp_path):
+    import numpy as np
+
+    from rewardkit.label.selection import disagreement_priority, selection_order
+    from tests.conftest import build_varied_reward_model, save_varied_ensemble
+
+    members = [build_varied_reward_model(seed) for seed in (1, 2, 3)]
+    ensemble = save_varied_ensemble(tmp_path / "ensemble-rm", members)
+    answers = ["Yes.", "No, never.", "Blue like the sky", "Paris is lovely", "1 2 3", "It depends on the weather!",
+               "Maybe later", "A cat."]
+    pairs = write_jsonl(tmp_path / "varied.jsonl", [{"prompt": f"Question {i}?", "chosen": answers[i],
+                                                      "rejected": answers[(3 * i + 1) % 8]} for i in range(6)])
+    db = tmp_path / "labels.sqlite"
+    _import(db, pairs, "--order", "disagreement", "--reward-model", ensemble)
+    items = Store(db).items()
+    by_source = sorted(items, key=lambda i: int(i.source.rsplit(":", 1)[1]))
+    # one row of scores per member, each scored on its own
+    scores = [np.stack([m.score([i.prompt] * 2, i.responses).numpy() for m in members]) for i in by_source]
+    priorities = disagreement_priority(scores)
+    assert np.diff(np.sort(priorities)).min() > 1e-5  # the members disagree by different amounts: one order
+    expected = selection_order(priorities, 6)
+    assert [(by_source[i].id, how) for i, how in expected] == [(i.id, i.selected_by) for i in items]
+    assert [i.priority for i in items] == pytest.approx(sorted(priorities, reverse=True), abs=1e-5)
+
+
 def test_import_samples_a_policy(tmp_path):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM

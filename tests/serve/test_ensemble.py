@@ -8,9 +8,9 @@ import asyncio
 import pytest
 import torch
 
-from rewardkit.models.ensemble import RewardEnsemble, average_state_dicts, member_dir, save_ensemble
+from rewardkit.models.ensemble import RewardEnsemble
 from rewardkit.serve import RewardClient
-from tests.conftest import build_varied_reward_model
+from tests.conftest import build_varied_reward_model, save_varied_ensemble
 from tests.integrations.test_openrlhf import experience_info
 from tests.serve.conftest import ServerProcess
 from tests.serve.test_app import serving
@@ -118,14 +118,7 @@ def test_a_single_model_answers_without_disagreement(members):
 @pytest.fixture(scope="module")
 def ensemble_dir(members, tmp_path_factory):
     """`members` saved as a train-rm --ensemble folder."""
-    out = tmp_path_factory.mktemp("ensemble-rm")
-    folders = [member_dir(out, k) for k in range(len(members))]
-    for member, folder in zip(members, folders):
-        member.save_pretrained(folder)
-    average = build_varied_reward_model()
-    average.model.load_state_dict(average_state_dicts([m.model.state_dict() for m in members]))
-    save_ensemble(out, folders, average)
-    return out
+    return save_varied_ensemble(tmp_path_factory.mktemp("ensemble-rm"), members)
 
 
 def test_rewardkit_serve_loads_an_ensemble_folder_and_the_client_reports_its_disagreement(

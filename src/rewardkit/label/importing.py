@@ -198,20 +198,23 @@ def _listing(sources: list[str], shown: int = 5) -> str:
 
 
 def score_items(items: list[NewItem], model_names: list[str], cfg: LabelImportConfig) -> list:
-    """[models, responses] rewards per item, from each reward model."""
+    """[models, responses] rewards per item, from each reward model; an ensemble folder (`train-rm --ensemble`)
+    gives one row per member, so that its members' disagreement can order the queue."""
     import numpy as np
 
     from rewardkit.device import placement_of
-    from rewardkit.models import RewardModel
+    from rewardkit.models.ensemble import RewardEnsemble, load_reward_model
 
     placement = placement_of(cfg, "label import")
     prompts = [item.prompt for item in items for _ in item.responses]
     responses = [response for item in items for response in item.responses]
     per_model = []
     for name in model_names:
-        model = RewardModel.from_pretrained(name, placement=placement)
-        model.eval()
-        per_model.append(model.score(prompts, responses).numpy())
+        model = load_reward_model(name, placement=placement).eval()
+        if isinstance(model, RewardEnsemble):
+            per_model.extend(model.member_scores_encoded(model.encode_many(prompts, responses)).numpy())
+        else:
+            per_model.append(model.score(prompts, responses).numpy())
     scores, start = [], 0
     for item in items:
         end = start + len(item.responses)
