@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rewardkit.errors import RewardkitError
-from rewardkit.label.selection import (disagreement_priority, margin_priority, resolve_strategy, selection_order)
+from rewardkit.label.selection import (bald_priority, disagreement_priority, margin_priority, resolve_strategy,
+                                      selection_order)
 
 
 def test_margin_puts_near_ties_first():
@@ -29,6 +30,23 @@ def test_disagreement_is_the_spread_of_differences_across_models():
     assert disagreement_priority(scores).tolist() == pytest.approx([1.0, 0.0])
     with pytest.raises(RewardkitError, match="two or more reward models"):
         disagreement_priority([np.array([[1.0, 0.0]])])
+
+
+def test_bald_is_the_information_a_label_gives_about_the_model():
+    # item 0: differences +2 and -2: p = sigmoid(±2) = 0.8808, 0.1192; H(mean 0.5) = ln 2 = 0.693147;
+    #   H(0.8808) = H(0.1192) = 0.8808 * 0.126928 + 0.1192 * 2.126928 = 0.365334; BALD = 0.327813
+    # item 1: both models call it a coin flip (difference 0): H(0.5) - H(0.5) = 0, though its margin is the smallest
+    # item 2: a group of three, pairs (0,1): +2/-2 as item 0, (0,2) and (1,2): agreement -> the largest, 0.327813
+    scores = [np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([[1.0, 1.0], [3.0, 3.0]]),
+              np.array([[2.0, 0.0, 9.0], [0.0, 2.0, 9.0]])]
+    assert bald_priority(scores).tolist() == pytest.approx([0.327813, 0.0, 0.327813], abs=1e-6)
+    # one response (thumbs): p = sigmoid(reward); rewards 0 and 0 -> 0, rewards ±2 -> 0.327813
+    assert bald_priority([np.array([[0.0], [0.0]]), np.array([[2.0], [-2.0]])]).tolist() == \
+        pytest.approx([0.0, 0.327813], abs=1e-6)
+    # margin (the mean difference) cannot tell the contested item from the coin flip: both are near-ties to it
+    assert margin_priority(scores)[:2].tolist() == [0.0, 0.0]
+    with pytest.raises(RewardkitError, match="two or more reward models"):
+        bald_priority([np.array([[1.0, 0.0]])])
 
 
 def test_mix_spreads_a_uniform_random_sample_through_the_active_queue():

@@ -63,9 +63,10 @@ class LabelImportConfig(DeviceOptions):
     chat_template: bool = option(True, "wrap plain-text prompts in the policy's chat template as a user turn")
     order: str = option("file", "queue order: file (as read), random, margin (smallest reward margin of "
                                 "--reward-model first), disagreement (largest spread across an ensemble of "
-                                "--reward-model first), or package.module:function (see rewardkit.label.selection)")
-    reward_model: list[str] = option([], "reward model(s) scoring the items for --order margin/disagreement (several "
-                                         "make an ensemble)", metavar="MODEL")
+                                "--reward-model first), bald (most information about which ensemble member is right "
+                                "first), or package.module:function (see rewardkit.label.selection)")
+    reward_model: list[str] = option([], "reward model(s) scoring the items for an active --order (several, or one "
+                                         "train-rm --ensemble folder, make an ensemble)", metavar="MODEL")
     random_fraction: float = option(0.0, "with an active --order, this fraction of the items is a uniformly random "
                                          "sample spread through the queue (marked `random`: an unbiased sample for "
                                          "evaluation)")

@@ -230,7 +230,7 @@ def ordered(items: list[NewItem], cfg: LabelImportConfig) -> list[NewItem]:
         raise RewardkitError(f"--order {cfg.order} needs --reward-model: the model(s) whose uncertainty orders the "
                              f"queue")
     if strategy is None and cfg.reward_model:
-        raise RewardkitError(f"--reward-model is used only by an active --order (margin, disagreement, or a "
+        raise RewardkitError(f"--reward-model is used only by an active --order (margin, disagreement, bald or a "
                              f"function), not --order {cfg.order}")
     priorities = None
     if strategy is not None:

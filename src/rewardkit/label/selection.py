@@ -7,6 +7,10 @@ the highest priority is labelled first. Built in:
   responses (for an item with one response, its distance to 0, where a thumbs model flips), averaged over models.
 - `disagreement`: the items an ensemble disagrees on most first: the spread (standard deviation) across models of the
   reward differences between the item's responses (of the reward itself for one response). Needs two or more models.
+- `bald`: the items whose label would tell most about which model is right first (BALD, Houlsby et al. 2011): with
+  each model's Bradley-Terry probability p = sigmoid(difference), the entropy of the mean p minus the mean entropy.
+  Unlike `margin` it skips items that every model calls a coin flip (a near-tie that a label cannot settle), and
+  unlike `disagreement` it does not favour items whose differences are merely large. Needs two or more models.
 Any `package.module:function` with the same signature works too (`--order`).
 
 `selection_order` turns priorities into a queue, optionally mixing in a uniformly random sample of the items: a
@@ -55,7 +59,27 @@ def disagreement_priority(scores: Sequence[np.ndarray]) -> np.ndarray:
     return np.array(priorities)
 
 
-STRATEGIES: dict[str, Strategy] = {"margin": margin_priority, "disagreement": disagreement_priority}
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Binary entropy in nats (0 at p = 0 or 1)."""
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return -(p * np.log(p) + (1 - p) * np.log1p(-p))
+
+
+def bald_priority(scores: Sequence[np.ndarray]) -> np.ndarray:
+    """The largest mutual information, over an item's response pairs, between its label and the model: H(mean p) -
+    mean H(p), with p = sigmoid(reward difference) per model (for one response, sigmoid(reward))."""
+    priorities = []
+    for s in scores:
+        differences = _differences(s)
+        if differences.shape[0] < 2:
+            raise RewardkitError("--order bald needs two or more reward models (an ensemble)")
+        p = 1.0 / (1.0 + np.exp(-differences))
+        priorities.append(float((_entropy(p.mean(axis=0)) - _entropy(p).mean(axis=0)).max()))
+    return np.array(priorities)
+
+
+STRATEGIES: dict[str, Strategy] = {"margin": margin_priority, "disagreement": disagreement_priority,
+                                   "bald": bald_priority}
 ORDERS = ("file", "random", *STRATEGIES)
 
 
