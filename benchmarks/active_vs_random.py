@@ -1,25 +1,24 @@
-"""One unattended round of the feedback loop, twice: the same labelling budget spent on actively chosen items (the
-seed reward model's smallest |margin| first) or on random items; which retrained model is more accurate on held-out
-pairs?
+"""One unattended round of the feedback loop, once per queue order: the same labelling budget spent on actively
+chosen items (by default the seed reward model's smallest |margin| first) or on random items; which retrained model is
+more accurate on held-out pairs?
 
     python benchmarks/active_vs_random.py                 # 3 repeats, ~25 min on a 2-core CPU
-    python benchmarks/active_vs_random.py --repeats 1 --budget 60
+    python benchmarks/active_vs_random.py --repeats 1 --orders margin bald --seed-ensemble 3 --words 130
 
 Data: IMDb reviews (../shared/data/imdb_sample/texts.csv, read in place) as responses to "Write a short movie
-review.". Each repeat (its own seed) splits them into held-out reviews and pool reviews. The held-out reviews are
-paired at random, each once; the pool's pairs are drawn at random among all pairs of pool reviews (a review can sit in
-several, as a policy's samples do when several of its answers to one prompt are compared). Then it:
-1. trains a seed reward model (`rewardkit train-rm`, minilm-l6) on --seed-pairs pool pairs labelled by the hidden
-   rule (examples/scripted_annotator.py: a sentiment lexicon the model never sees). Active selection needs a seed
-   model that is better than chance: with 30 seed pairs (accuracy 0.47-0.57) the margin ordering did no better than
-   random (README, "Collecting feedback");
-2. imports the rest of the pool into two databases (`rewardkit label import`): one ordered by the seed model's margin
-   (`--order margin`), one in random order (`--order random`);
+review.", optionally cut to their first --words words. Each repeat (its own seed) splits them into held-out reviews
+and pool reviews. The held-out reviews are paired at random, each once; the pool's pairs are drawn at random among all
+pairs of pool reviews (a review can sit in several, as a policy's samples do when several of its answers to one
+prompt are compared). Then it:
+1. trains a seed reward model (`rewardkit train-rm`, minilm-l6; an ensemble with --seed-ensemble) on --seed-pairs
+   pool pairs labelled by the hidden rule (examples/scripted_annotator.py: a sentiment lexicon the model never sees);
+2. imports the rest of the pool into one database per order (`rewardkit label import`): each of --orders by the seed
+   model (`--order margin --reward-model seed-rm`, ...), and one in random order (`--order random`);
 3. runs `rewardkit label` on each and lets the scripted annotator judge the first --budget items over HTTP;
 4. retrains from the same backbone on the seed pairs plus the database (`train-rm --data seed.jsonl labels.sqlite`);
-5. scores both models on the held-out pairs (those the rule does not call a tie).
-It prints each model's held-out accuracy with a 95% bootstrap interval, the paired difference active - random with
-its interval, and over the repeats the mean difference.
+5. scores every model on the held-out pairs (those the rule does not call a tie).
+It prints each model's held-out accuracy with a 95% bootstrap interval, the paired difference of each active order
+from random with its interval, and over the repeats the mean differences.
 """
 
 from __future__ import annotations
@@ -50,9 +49,11 @@ TEXTS = REPO.parent / "shared" / "data" / "imdb_sample" / "texts.csv"
 PROMPT = "Write a short movie review."
 
 
-def reviews() -> list[str]:
+def reviews(words: int = 0) -> list[str]:
+    """The reviews, each cut to its first `words` words when given (so the rule reads no more than the model)."""
     with TEXTS.open(encoding="utf-8") as f:
-        return [row["text"].replace("<br />", " ") for row in csv.DictReader(f)]
+        texts = [row["text"].replace("<br />", " ") for row in csv.DictReader(f)]
+    return [" ".join(t.split()[:words]) for t in texts] if words else texts
 
 
 def random_pairs(texts: list[str], rng: random.Random) -> list[tuple[str, str]]:
@@ -93,10 +94,10 @@ def run(*argv: str) -> None:
         raise SystemExit(f"rewardkit {' '.join(map(str, argv[:2]))} failed with {code}")
 
 
-def train(output: Path, data: list[Path], seed: int, args) -> Path:
+def train(output: Path, data: list[Path], seed: int, args, ensemble: int = 1) -> Path:
     run("train-rm", "--model", "minilm-l6", "--data", *data, "--val-fraction", "0", "--output-dir", output,
         "--max-length", args.max_length, "--epochs", args.epochs, "--batch-size", 8, "--seed", seed,
-        "--save-every", 0, "--keep-checkpoints", 0, "--no-progress", "--no-tensorboard")
+        "--ensemble", ensemble, "--save-every", 0, "--keep-checkpoints", 0, "--no-progress", "--no-tensorboard")
     return output
 
 
@@ -129,9 +130,9 @@ def label_round(db: Path, budget: int, workdir: Path) -> int:
 
 
 def held_out_outcomes(model_dir: Path, pairs: list[dict]):
-    from rewardkit.models import RewardModel
+    from rewardkit.models.ensemble import load_reward_model
 
-    model = RewardModel.from_pretrained(str(model_dir))
+    model = load_reward_model(str(model_dir))  # a seed ensemble scores as its members' mean
     chosen = model.score([p["prompt"] for p in pairs], [p["chosen"] for p in pairs])
     rejected = model.score([p["prompt"] for p in pairs], [p["rejected"] for p in pairs])
     return pair_outcomes(chosen, rejected)
@@ -144,7 +145,8 @@ def describe(name: str, outcomes) -> str:
 
 def one_repeat(seed: int, args, workdir: Path) -> dict:
     rng = random.Random(seed)
-    texts = rng.sample(reviews(), len(reviews()))
+    texts = reviews(args.words)
+    texts = rng.sample(texts, len(texts))
     held_out = labelled(random_pairs(texts[:args.held_out_reviews], rng))
     pool = distinct_pairs(texts[args.held_out_reviews:], args.seed_pairs + args.pool_pairs, rng)
     seed_rows = labelled(pool[:args.seed_pairs])
@@ -152,12 +154,12 @@ def one_repeat(seed: int, args, workdir: Path) -> dict:
     # unlabelled candidates: import keeps the texts and drops the order, so "chosen" here means nothing
     candidates = write_jsonl(workdir / "candidates.jsonl", [{"prompt": PROMPT, "chosen": a, "rejected": b}
                                                             for a, b in pool[args.seed_pairs:]])
-    seed_model = train(workdir / "seed-rm", [seed_file], seed, args)
+    seed_model = train(workdir / "seed-rm", [seed_file], seed, args, ensemble=args.seed_ensemble)
     result = {"repeat_seed": seed, "seed_pairs": len(seed_rows), "held_out_pairs": len(held_out),
               "candidates": len(pool) - args.seed_pairs}
     outcomes = {"seed": held_out_outcomes(seed_model, held_out)}
-    for arm, order in (("active", ["--order", "margin", "--reward-model", seed_model]), ("random", ["--order",
-                                                                                                      "random"])):
+    arms = [(order, ["--order", order, "--reward-model", seed_model]) for order in args.orders]
+    for arm, order in [*arms, ("random", ["--order", "random"])]:
         db = workdir / f"{arm}.sqlite"
         run("label", "import", db, candidates, *order, "--seed", seed)
         result[f"{arm}_judged"] = label_round(db, args.budget, workdir)
@@ -169,10 +171,11 @@ def one_repeat(seed: int, args, workdir: Path) -> dict:
         ties = f"  ({result[f'{name}_judged']} judged, {result[f'{name}_ties']} ties)" if name != "seed" else \
             f"  ({len(seed_rows)} seed pairs)"
         print(describe(name, values) + ties, flush=True)
-    difference = paired_mean_difference(outcomes["active"], outcomes["random"])
-    result["active_minus_random"] = difference.as_dict()
-    print(f"active - random: {difference.difference:+.3f}  95% CI [{difference.ci95[0]:+.3f}, "
-          f"{difference.ci95[1]:+.3f}]", flush=True)
+    for order in args.orders:
+        difference = paired_mean_difference(outcomes[order], outcomes["random"])
+        result[f"{order}_minus_random"] = difference.as_dict()
+        print(f"{order} - random: {difference.difference:+.3f}  95% CI [{difference.ci95[0]:+.3f}, "
+              f"{difference.ci95[1]:+.3f}]", flush=True)
     return result
 
 
@@ -185,6 +188,14 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=80, help="judgments bought in the round, per arm")
     parser.add_argument("--held-out-reviews", type=int, default=400,
                         help="reviews kept out of the pool, paired once each into the held-out pairs")
+    parser.add_argument("--orders", nargs="+", default=["margin"], choices=["margin", "disagreement", "bald"],
+                        help="the active orders, each an arm of its own beside random (disagreement and bald need "
+                             "--seed-ensemble 2 or more)")
+    parser.add_argument("--seed-ensemble", type=int, default=1,
+                        help="the seed reward model is a train-rm --ensemble of this many members")
+    parser.add_argument("--words", type=int, default=0,
+                        help="cut every review to its first N words (0: whole reviews, which --max-length cuts, so "
+                             "the model misses words the rule counts)")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--output", type=Path, default=None, help="also write the figures as JSON here")
@@ -195,12 +206,16 @@ def main() -> int:
         print(f"--- repeat {repeat + 1}/{args.repeats} (seed {args.seed_base + repeat})", flush=True)
         with tempfile.TemporaryDirectory(prefix="active-vs-random-") as tmp:
             results.append(one_repeat(args.seed_base + repeat, args, Path(tmp)))
-    differences = [r["active_minus_random"]["difference"] for r in results]
-    mean = sum(differences) / len(differences)
-    print(f"=== over {len(results)} repeat(s): active {sum(r['active']['accuracy'] for r in results) / len(results):.3f}"
-          f", random {sum(r['random']['accuracy'] for r in results) / len(results):.3f}, seed "
-          f"{sum(r['seed']['accuracy'] for r in results) / len(results):.3f}; active - random {mean:+.3f} "
-          f"(per repeat: {', '.join(f'{d:+.3f}' for d in differences)})")
+    def mean(values) -> float:
+        values = list(values)
+        return sum(values) / len(values)
+
+    print(f"=== over {len(results)} repeat(s): seed {mean(r['seed']['accuracy'] for r in results):.3f}, random "
+          f"{mean(r['random']['accuracy'] for r in results):.3f}")
+    for order in args.orders:
+        differences = [r[f"{order}_minus_random"]["difference"] for r in results]
+        print(f"    {order} {mean(r[order]['accuracy'] for r in results):.3f}; {order} - random "
+              f"{mean(differences):+.3f} (per repeat: {', '.join(f'{d:+.3f}' for d in differences)})")
     if args.output:
         args.output.write_text(json.dumps(results, indent=1))
     return 0
