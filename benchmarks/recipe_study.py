@@ -45,7 +45,6 @@ VARIANTS: dict[str, dict] = {
     "pool-mean": {"pooling": "mean"},
     "pool-last": {"pooling": "last"},
     "pool-response": {"pooling": "response"},
-    "response-epochs-2": {"pooling": "response", "epochs": 2},
     "decorrelate": {"length_decorrelation": 1.0},
     "decorrelate-0.1": {"length_decorrelation": 0.1},
     "odin": {"length_head": True, "length_decorrelation": 1.0},
