@@ -48,13 +48,19 @@ def margin_priority(scores: Sequence[np.ndarray]) -> np.ndarray:
     return np.array([-float(np.abs(_differences(s).mean(axis=0)).min()) for s in scores])
 
 
+def _ensemble_differences(scores: np.ndarray, order: str) -> np.ndarray:
+    """`_differences` of an item scored by two or more models, which the ensemble orders need."""
+    differences = _differences(scores)
+    if differences.shape[0] < 2:
+        raise RewardkitError(f"--order {order} needs two or more reward models (an ensemble)")
+    return differences
+
+
 def disagreement_priority(scores: Sequence[np.ndarray]) -> np.ndarray:
     """The largest standard deviation across models of an item's reward differences: contested items come first."""
     priorities = []
     for s in scores:
-        differences = _differences(s)
-        if differences.shape[0] < 2:
-            raise RewardkitError("--order disagreement needs two or more reward models (an ensemble)")
+        differences = _ensemble_differences(s, "disagreement")
         priorities.append(float(differences.std(axis=0).max()))
     return np.array(priorities)
 
@@ -70,9 +76,7 @@ def bald_priority(scores: Sequence[np.ndarray]) -> np.ndarray:
     mean H(p), with p = sigmoid(reward difference) per model (for one response, sigmoid(reward))."""
     priorities = []
     for s in scores:
-        differences = _differences(s)
-        if differences.shape[0] < 2:
-            raise RewardkitError("--order bald needs two or more reward models (an ensemble)")
+        differences = _ensemble_differences(s, "bald")
         p = 1.0 / (1.0 + np.exp(-differences))
         priorities.append(float((_entropy(p.mean(axis=0)) - _entropy(p).mean(axis=0)).max()))
     return np.array(priorities)

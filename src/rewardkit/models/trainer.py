@@ -444,8 +444,9 @@ def train_ensemble(cfg: TrainRMConfig) -> tuple[RewardModelTrainer, dict]:
     average.load_state_dict(average_state_dicts([m.state_dict() for m in members]))
     average_accuracy = trainer.validate(average)
     # the folder's statistics are those of what rewardkit scores it with: the members' mean
+    validated = ensemble_sums is not None and ensemble_sums[0] > 0  # None without validation data
     average.reward_stats = reward_statistics(*ensemble_sums, data=f"train-rm validation of the ensemble "
-                                             f"({len(trainer.val_examples)} examples)") if ensemble_sums and ensemble_sums[0] else None
+                                             f"({len(trainer.val_examples)} examples)") if validated else None
     summary = {
         "model": cfg.model, "feedback": trainer.kind.name, "ensemble": cfg.ensemble,
         "val_accuracy": ensemble_accuracy, "weight_average_val_accuracy": average_accuracy,
