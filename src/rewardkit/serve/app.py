@@ -87,6 +87,13 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
+def _reject_unknown_fields(obj: dict, allowed: set[str], where: str) -> None:
+    """Refuse fields the API does not know rather than ignore them, so that a misspelling is reported."""
+    unknown = set(obj) - allowed
+    if unknown:
+        raise _invalid(where, f"has unknown field(s) {', '.join(sorted(unknown))}")
+
+
 def _check_prompt(value: Any, field: str) -> str | list[dict[str, str]]:
     if isinstance(value, list):
         if not value:
@@ -95,9 +102,7 @@ def _check_prompt(value: Any, field: str) -> str | list[dict[str, str]]:
             where = f"{field}[{j}]"
             if not isinstance(message, dict):
                 raise _invalid(where, f"must be an object with role and content, got {_json_type(message)}")
-            unknown = set(message) - {"role", "content"}
-            if unknown:
-                raise _invalid(where, f"has unknown field(s) {', '.join(sorted(unknown))}")
+            _reject_unknown_fields(message, {"role", "content"}, where)
             for key in ("role", "content"):
                 if key not in message:
                     raise _invalid(f"{where}.{key}", "is required")
@@ -119,9 +124,7 @@ def parse_score_request(body: Any, max_items: int) -> tuple[list, list[str]]:
     """Prompts and responses of a /score body, or a RequestError naming the faulty field."""
     if not isinstance(body, dict):
         raise _invalid("body", f"must be an object with an items array, got {_json_type(body)}")
-    unknown = set(body) - {"items"}
-    if unknown:
-        raise _invalid("body", f"has unknown field(s) {', '.join(sorted(unknown))}")
+    _reject_unknown_fields(body, {"items"}, "body")
     items = body.get("items")
     if not isinstance(items, list):
         raise _invalid("items", f"must be an array of {{prompt, response}} objects, got {_json_type(items)}")
@@ -131,9 +134,7 @@ def parse_score_request(body: Any, max_items: int) -> tuple[list, list[str]]:
         where = f"items[{i}]"
         if not isinstance(item, dict):
             raise _invalid(where, f"must be an object with prompt and response, got {_json_type(item)}")
-        unknown = set(item) - {"prompt", "response"}
-        if unknown:
-            raise _invalid(where, f"has unknown field(s) {', '.join(sorted(unknown))}")
+        _reject_unknown_fields(item, {"prompt", "response"}, where)
         if "prompt" not in item:
             raise _invalid(f"{where}.prompt", 'is required (use "" for none)')
         if "response" not in item:
