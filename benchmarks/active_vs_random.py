@@ -4,6 +4,8 @@ more accurate on held-out pairs?
 
     python benchmarks/active_vs_random.py                 # 3 repeats, ~25 min on a 2-core CPU
     python benchmarks/active_vs_random.py --repeats 1 --orders margin bald --seed-ensemble 3 --words 130
+    python benchmarks/active_vs_random.py --repeats 1 --orders margin bald --seed-ensemble 3 --words 130 \
+        --annotator gold
 
 Data: IMDb reviews (../shared/data/imdb_sample/texts.csv, read in place) as responses to "Write a short movie
 review.", optionally cut to their first --words words. Each repeat (its own seed) splits them into held-out reviews
@@ -11,7 +13,9 @@ and pool reviews. The held-out reviews are paired at random, each once; the pool
 pairs of pool reviews (a review can sit in several, as a policy's samples do when several of its answers to one
 prompt are compared). Then it:
 1. trains a seed reward model (`rewardkit train-rm`, minilm-l6; an ensemble with --seed-ensemble) on --seed-pairs
-   pool pairs labelled by the hidden rule (examples/scripted_annotator.py: a sentiment lexicon the model never sees);
+   pool pairs labelled by the hidden rule (examples/scripted_annotator.py: a sentiment lexicon the model never sees;
+   with --annotator gold, a "gold" minilm-l6 reward model trained on GOLD_PAIRS lexicon-labelled pairs of all the
+   reviews, whose preferences, unlike the lexicon's word counts, a model of the learner's family can represent);
 2. imports the rest of the pool into one database per order (`rewardkit label import`): each of --orders by the seed
    model (`--order margin --reward-model seed-rm`, ...), and one in random order (`--order random`);
 3. runs `rewardkit label` on each and lets the scripted annotator judge the first --budget items over HTTP;
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -73,14 +78,31 @@ def distinct_pairs(texts: list[str], n: int, rng: random.Random) -> list[tuple[s
     return [(texts[i], texts[j]) for i, j in chosen]
 
 
-def labelled(pairs: list[tuple[str, str]]) -> list[dict]:
+def labelled(pairs: list[tuple[str, str]], rule: Callable[[str], float] = sentiment) -> list[dict]:
     """The pairs the hidden rule decides, as train-rm rows (ties dropped, as the rule has no preference there)."""
     rows = []
     for a, b in pairs:
-        if sentiment(a) != sentiment(b):
-            chosen, rejected = (a, b) if sentiment(a) > sentiment(b) else (b, a)
+        if rule(a) != rule(b):
+            chosen, rejected = (a, b) if rule(a) > rule(b) else (b, a)
             rows.append({"prompt": PROMPT, "chosen": chosen, "rejected": rejected})
     return rows
+
+
+GOLD_PAIRS = 1000
+
+
+def gold_rule(texts: list[str], folder: Path, args) -> Callable[[str], float]:
+    """The gold annotator's scores of `texts`: a minilm-l6 reward model trained (into `folder`, unless one is there)
+    on GOLD_PAIRS lexicon-labelled pairs drawn among all the texts with a seed of its own, then read once per text."""
+    from rewardkit.models.ensemble import load_reward_model
+
+    if not (folder / "rewardkit.json").exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        rows = labelled(distinct_pairs(texts, GOLD_PAIRS, random.Random(12345)))
+        train(folder, [write_jsonl(folder.parent / f"{folder.name}-pairs.jsonl", rows)], 12345, args, epochs=2)
+    scores = load_reward_model(str(folder)).score([PROMPT] * len(texts), texts)
+    table = {text: float(score) for text, score in zip(texts, scores)}
+    return table.__getitem__
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -94,14 +116,14 @@ def run(*argv: str) -> None:
         raise SystemExit(f"rewardkit {' '.join(map(str, argv[:2]))} failed with {code}")
 
 
-def train(output: Path, data: list[Path], seed: int, args, ensemble: int = 1) -> Path:
+def train(output: Path, data: list[Path], seed: int, args, ensemble: int = 1, epochs: int | None = None) -> Path:
     run("train-rm", "--model", "minilm-l6", "--data", *data, "--val-fraction", "0", "--output-dir", output,
-        "--max-length", args.max_length, "--epochs", args.epochs, "--batch-size", 8, "--seed", seed,
+        "--max-length", args.max_length, "--epochs", epochs or args.epochs, "--batch-size", 8, "--seed", seed,
         "--ensemble", ensemble, "--save-every", 0, "--keep-checkpoints", 0, "--no-progress", "--no-tensorboard")
     return output
 
 
-def label_round(db: Path, budget: int, workdir: Path) -> int:
+def label_round(db: Path, budget: int, workdir: Path, rule: Callable[[str], float]) -> int:
     """Serve `db`, let the scripted annotator judge `budget` items, stop the server; returns items judged."""
     import socket
 
@@ -123,7 +145,7 @@ def label_round(db: Path, budget: int, workdir: Path) -> int:
                     pass
             time.sleep(0.1)
         token = json.loads(tokens_file.read_text())["tokens"]["scripted"]
-        return annotate(url, token, budget)
+        return annotate(url, token, budget, score=lambda prompt, response: rule(response))
     finally:
         server.terminate()
         server.wait()
@@ -143,13 +165,13 @@ def describe(name: str, outcomes) -> str:
     return f"{name:<8} held-out accuracy {outcomes.mean():.3f}  95% CI [{low:.3f}, {high:.3f}]"
 
 
-def one_repeat(seed: int, args, workdir: Path) -> dict:
+def one_repeat(seed: int, args, workdir: Path, rule: Callable[[str], float]) -> dict:
     rng = random.Random(seed)
     texts = reviews(args.words)
     texts = rng.sample(texts, len(texts))
-    held_out = labelled(random_pairs(texts[:args.held_out_reviews], rng))
+    held_out = labelled(random_pairs(texts[:args.held_out_reviews], rng), rule)
     pool = distinct_pairs(texts[args.held_out_reviews:], args.seed_pairs + args.pool_pairs, rng)
-    seed_rows = labelled(pool[:args.seed_pairs])
+    seed_rows = labelled(pool[:args.seed_pairs], rule)
     seed_file = write_jsonl(workdir / "seed.jsonl", seed_rows)
     # unlabelled candidates: import keeps the texts and drops the order, so "chosen" here means nothing
     candidates = write_jsonl(workdir / "candidates.jsonl", [{"prompt": PROMPT, "chosen": a, "rejected": b}
@@ -162,7 +184,7 @@ def one_repeat(seed: int, args, workdir: Path) -> dict:
     for arm, order in [*arms, ("random", ["--order", "random"])]:
         db = workdir / f"{arm}.sqlite"
         run("label", "import", db, candidates, *order, "--seed", seed)
-        result[f"{arm}_judged"] = label_round(db, args.budget, workdir)
+        result[f"{arm}_judged"] = label_round(db, args.budget, workdir, rule)
         result[f"{arm}_ties"] = len(export_rows(Store(db))[1])  # judged but stating no preference: not trained on
         model = train(workdir / f"{arm}-rm", [seed_file, db], seed, args)
         outcomes[arm] = held_out_outcomes(model, held_out)
@@ -196,16 +218,25 @@ def main() -> int:
     parser.add_argument("--words", type=int, default=0,
                         help="cut every review to its first N words (0: whole reviews, which --max-length cuts, so "
                              "the model misses words the rule counts)")
+    parser.add_argument("--annotator", choices=["lexicon", "gold"], default="lexicon",
+                        help="the scripted annotator's hidden rule: the sentiment lexicon, or a gold reward model "
+                             "trained on the lexicon's labels (see step 1)")
+    parser.add_argument("--gold-model", type=Path, default=None,
+                        help="with --annotator gold: keep the gold model in this folder (trained there when absent, "
+                             "reused when present); default: a temporary folder")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--output", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results = []
-    for repeat in range(args.repeats):
-        print(f"--- repeat {repeat + 1}/{args.repeats} (seed {args.seed_base + repeat})", flush=True)
-        with tempfile.TemporaryDirectory(prefix="active-vs-random-") as tmp:
-            results.append(one_repeat(args.seed_base + repeat, args, Path(tmp)))
+    with tempfile.TemporaryDirectory(prefix="active-vs-random-gold-") as gold_tmp:
+        rule = sentiment if args.annotator == "lexicon" else \
+            gold_rule(reviews(args.words), args.gold_model or Path(gold_tmp) / "gold-rm", args)
+        for repeat in range(args.repeats):
+            print(f"--- repeat {repeat + 1}/{args.repeats} (seed {args.seed_base + repeat})", flush=True)
+            with tempfile.TemporaryDirectory(prefix="active-vs-random-") as tmp:
+                results.append(one_repeat(args.seed_base + repeat, args, Path(tmp), rule))
     def mean(values) -> float:
         values = list(values)
         return sum(values) / len(values)
