@@ -32,6 +32,7 @@ import csv
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,8 +83,9 @@ def labelled(pairs: list[tuple[str, str]], rule: Callable[[str], float] = sentim
     """The pairs the hidden rule decides, as train-rm rows (ties dropped, as the rule has no preference there)."""
     rows = []
     for a, b in pairs:
-        if rule(a) != rule(b):
-            chosen, rejected = (a, b) if rule(a) > rule(b) else (b, a)
+        score_a, score_b = rule(a), rule(b)
+        if score_a != score_b:
+            chosen, rejected = (a, b) if score_a > score_b else (b, a)
             rows.append({"prompt": PROMPT, "chosen": chosen, "rejected": rejected})
     return rows
 
@@ -209,9 +211,8 @@ def repeats_interval(differences: list[float]) -> str:
     from scipy.stats import t
 
     n = len(differences)
-    centre = sum(differences) / n
-    spread = (sum((d - centre) ** 2 for d in differences) / (n - 1)) ** 0.5
-    half = t.ppf(0.975, n - 1) * spread / n ** 0.5
+    centre = statistics.fmean(differences)
+    half = t.ppf(0.975, n - 1) * statistics.stdev(differences) / n ** 0.5
     return f" 95% CI over repeats [{centre - half:+.3f}, {centre + half:+.3f}]"
 
 
@@ -251,10 +252,7 @@ def main() -> int:
             print(f"--- repeat {repeat + 1}/{args.repeats} (seed {args.seed_base + repeat})", flush=True)
             with tempfile.TemporaryDirectory(prefix="active-vs-random-") as tmp:
                 results.append(one_repeat(args.seed_base + repeat, args, Path(tmp), rule))
-    def mean(values) -> float:
-        values = list(values)
-        return sum(values) / len(values)
-
+    mean = statistics.fmean
     print(f"=== over {len(results)} repeat(s): seed {mean(r['seed']['accuracy'] for r in results):.3f}, random "
           f"{mean(r['random']['accuracy'] for r in results):.3f}")
     for order in args.orders:
