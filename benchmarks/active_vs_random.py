@@ -5,7 +5,8 @@ more accurate on held-out pairs?
     python benchmarks/active_vs_random.py                 # 3 repeats, ~25 min on a 2-core CPU
     python benchmarks/active_vs_random.py --repeats 1 --orders margin bald --seed-ensemble 3 --words 130
     python benchmarks/active_vs_random.py --repeats 1 --orders margin bald --seed-ensemble 3 --words 130 \
-        --annotator gold
+        --annotator gold --output gold-2.json
+    python benchmarks/active_vs_random.py --combine gold-*.json   # the repeats of several runs, summarized together
 
 Data: IMDb reviews (../shared/data/imdb_sample/texts.csv, read in place) as responses to "Write a short movie
 review.", optionally cut to their first --words words. Each repeat (its own seed) splits them into held-out reviews
@@ -28,6 +29,7 @@ from random with its interval, and over the repeats the mean differences.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -147,7 +149,7 @@ def label_round(db: Path, budget: int, workdir: Path, rule: Callable[[str], floa
                     pass
             time.sleep(0.1)
         token = json.loads(tokens_file.read_text())["tokens"]["scripted"]
-        return annotate(url, token, budget, score=lambda prompt, response: rule(response))
+        return annotate(url, token, budget, score=lambda prompt, responses: [rule(r) for r in responses])
     finally:
         server.terminate()
         server.wait()
@@ -216,6 +218,31 @@ def repeats_interval(differences: list[float]) -> str:
     return f" 95% CI over repeats [{centre - half:+.3f}, {centre + half:+.3f}]"
 
 
+def combined(files: list[Path]) -> list[dict]:
+    """The repeats of several --output files, refused when two record different settings or share a repeat seed."""
+    results = [r for f in files for r in json.loads(f.read_text())]
+    settings = {json.dumps(r["settings"], sort_keys=True) for r in results if "settings" in r}
+    if len(settings) > 1:
+        raise SystemExit(f"--combine: the files were run with different settings: {' | '.join(sorted(settings))}")
+    seeds = [r["repeat_seed"] for r in results]
+    if len(set(seeds)) < len(seeds):
+        raise SystemExit(f"--combine: a repeat seed appears twice among {sorted(seeds)}")
+    return results
+
+
+def summarize(results: list[dict]) -> None:
+    mean = statistics.fmean
+    orders = [key.removesuffix("_minus_random") for key in results[0]
+              if key.endswith("_minus_random") and all(key in r for r in results)]  # the arms every repeat ran
+    print(f"=== over {len(results)} repeat(s): seed {mean(r['seed']['accuracy'] for r in results):.3f}, random "
+          f"{mean(r['random']['accuracy'] for r in results):.3f}")
+    for order in orders:
+        differences = [r[f"{order}_minus_random"]["difference"] for r in results]
+        print(f"    {order} {mean(r[order]['accuracy'] for r in results):.3f}; {order} - random "
+              f"{mean(differences):+.3f}{repeats_interval(differences)} (per repeat: "
+              f"{', '.join(f'{d:+.3f}' for d in differences)})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -242,28 +269,28 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--output", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None,
+                        help="run nothing: summarize over the repeats of these --output files together")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.combine:
+        summarize(combined(args.combine))
+        return 0
+    settings = {k: str(v) for k, v in vars(args).items() if k not in ("repeats", "seed_base", "output", "combine")}
     results = []
-    with tempfile.TemporaryDirectory(prefix="active-vs-random-gold-") as gold_tmp:
-        rule = sentiment if args.annotator == "lexicon" else \
-            gold_rule(reviews(args.words), args.gold_model or Path(gold_tmp) / "gold-rm", args)
+    with contextlib.ExitStack() as stack:
+        rule = sentiment
+        if args.annotator == "gold":
+            folder = args.gold_model or Path(stack.enter_context(tempfile.TemporaryDirectory())) / "gold-rm"
+            rule = gold_rule(reviews(args.words), folder, args)
         for repeat in range(args.repeats):
             print(f"--- repeat {repeat + 1}/{args.repeats} (seed {args.seed_base + repeat})", flush=True)
             with tempfile.TemporaryDirectory(prefix="active-vs-random-") as tmp:
-                results.append(one_repeat(args.seed_base + repeat, args, Path(tmp), rule))
-    mean = statistics.fmean
-    print(f"=== over {len(results)} repeat(s): seed {mean(r['seed']['accuracy'] for r in results):.3f}, random "
-          f"{mean(r['random']['accuracy'] for r in results):.3f}")
-    for order in args.orders:
-        differences = [r[f"{order}_minus_random"]["difference"] for r in results]
-        print(f"    {order} {mean(r[order]['accuracy'] for r in results):.3f}; {order} - random "
-              f"{mean(differences):+.3f}{repeats_interval(differences)} (per repeat: "
-              f"{', '.join(f'{d:+.3f}' for d in differences)})")
+                results.append({"settings": settings, **one_repeat(args.seed_base + repeat, args, Path(tmp), rule)})
+    summarize(results)
     if args.output:
         args.output.write_text(json.dumps(results, indent=1))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,25 +34,26 @@ def sentiment(text: str) -> int:
     return sum(w in POSITIVE for w in words) - sum(w in NEGATIVE for w in words)
 
 
-Score = Callable[[object, str], float]  # (prompt, response) -> how much the annotator likes the response
+Score = Callable[[object, list[str]], list[float]]  # (prompt, responses) -> how much the annotator likes each
 
 
-def lexicon_score(prompt, response: str) -> float:
-    """The default hidden rule: the response's sentiment, whatever the prompt."""
-    return sentiment(response)
+def lexicon_score(prompt, responses: list[str]) -> list[float]:
+    """The default hidden rule: each response's sentiment, whatever the prompt."""
+    return [sentiment(r) for r in responses]
 
 
 def reward_model_score(path: str) -> Score:
-    """A reward model (folder or preset; an ensemble folder scores as its members' mean) as the hidden rule."""
+    """A reward model (folder or preset; an ensemble folder scores as its members' mean) as the hidden rule. An item's
+    responses are scored in one batch."""
     from rewardkit.models.ensemble import load_reward_model
 
     model = load_reward_model(path)
-    return lambda prompt, response: float(model.score([prompt], [response])[0])
+    return lambda prompt, responses: [float(s) for s in model.score([prompt] * len(responses), responses)]
 
 
 def judge(item: dict, score: Score = lexicon_score):
     """The value the rule gives an item of the app's JSON API (`GET /api/next`)."""
-    scores = [score(item["prompt"], r) for r in item["responses"]]
+    scores = score(item["prompt"], item["responses"])
     if item["task"] == "pairs":
         return "A" if scores[0] > scores[1] else "B" if scores[1] > scores[0] else "tie"
     if item["task"] == "rankings":
