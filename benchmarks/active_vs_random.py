@@ -219,9 +219,10 @@ def repeats_interval(differences: list[float]) -> str:
 
 
 def combined(files: list[Path]) -> list[dict]:
-    """The repeats of several --output files, refused when two record different settings or share a repeat seed."""
+    """The repeats of several --output files, refused when two record different settings (or one records none) or
+    share a repeat seed."""
     results = [r for f in files for r in json.loads(f.read_text())]
-    settings = {json.dumps(r["settings"], sort_keys=True) for r in results if "settings" in r}
+    settings = {json.dumps(r.get("settings"), sort_keys=True) for r in results}  # null: an older file records none
     if len(settings) > 1:
         raise SystemExit(f"--combine: the files were run with different settings: {' | '.join(sorted(settings))}")
     seeds = [r["repeat_seed"] for r in results]
