@@ -293,5 +293,6 @@ def main() -> int:
         args.output.write_text(json.dumps(results, indent=1))
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -42,8 +42,8 @@ def test_reward_model_scores_an_items_responses_as_the_model_does(varied_bert_di
     from rewardkit.models.ensemble import load_reward_model
 
     prompt, responses = "Write a short movie review.", [GOOD, BAD, PLAIN]
-    alone = [float(load_reward_model(str(varied_bert_dir)).score([prompt], [r])[0]) for r in responses]
-    batched = reward_model_score(str(varied_bert_dir))(prompt, responses)
-    assert batched == pytest.approx(alone, abs=1e-4)  # padding in the batch changes no score
-    assert judge(item("rankings", *responses), reward_model_score(str(varied_bert_dir))) == \
-        sorted(range(3), key=lambda i: -alone[i])
+    model = load_reward_model(str(varied_bert_dir))
+    alone = [float(model.score([prompt], [r])[0]) for r in responses]
+    score = reward_model_score(str(varied_bert_dir))
+    assert score(prompt, responses) == pytest.approx(alone, abs=1e-4)  # padding in the batch changes no score
+    assert judge(item("rankings", *responses), score) == sorted(range(3), key=lambda i: -alone[i])
