@@ -21,9 +21,11 @@ prompt are compared). Then it:
    model (`--order margin --reward-model seed-rm`, ...), and one in random order (`--order random`);
 3. runs `rewardkit label` on each and lets the scripted annotator judge the first --budget items over HTTP;
 4. retrains from the same backbone on the seed pairs plus the database (`train-rm --data seed.jsonl labels.sqlite`);
-5. scores every model on the held-out pairs (those the rule does not call a tie).
-It prints each model's held-out accuracy with a 95% bootstrap interval, the paired difference of each active order
-from random with its interval, and over the repeats the mean differences.
+5. scores every model on the held-out reviews: accuracy on the held-out pairs (those the rule does not call a tie),
+   and on all pairs of held-out reviews the rule decides ("all pairs": 400 reviews make ~80,000 pairs instead of
+   200, so it measures the same thing with less noise).
+It prints each model's held-out accuracies with 95% bootstrap intervals (all pairs: resampling reviews), the paired
+difference of each active order from random with its interval, and over the repeats the mean differences.
 """
 
 from __future__ import annotations
@@ -43,13 +45,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 from scripted_annotator import annotate, sentiment  # noqa: E402
 
 from rewardkit.cli import main as rewardkit  # noqa: E402
-from rewardkit.eval.metrics import bootstrap_ci, pair_outcomes, paired_mean_difference  # noqa: E402
+from rewardkit.eval.metrics import (  # noqa: E402
+    PairedDifference,
+    bootstrap_ci,
+    bootstrap_statistic_ci,
+    pair_outcomes,
+    paired_mean_difference,
+    paired_statistic_difference,
+    pairwise_concordance,
+)
 from rewardkit.label.export import export_rows  # noqa: E402
 from rewardkit.label.store import Store  # noqa: E402
 
@@ -155,25 +166,45 @@ def label_round(db: Path, budget: int, workdir: Path, rule: Callable[[str], floa
         server.wait()
 
 
-def held_out_outcomes(model_dir: Path, pairs: list[dict]):
-    from rewardkit.models.ensemble import load_reward_model
+class HeldOut:
+    """The held-out reviews with the rule's scores, and their pairs (each review in one) that the rule decides."""
 
-    model = load_reward_model(str(model_dir))  # a seed ensemble scores as its members' mean
-    chosen = model.score([p["prompt"] for p in pairs], [p["chosen"] for p in pairs])
-    rejected = model.score([p["prompt"] for p in pairs], [p["rejected"] for p in pairs])
-    return pair_outcomes(chosen, rejected)
+    def __init__(self, texts: list[str], rng: random.Random, rule: Callable[[str], float]):
+        self.texts = texts
+        self.gold = np.array([rule(t) for t in texts])
+        self.pairs = labelled(random_pairs(texts, rng), rule)
+
+    def scores(self, model_dir: Path) -> np.ndarray:
+        from rewardkit.models.ensemble import load_reward_model
+
+        model = load_reward_model(str(model_dir))  # a seed ensemble scores as its members' mean
+        return np.asarray(model.score([PROMPT] * len(self.texts), self.texts), dtype=np.float64)
+
+    def pair_outcomes(self, scores: np.ndarray) -> np.ndarray:
+        by_text = dict(zip(self.texts, scores))
+        return pair_outcomes([by_text[p["chosen"]] for p in self.pairs], [by_text[p["rejected"]] for p in self.pairs])
+
+    def all_pairs(self, scores: np.ndarray) -> Callable[[np.ndarray], float]:
+        """All-pairs accuracy of the reviews at the given indices (a bootstrap resample of the reviews)."""
+        return lambda indices: pairwise_concordance(scores[indices], self.gold[indices])
 
 
-def describe(name: str, outcomes) -> str:
+def describe(name: str, outcomes, all_pairs: Callable[[np.ndarray], float], reviews: int) -> str:
     low, high = bootstrap_ci(outcomes)
-    return f"{name:<8} held-out accuracy {outcomes.mean():.3f}  95% CI [{low:.3f}, {high:.3f}]"
+    all_low, all_high = bootstrap_statistic_ci(all_pairs, reviews)
+    return (f"{name:<8} held-out accuracy {outcomes.mean():.3f}  95% CI [{low:.3f}, {high:.3f}];  all pairs "
+            f"{all_pairs(np.arange(reviews)):.3f}  [{all_low:.3f}, {all_high:.3f}]")
+
+
+def signed(difference: PairedDifference) -> str:
+    return f"{difference.difference:+.3f}  95% CI [{difference.ci95[0]:+.3f}, {difference.ci95[1]:+.3f}]"
 
 
 def one_repeat(seed: int, args, workdir: Path, rule: Callable[[str], float]) -> dict:
     rng = random.Random(seed)
     texts = reviews(args.words)
     texts = rng.sample(texts, len(texts))
-    held_out = labelled(random_pairs(texts[:args.held_out_reviews], rng), rule)
+    held_out = HeldOut(texts[:args.held_out_reviews], rng, rule)
     pool = distinct_pairs(texts[args.held_out_reviews:], args.seed_pairs + args.pool_pairs, rng)
     seed_rows = labelled(pool[:args.seed_pairs], rule)
     seed_file = write_jsonl(workdir / "seed.jsonl", seed_rows)
@@ -181,27 +212,33 @@ def one_repeat(seed: int, args, workdir: Path, rule: Callable[[str], float]) -> 
     candidates = write_jsonl(workdir / "candidates.jsonl", [{"prompt": PROMPT, "chosen": a, "rejected": b}
                                                             for a, b in pool[args.seed_pairs:]])
     seed_model = train(workdir / "seed-rm", [seed_file], seed, args, ensemble=args.seed_ensemble)
-    result = {"repeat_seed": seed, "seed_pairs": len(seed_rows), "held_out_pairs": len(held_out),
+    result = {"repeat_seed": seed, "seed_pairs": len(seed_rows), "held_out_pairs": len(held_out.pairs),
               "candidates": len(pool) - args.seed_pairs}
-    outcomes = {"seed": held_out_outcomes(seed_model, held_out)}
+    scores = {"seed": held_out.scores(seed_model)}
     arms = [(order, ["--order", order, "--reward-model", seed_model]) for order in args.orders]
     for arm, order in [*arms, ("random", ["--order", "random"])]:
         db = workdir / f"{arm}.sqlite"
         run("label", "import", db, candidates, *order, "--seed", seed)
         result[f"{arm}_judged"] = label_round(db, args.budget, workdir, rule)
         result[f"{arm}_ties"] = len(export_rows(Store(db))[1])  # judged but stating no preference: not trained on
-        model = train(workdir / f"{arm}-rm", [seed_file, db], seed, args)
-        outcomes[arm] = held_out_outcomes(model, held_out)
-    for name, values in outcomes.items():
-        result[name] = {"accuracy": float(values.mean()), "ci95": bootstrap_ci(values)}
+        scores[arm] = held_out.scores(train(workdir / f"{arm}-rm", [seed_file, db], seed, args))
+    reviews_held_out = len(held_out.texts)
+    for name, values in scores.items():
+        outcomes, all_pairs = held_out.pair_outcomes(values), held_out.all_pairs(values)
+        result[name] = {"accuracy": float(outcomes.mean()), "ci95": bootstrap_ci(outcomes),
+                        "all_pairs_accuracy": all_pairs(np.arange(reviews_held_out)),
+                        "all_pairs_ci95": bootstrap_statistic_ci(all_pairs, reviews_held_out)}
         ties = f"  ({result[f'{name}_judged']} judged, {result[f'{name}_ties']} ties)" if name != "seed" else \
             f"  ({len(seed_rows)} seed pairs)"
-        print(describe(name, values) + ties, flush=True)
+        print(describe(name, outcomes, all_pairs, reviews_held_out) + ties, flush=True)
     for order in args.orders:
-        difference = paired_mean_difference(outcomes[order], outcomes["random"])
+        difference = paired_mean_difference(held_out.pair_outcomes(scores[order]),
+                                            held_out.pair_outcomes(scores["random"]))
+        all_pairs = paired_statistic_difference(held_out.all_pairs(scores[order]), held_out.all_pairs(scores["random"]),
+                                                reviews_held_out)
         result[f"{order}_minus_random"] = difference.as_dict()
-        print(f"{order} - random: {difference.difference:+.3f}  95% CI [{difference.ci95[0]:+.3f}, "
-              f"{difference.ci95[1]:+.3f}]", flush=True)
+        result[f"{order}_minus_random_all_pairs"] = all_pairs.as_dict()
+        print(f"{order} - random: {signed(difference)};  all pairs {signed(all_pairs)}", flush=True)
     return result
 
 
@@ -242,6 +279,14 @@ def summarize(results: list[dict]) -> None:
         print(f"    {order} {mean(r[order]['accuracy'] for r in results):.3f}; {order} - random "
               f"{mean(differences):+.3f}{repeats_interval(differences)} (per repeat: "
               f"{', '.join(f'{d:+.3f}' for d in differences)})")
+        scored = [r for r in results if f"{order}_minus_random_all_pairs" in r]  # older files have no all-pairs figure
+        if scored:
+            differences = [r[f"{order}_minus_random_all_pairs"]["difference"] for r in scored]
+            print(f"    all pairs, {len(scored)} repeat(s): random "
+                  f"{mean(r['random']['all_pairs_accuracy'] for r in scored):.3f}, {order} "
+                  f"{mean(r[order]['all_pairs_accuracy'] for r in scored):.3f}; {order} - random "
+                  f"{mean(differences):+.3f}{repeats_interval(differences)} (per repeat: "
+                  f"{', '.join(f'{d:+.3f}' for d in differences)})")
 
 
 def main() -> int:

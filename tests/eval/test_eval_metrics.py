@@ -177,6 +177,16 @@ def test_roc_auc_counts_ties_half():
     assert math.isnan(M.roc_auc([0.1, 0.2], [1, 1]))
 
 
+def test_pairwise_concordance_by_hand():
+    # gold 3 > 2 > 1 = 1: five decided pairs (the two gold 1s are not one). Scores: a=.9 b=.5 c=.5 d=.7
+    # a>b right, a>c right, a>d right, b>c tie (half), b>d wrong; c, d undecided → (3 + 0.5) / 5
+    assert M.pairwise_concordance([0.9, 0.5, 0.5, 0.7], [3, 2, 1, 1]) == pytest.approx(0.7)
+    assert M.pairwise_concordance([1, 2, 3], [3, 2, 1]) == 0.0
+    assert math.isnan(M.pairwise_concordance([1, 2], [5, 5]))
+    scores, labels = [0.9, 0.4, 0.4, 0.1, 0.3], [1, 1, 0, 0, 1]  # 0/1 gold: the ROC AUC
+    assert M.pairwise_concordance(scores, labels) == pytest.approx(M.roc_auc(scores, labels))
+
+
 def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
     values = np.random.default_rng(4).random(300) < 0.7
     first = M.bootstrap_ci(values, seed=5)
