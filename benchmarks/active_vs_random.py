@@ -314,7 +314,7 @@ def main() -> int:
                              "reused when present); default: a temporary folder")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--output", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--output", type=Path, default=None, help="also write the figures as JSON here, after every repeat")
     parser.add_argument("--combine", type=Path, nargs="+", default=None,
                         help="run nothing: summarize over the repeats of these --output files together")
     args = parser.parse_args()
@@ -333,9 +333,9 @@ def main() -> int:
             print(f"--- repeat {repeat + 1}/{args.repeats} (seed {args.seed_base + repeat})", flush=True)
             with tempfile.TemporaryDirectory(prefix="active-vs-random-") as tmp:
                 results.append({"settings": settings, **one_repeat(args.seed_base + repeat, args, Path(tmp), rule)})
+            if args.output:  # after every repeat, so that an interrupted run keeps the repeats it finished
+                args.output.write_text(json.dumps(results, indent=1))
     summarize(results)
-    if args.output:
-        args.output.write_text(json.dumps(results, indent=1))
     return 0
 
 
