@@ -314,7 +314,8 @@ def main() -> int:
                              "reused when present); default: a temporary folder")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--output", type=Path, default=None, help="also write the figures as JSON here, after every repeat")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="also write the figures as JSON here, after every repeat")
     parser.add_argument("--combine", type=Path, nargs="+", default=None,
                         help="run nothing: summarize over the repeats of these --output files together")
     args = parser.parse_args()
