@@ -351,7 +351,8 @@ def pairwise_concordance(scores: Any, gold: Any) -> float:
     way as the gold, a tie in the scores counting half (as in `pairwise_accuracy`). With 0/1 gold it is `roc_auc`.
 
     It judges n items on all n(n−1)/2 pairs instead of n/2 disjoint ones, so a comparison of two models on the same
-    items is far less noisy. NaN when no two gold values differ.
+    items is far less noisy. NaN when no two gold values differ. It builds n × n matrices: for up to a few thousand
+    items.
     """
     scores, gold = _paired(scores, gold)
     gold_higher = gold[:, None] > gold[None, :]  # each decided pair once, oriented so the gold prefers the row item
