@@ -189,11 +189,10 @@ class HeldOut:
         return lambda indices: pairwise_concordance(scores[indices], self.gold[indices])
 
 
-def describe(name: str, outcomes, all_pairs: Callable[[np.ndarray], float], reviews: int) -> str:
-    low, high = bootstrap_ci(outcomes)
-    all_low, all_high = bootstrap_statistic_ci(all_pairs, reviews)
-    return (f"{name:<8} held-out accuracy {outcomes.mean():.3f}  95% CI [{low:.3f}, {high:.3f}];  all pairs "
-            f"{all_pairs(np.arange(reviews)):.3f}  [{all_low:.3f}, {all_high:.3f}]")
+def describe(name: str, figures: dict) -> str:
+    (low, high), (all_low, all_high) = figures["ci95"], figures["all_pairs_ci95"]
+    return (f"{name:<8} held-out accuracy {figures['accuracy']:.3f}  95% CI [{low:.3f}, {high:.3f}];  all pairs "
+            f"{figures['all_pairs_accuracy']:.3f}  [{all_low:.3f}, {all_high:.3f}]")
 
 
 def signed(difference: PairedDifference) -> str:
@@ -230,7 +229,7 @@ def one_repeat(seed: int, args, workdir: Path, rule: Callable[[str], float]) -> 
                         "all_pairs_ci95": bootstrap_statistic_ci(all_pairs, reviews_held_out)}
         ties = f"  ({result[f'{name}_judged']} judged, {result[f'{name}_ties']} ties)" if name != "seed" else \
             f"  ({len(seed_rows)} seed pairs)"
-        print(describe(name, outcomes, all_pairs, reviews_held_out) + ties, flush=True)
+        print(describe(name, result[name]) + ties, flush=True)
     for order in args.orders:
         difference = paired_mean_difference(held_out.pair_outcomes(scores[order]),
                                             held_out.pair_outcomes(scores["random"]))
