@@ -222,22 +222,21 @@ def one_repeat(seed: int, args, workdir: Path, rule: Callable[[str], float]) -> 
         result[f"{arm}_ties"] = len(export_rows(Store(db))[1])  # judged but stating no preference: not trained on
         scores[arm] = held_out.scores(train(workdir / f"{arm}-rm", [seed_file, db], seed, args))
     reviews_held_out = len(held_out.texts)
-    for name, values in scores.items():
-        outcomes, all_pairs = held_out.pair_outcomes(values), held_out.all_pairs(values)
-        result[name] = {"accuracy": float(outcomes.mean()), "ci95": bootstrap_ci(outcomes),
-                        "all_pairs_accuracy": all_pairs(np.arange(reviews_held_out)),
-                        "all_pairs_ci95": bootstrap_statistic_ci(all_pairs, reviews_held_out)}
+    outcomes = {name: held_out.pair_outcomes(values) for name, values in scores.items()}
+    all_pairs = {name: held_out.all_pairs(values) for name, values in scores.items()}
+    for name in scores:
+        result[name] = {"accuracy": float(outcomes[name].mean()), "ci95": bootstrap_ci(outcomes[name]),
+                        "all_pairs_accuracy": all_pairs[name](np.arange(reviews_held_out)),
+                        "all_pairs_ci95": bootstrap_statistic_ci(all_pairs[name], reviews_held_out)}
         ties = f"  ({result[f'{name}_judged']} judged, {result[f'{name}_ties']} ties)" if name != "seed" else \
             f"  ({len(seed_rows)} seed pairs)"
         print(describe(name, result[name]) + ties, flush=True)
     for order in args.orders:
-        difference = paired_mean_difference(held_out.pair_outcomes(scores[order]),
-                                            held_out.pair_outcomes(scores["random"]))
-        all_pairs = paired_statistic_difference(held_out.all_pairs(scores[order]), held_out.all_pairs(scores["random"]),
-                                                reviews_held_out)
+        difference = paired_mean_difference(outcomes[order], outcomes["random"])
+        all_pairs_difference = paired_statistic_difference(all_pairs[order], all_pairs["random"], reviews_held_out)
         result[f"{order}_minus_random"] = difference.as_dict()
-        result[f"{order}_minus_random_all_pairs"] = all_pairs.as_dict()
-        print(f"{order} - random: {signed(difference)};  all pairs {signed(all_pairs)}", flush=True)
+        result[f"{order}_minus_random_all_pairs"] = all_pairs_difference.as_dict()
+        print(f"{order} - random: {signed(difference)};  all pairs {signed(all_pairs_difference)}", flush=True)
     return result
 
 
@@ -274,16 +273,14 @@ def summarize(results: list[dict]) -> None:
     print(f"=== over {len(results)} repeat(s): seed {mean(r['seed']['accuracy'] for r in results):.3f}, random "
           f"{mean(r['random']['accuracy'] for r in results):.3f}")
     for order in orders:
-        differences = [r[f"{order}_minus_random"]["difference"] for r in results]
-        print(f"    {order} {mean(r[order]['accuracy'] for r in results):.3f}; {order} - random "
-              f"{mean(differences):+.3f}{repeats_interval(differences)} (per repeat: "
-              f"{', '.join(f'{d:+.3f}' for d in differences)})")
-        scored = [r for r in results if f"{order}_minus_random_all_pairs" in r]  # older files have no all-pairs figure
-        if scored:
-            differences = [r[f"{order}_minus_random_all_pairs"]["difference"] for r in scored]
-            print(f"    all pairs, {len(scored)} repeat(s): random "
-                  f"{mean(r['random']['all_pairs_accuracy'] for r in scored):.3f}, {order} "
-                  f"{mean(r[order]['all_pairs_accuracy'] for r in scored):.3f}; {order} - random "
+        for label, suffix in (("held-out pairs", ""), ("all pairs", "_all_pairs")):
+            scored = [r for r in results if f"{order}_minus_random{suffix}" in r]  # older files: no all-pairs figure
+            if not scored:
+                continue
+            differences = [r[f"{order}_minus_random{suffix}"]["difference"] for r in scored]
+            accuracy = "all_pairs_accuracy" if suffix else "accuracy"
+            print(f"    {label}, {len(scored)} repeat(s): random {mean(r['random'][accuracy] for r in scored):.3f}, "
+                  f"{order} {mean(r[order][accuracy] for r in scored):.3f}; {order} - random "
                   f"{mean(differences):+.3f}{repeats_interval(differences)} (per repeat: "
                   f"{', '.join(f'{d:+.3f}' for d in differences)})")
 
