@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict] = {
     "pool-response": {"pooling": "response"},
     "mean-epochs-2": {"pooling": "mean", "epochs": 2},
     "mean+lora-16": {"pooling": "mean", "lora_r": 16, "freeze_layers": 0, "learning_rate": 3e-4},
+    "mean+freeze-0": {"pooling": "mean", "freeze_layers": 0},
     "decorrelate": {"length_decorrelation": 1.0},
     "decorrelate-0.1": {"length_decorrelation": 0.1},
     "odin": {"length_head": True, "length_decorrelation": 1.0},
