@@ -191,6 +191,12 @@ def test_wrong_kind_points_to_the_right_loader(make_file):
     ('{"prompt": "p", "chosen": "c", "rejected": "r", "margin": NaN}', "'margin' must be a finite number"),
     ('{"prompt": "p", "chosen": "c", "rejected": "r", "margin": Infinity}', "'margin' must be a finite number"),
     ('{"prompt": "p", "chosen": "c", "rejected": "r", "margin": true}', "'margin' must be a number, got a boolean"),
+    pytest.param('{"prompt": "p", "chosen": "c", "rejected": "r", "margin": 1' + "0" * 400 + '}',
+                 "'margin' must be a finite number, got an integer too large for a float", id="integer-over-float"),
+    pytest.param('{"prompt": "p", "chosen": "c", "rejected": "r", "margin": 1' + "0" * 5000 + '}',
+                 "invalid JSON: Exceeds", id="integer-over-digit-limit"),
+    pytest.param('{"prompt": "p", "chosen": ' + "[" * 100000 + '}', "invalid JSON: maximum recursion depth",
+                 id="nesting-past-the-stack"),
     ('{"prompt": "p", "chosen": "c", "rejected": "r", "subset": 5}', "'subset' must be text"),
     ('{"prompt": "p", "chosen": "\\udc80", "rejected": "r"}', "lone surrogate"),
 ])
@@ -231,6 +237,10 @@ def test_broken_json_array_is_fatal_even_when_skipping(make_file):
     path = make_file("broken.json", text)
     with fails_at(path, 3, "invalid JSON: Expecting ',' delimiter (the rest of the file cannot be read)"):
         load_pairs(path, on_bad_record="skip")
+    for name, after in (("two_arrays.json", '[{"prompt": "d", "chosen": "e", "rejected": "f"}]'), ("junk.json", "x")):
+        more = make_file(name, '[\n {"prompt": "a", "chosen": "b", "rejected": "c"}\n]\n' + after)
+        with fails_at(more, 4, "invalid JSON: more data after the array"):  # never the first array alone
+            load_pairs(more)
     unclosed = make_file("unclosed.json", '[\n {"prompt": "a", "chosen": "b", "rejected": "c"}\n')
     with fails_at(unclosed, 2, "invalid JSON: the file ends before the array is closed"):
         load_pairs(unclosed)

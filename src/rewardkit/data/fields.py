@@ -107,7 +107,7 @@ class RowContext:
         if isinstance(value, str) and self.source.is_tabular:  # a list in a CSV cell is written as JSON
             try:
                 value = json.loads(value)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, or an integer or nesting past Python's limits
                 raise BadRecord(f"{self.field(role)} must be a JSON list in this CSV cell") from None
         if value is not None and not isinstance(value, (list, tuple)):
             raise BadRecord(f"{self.field(role)} must be a list, got {json_type(value)}")
@@ -183,6 +183,8 @@ def check_number(value: Any, field: str) -> float:
         number = float(value)
     except ValueError:
         raise BadRecord(f"{field} must be a number, got {value!r}") from None
+    except OverflowError:  # an integer beyond float's range
+        raise BadRecord(f"{field} must be a finite number, got an integer too large for a float") from None
     if not math.isfinite(number):
         raise BadRecord(f"{field} must be a finite number, got {value!r}")
     return number

@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,6 +290,9 @@ def _jsonl_rows(text: str, label: str, undecodable: dict[int, str], bad_record: 
         except json.JSONDecodeError as error:
             bad_record(location, f"invalid JSON: {error.msg} (column {error.colno})")
             continue
+        except (ValueError, RecursionError) as error:  # an integer past Python's digit limit; nesting past the stack
+            bad_record(location, f"invalid JSON: {error}")
+            continue
         problem = _object_problem(value, line)
         if problem:
             bad_record(location, problem)
@@ -304,7 +307,10 @@ def _json_rows(text: str, label: str, undecodable: dict[int, str],
     start = _WHITESPACE.match(text).end()
     lines = _LineCounter(text)
     if text[start] == "[":
-        yield from _json_array(text, start, label, undecodable, bad_record, decoder, lines)
+        end = yield from _json_array(text, start, label, undecodable, bad_record, decoder, lines)
+        rest = _WHITESPACE.match(text, end).end()
+        if rest < len(text):  # never read past the array silently: what follows would be lost
+            raise _json_error(label, lines.at(rest), undecodable, "invalid JSON: more data after the array")
         return
     if text[start] != "{":
         raise _json_error(label, lines.at(start), undecodable, f"expected a JSON array or object, got {text[start]!r}")
@@ -321,7 +327,9 @@ def _json_rows(text: str, label: str, undecodable: dict[int, str],
                            lines)
 
 
-def _json_array(text, start, label, undecodable, bad_record, decoder, lines) -> Iterator[tuple[Location, Row]]:
+def _json_array(text, start, label, undecodable, bad_record, decoder, lines) -> Generator[tuple[Location, Row], None,
+                                                                                        int]:
+    """The rows of the array opening at text[start]; returns the offset just past its closing bracket."""
     position = _WHITESPACE.match(text, start + 1).end()
     if position == len(text):
         raise _json_error(label, lines.at(len(text.rstrip())), undecodable,
@@ -336,7 +344,7 @@ def _json_array(text, start, label, undecodable, bad_record, decoder, lines) -> 
         if position < len(text) and text[position] == ",":
             position = _WHITESPACE.match(text, position + 1).end()
         elif position < len(text) and text[position] == "]":
-            return
+            return position + 1
         elif position == len(text):
             raise _json_error(label, lines.at(len(text.rstrip())), undecodable,
                               "invalid JSON: the file ends before the array is closed")
@@ -384,6 +392,8 @@ def _decode(decoder, text, position, label, lines, undecodable):
         return decoder.raw_decode(text, position)
     except json.JSONDecodeError as error:
         raise _json_error(label, lines.at(error.pos), undecodable, f"invalid JSON: {error.msg}") from None
+    except (ValueError, RecursionError) as error:  # an integer past Python's digit limit; nesting past the stack
+        raise _json_error(label, lines.at(position), undecodable, f"invalid JSON: {error}") from None
 
 
 def _json_error(label: str, line: int, undecodable: dict[int, str], reason: str) -> RewardkitError:
