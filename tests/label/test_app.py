@@ -64,6 +64,14 @@ def test_judging_through_the_form(setup):
     assert "Item 2" in client.get("/").text
     bad = client.post("/judge", data={"item_id": "2", "choice": "C"})
     assert bad.status_code == 422 and "choice must be one of" in bad.text and len(store.judgments()) == 1
+    assert "Item 2" in bad.text
+    for item_id in ("²", "9" * 30):
+        assert client.post("/judge", data={"item_id": item_id, "choice": "A"}).status_code == 422
+    assert client.get(f"/item/{10 ** 30}").status_code == 404
+    # a rejected revision shows the item being revised again, and leases no other
+    wrong = client.post("/judge", data={"item_id": "1", "choice": "C"})
+    assert wrong.status_code == 422 and "Item 1" in wrong.text and "revising your judgment" in wrong.text
+    assert not store.has_lease(store.annotator_for_token(tokens["ann"]).id, 3)
     client.post("/judge", data={"item_id": "2", "skip": "1"})
     assert "Item 3" in client.get("/").text
     # revising one's own judgment
@@ -117,6 +125,10 @@ def test_limits_and_cross_site_posts(setup):
     ann = bearer(tokens["ann"])
     assert client.post("/api/judgments", headers=ann, content=b"x" * 5000).status_code == 413
     assert client.post("/api/judgments", headers=ann, content=b"{bad").status_code == 400
+    for body in ({"item_id": 1, "value": "A", "reason": 5}, {"item_id": 1, "value": "A", "strength": 2.9},
+                 {"item_id": 10 ** 30, "value": "A"}):
+        assert client.post("/api/judgments", headers=ann, json=body).status_code in (404, 422), body
+    assert client.post("/api/judgments", headers=ann, content=b"[" * 4000).status_code == 400  # nesting past the stack
     assert client.post("/judge", headers=ann | {"Origin": "http://evil.example"},
                        data={"item_id": "1", "choice": "A"}).status_code == 403
     assert client.post("/judge", headers=ann | {"Sec-Fetch-Site": "cross-site"},

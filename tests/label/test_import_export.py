@@ -95,8 +95,10 @@ def test_export_majority_all_and_ties_then_train_rm_reads_the_database(tmp_path,
         (items[0].id, items[0].responses[0], ["ann", "bob", "cat"], {"A": 2, "B": 1}),
         (items[1].id, items[1].responses[1], ["ann", "bob", "cat"], {"B": 3})]
     ties = [json.loads(line) for line in (tmp_path / "out" / "labels.ties.jsonl").read_text().splitlines()]
-    assert ties == [{"prompt": items[2].prompt, "subset": "pairs", "responses": items[2].responses, "item_id": items[2].id,
-                     "judgments": {"ann": "A", "bob": "B", "cat": "tie"}}]
+    assert ties == [{"prompt": items[2].prompt, "subset": "pairs", "tied_responses": items[2].responses,
+                     "item_id": items[2].id, "judgments": {"ann": "A", "bob": "B", "cat": "tie"}}]
+    with pytest.raises(RewardkitError, match="labels.ties.jsonl:1"):  # a tie is never read back as a preference
+        load_pairs(str(tmp_path / "out" / "labels.ties.jsonl"))
     every, every_ties = export_rows(store, "all")
     assert len(every) == 8 and len(every_ties) == 1  # 9 judgments, one of them a tie
     assert [r["annotator"] for _, r in every[:3]] == ["ann", "bob", "cat"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 import pytest
@@ -64,7 +65,9 @@ def test_skip_hides_the_item_from_that_annotator_only(tmp_path):
     ("pairs", "C", None, "choice must be one of"), ("pairs", "tie", 2, "none for a tie"),
     ("pairs", "A", 4, "strength must be one of"), ("rankings", [0, 0, 1], None, "each of the 3"),
     ("ratings", 6, None, "from 1 to 5"), ("ratings", True, None, "from 1 to 5"), ("binary", 2, None, "1 \\(up\\)"),
-    ("binary", 1, 2, "only pairs judgments"),
+    ("binary", 1, 2, "only pairs judgments"), ("pairs", "A", 2.9, "strength must be one of"),
+    ("pairs", "A", True, "strength must be one of"), ("pairs", "A", "²", "strength must be one of"),
+    ("rankings", [1, "0", 2], None, "each of the 3"),
 ])
 def test_bad_values_are_refused(task, value, strength, problem):
     with pytest.raises(JudgmentError, match=problem):
@@ -93,3 +96,28 @@ def test_one_task_per_database_and_tokens_are_stored_hashed(tmp_path):
 def test_missing_database_is_a_one_line_error(tmp_path):
     with pytest.raises(RewardkitError, match="no such labelling database"):
         Store(tmp_path / "absent.sqlite")
+
+
+def test_reading_another_sqlite_file_refuses_it_and_leaves_it_untouched(tmp_path):
+    other = tmp_path / "other.sqlite"
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE t (x)")
+        db.commit()
+    before = other.read_bytes()
+    with pytest.raises(RewardkitError, match="not a labelling database .*tables t;"):
+        Store(other)
+    assert other.read_bytes() == before and not (tmp_path / "other.sqlite-wal").exists()
+    (tmp_path / "text.sqlite").write_text("not a database at all")
+    with pytest.raises(RewardkitError, match="not a labelling database"):
+        Store(tmp_path / "text.sqlite")
+
+
+def test_a_reason_must_be_text_and_ids_beyond_64_bits_name_no_item(tmp_path):
+    store = pairwise_store(tmp_path / "l.sqlite", n=1)
+    ann = store.annotator_for_token(store.add_annotator("ann")).id
+    store.next_item(ann, 60)
+    with pytest.raises(JudgmentError, match="a reason must be text, got a number"):
+        store.record(ann, 1, "A", reason=5)
+    assert store.item(10 ** 30) is None and store.item(0) is None
+    with pytest.raises(JudgmentError, match="no item"):
+        store.record(ann, 10 ** 30, "A")

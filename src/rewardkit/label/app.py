@@ -40,7 +40,7 @@ from rewardkit.eval.metrics import json_ready
 from rewardkit.label.agreement import agreement_report
 from rewardkit.label.render import escape, render_conversation
 from rewardkit.label.store import Annotator, Item, Judgment, Store
-from rewardkit.label.tasks import STRENGTH_NAMES, JudgmentError, task_named
+from rewardkit.label.tasks import STRENGTH_NAMES, JudgmentError, is_digits, task_named
 from rewardkit.serve.drain import DrainUnreadBody, drain_bound
 
 COOKIE = "rewardkit_label"
@@ -247,47 +247,46 @@ def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
         return bytes(body)
 
     # -- pages ---------------------------------------------------------------------------------------------------------
-    def labelling_page(who: Who, error: str | None = None, status: int = 200) -> HTMLResponse:
-        item = store.next_item(who.annotator.id, lease_seconds)
-        done = store.judged_by(who.annotator.id)
-        if item is None:
-            return HTMLResponse(done_page(who, done), status_code=status)
-        remaining = store.remaining_for(who.annotator.id)
-        return HTMLResponse(item_page(item, store.scale, who, None, remaining, done, error), status_code=status)
+    def item_response(who: Who, item: Item, current: Judgment | None, error: str | None = None,
+                      status: int = 200) -> HTMLResponse:
+        done, remaining = store.judged_by(who.annotator.id), store.remaining_for(who.annotator.id)
+        return HTMLResponse(item_page(item, store.scale, who, current, remaining, done, error), status_code=status)
 
     @app.get("/")
     def index(request: Request) -> HTMLResponse:
-        return labelling_page(annotator_of(request))
+        who = annotator_of(request)
+        item = store.next_item(who.annotator.id, lease_seconds)
+        if item is None:
+            return HTMLResponse(done_page(who, store.judged_by(who.annotator.id)))
+        return item_response(who, item, None)
 
     @app.get("/item/{item_id}")
     def revise(request: Request, item_id: int) -> HTMLResponse:
         who = annotator_of(request)
-        item, current = allowed_item(who, item_id)
-        done = store.judged_by(who.annotator.id)
-        return HTMLResponse(item_page(item, store.scale, who, current, store.remaining_for(who.annotator.id), done))
+        return item_response(who, *allowed_item(who, item_id))
 
     @app.post("/judge")
     async def judge(request: Request) -> Response:
         who = annotator_of(request)
         form = urllib.parse.parse_qs((await body_bytes(request)).decode("utf-8", "replace"), keep_blank_values=True)
         field = lambda name: (form.get(name) or [""])[0]  # noqa: E731
-        if not field("item_id").isdigit():
+        if not is_digits(field("item_id")) or len(field("item_id")) > 19:  # ids are 64-bit
             raise HTTPProblem(422, "item_id must be an item number")
         item_id = int(field("item_id"))
 
-        def save() -> None:
-            item, _ = allowed_item(who, item_id)
-            if field("skip"):
-                store.skip(who.annotator.id, item_id)
-                return
-            store.record(who.annotator.id, item_id, form_value(item, field("choice")), field("strength") or None,
-                         field("reason"))
+        def save() -> Response:
+            item, current = allowed_item(who, item_id)
+            try:
+                if field("skip"):
+                    store.skip(who.annotator.id, item_id)
+                else:
+                    store.record(who.annotator.id, item_id, form_value(item, field("choice")),
+                                 field("strength") or None, field("reason"))
+            except JudgmentError as exc:  # the same item again, with what was wrong: never another one
+                return item_response(who, item, current, str(exc), 422)
+            return RedirectResponse("/", status_code=303)
 
-        try:
-            await run_in_threadpool(save)
-        except JudgmentError as exc:
-            return await run_in_threadpool(labelling_page, who, str(exc), 422)
-        return RedirectResponse("/", status_code=303)
+        return await run_in_threadpool(save)
 
     @app.get("/mine")
     def mine(request: Request) -> HTMLResponse:
@@ -308,7 +307,7 @@ def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
     async def json_body(request: Request) -> dict:
         try:
             body = json.loads(await body_bytes(request))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON; digits or nesting past limits
             raise HTTPProblem(400, f"request body is not valid JSON: {exc}")
         if not isinstance(body, dict) or isinstance(body.get("item_id"), bool) or not isinstance(
                 body.get("item_id"), int):

@@ -45,8 +45,11 @@ def _judgment_row(item: Item, j: Judgment) -> dict | None:
 
 
 def _tie_row(item: Item, judgments: list[Judgment]) -> dict:
-    return _base(item) | {"responses": item.responses, "item_id": item.id,
-                          "judgments": {j.annotator: j.value for j in judgments}}
+    """A tie, for people to read: `tied_responses`, not `responses`, so that no reader takes it for a ranking."""
+    reasons = {j.annotator: j.reason for j in judgments if j.reason}
+    return _base(item) | {"tied_responses": item.responses, "item_id": item.id,
+                          "judgments": {j.annotator: j.value for j in judgments}} | ({"reasons": reasons} if reasons
+                                                                                     else {})
 
 
 def export_rows(store: Store, mode: str = "majority", min_judgments: int = 1,

@@ -18,17 +18,18 @@ free-text reason.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from rewardkit.data.readers import json_type
 from rewardkit.data.types import Prompt
 from rewardkit.errors import RewardkitError
 from rewardkit.label.tasks import TASKS, JudgmentError, task_named
@@ -149,6 +150,8 @@ class Store:
         if not create and not self.path.exists():
             raise RewardkitError(f"{self.path}: no such labelling database (create one with `rewardkit label import`)")
         self._local = threading.local()
+        if self.path.exists():
+            self._refuse_other_databases()
         self._connection().executescript(_SCHEMA)  # its own transaction (executescript commits first)
         with self._write() as db:
             version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -157,6 +160,19 @@ class Store:
             elif int(version[0]) != SCHEMA_VERSION:
                 raise RewardkitError(f"{self.path}: labelling database schema {version[0]}, this rewardkit reads "
                                      f"{SCHEMA_VERSION}")
+
+    def _refuse_other_databases(self) -> None:
+        """Fail on an existing file that is not a labelling database, before anything writes to it: reading one
+        (`train-rm --data other.sqlite`) must not add tables or switch its journal to WAL. An empty SQLite file
+        becomes one."""
+        try:
+            with contextlib.closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+                tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise RewardkitError(f"{self.path}: not a labelling database ({exc})") from None
+        if tables and "meta" not in tables:
+            raise RewardkitError(f"{self.path}: not a labelling database (it holds the tables "
+                                 f"{', '.join(sorted(tables))}; `rewardkit label import` makes one)")
 
     # -- connections and transactions ----------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -175,7 +191,7 @@ class Store:
             self._local.db = db
         return db
 
-    @contextmanager
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         db = self._connection()
         db.execute("BEGIN IMMEDIATE")
@@ -241,6 +257,8 @@ class Store:
         return added, len(items) - added
 
     def item(self, item_id: int) -> Item | None:
+        if not 0 < item_id < 2 ** 63:  # SQLite integers are 64-bit: a larger id names no item (and would overflow)
+            return None
         row = self._read().execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
         return _item(row, self.task) if row else None
 
@@ -325,6 +343,8 @@ class Store:
         if item is None:
             raise JudgmentError(f"no item {item_id}")
         value, strength = task_named(item.task).check_value(value, len(item.responses), self.scale, strength)
+        if reason is not None and not isinstance(reason, str):
+            raise JudgmentError(f"a reason must be text, got {json_type(reason)}")
         reason = (reason or "").strip() or None
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             raise JudgmentError(f"a reason holds at most {MAX_REASON_CHARS} characters, this one {len(reason)}")

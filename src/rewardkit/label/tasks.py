@@ -38,6 +38,11 @@ class JudgmentError(ValueError):
     """A judgment that does not fit its item (wrong choice, out-of-range rating, ...); the message says why."""
 
 
+def is_digits(text: str) -> bool:
+    """Only the digits 0-9: `str.isdigit` alone also takes superscripts and other digits that `int` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 # ------------------------------------------------------------------------------------------------ majority votes
 def pairwise_majority(votes: Sequence[str]) -> str:
     """"A", "B" or "tie" (including when A and B are equally frequent, or "tie" is the most frequent vote)."""
@@ -123,7 +128,7 @@ class LabelTask:
 
     def form_value(self, choice: str, n_responses: int) -> Any:
         """A form's `choice` (already stripped) as the value to store: a number, for the button forms."""
-        if not choice.lstrip("-").isdigit():
+        if not is_digits(choice.removeprefix("-")):
             raise JudgmentError(f"choose one of the buttons (got {choice!r})")
         return int(choice)
 
@@ -166,11 +171,9 @@ class PairsTask(LabelTask):
     def checked_strength(self, value, strength):
         if strength in (None, ""):
             return None
-        try:
-            level = int(strength)
-        except (TypeError, ValueError):
-            raise JudgmentError(f"strength must be one of {STRENGTHS}, got {strength!r}") from None
-        if level not in STRENGTHS or value == "tie":
+        # an int, or a form field's digits: never 2.9 truncated to 2, nor true taken for 1
+        level = {str(n): n for n in STRENGTHS}.get(strength) if isinstance(strength, str) else strength
+        if type(level) is not int or level not in STRENGTHS or value == "tie":
             raise JudgmentError(f"strength must be one of {STRENGTHS} (and none for a tie), got {strength!r}")
         return level
 
@@ -216,8 +219,8 @@ class RankingsTask(LabelTask):
     question = "Rank the responses, best first."
 
     def checked(self, value, n_responses, scale):
-        if not isinstance(value, list) or sorted(value) != list(range(n_responses)) or any(
-                isinstance(v, bool) or not isinstance(v, int) for v in value):
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value) or sorted(
+                value) != list(range(n_responses)):
             raise JudgmentError(f"a ranking must list each of the {n_responses} responses (0..{n_responses - 1}) "
                                 f"once, best first; got {value!r}")
         return list(value)
@@ -225,7 +228,7 @@ class RankingsTask(LabelTask):
     def form_value(self, choice, n_responses):
         """Response numbers typed 1-based, best first ("2 1 3"), as 0-based indices."""
         parts = choice.replace(",", " ").split()
-        if not all(p.isdigit() for p in parts):
+        if not all(is_digits(p) for p in parts):
             raise JudgmentError(f"type the response numbers best first, e.g. "
                                 f"{' '.join(str(i + 1) for i in range(n_responses))}")
         return [int(p) - 1 for p in parts]

@@ -189,7 +189,7 @@ async def _read_json(request: Request, limit: int) -> Any:
                                                       f"(--max-body-bytes)")
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON; digits or nesting past limits
         raise RequestError(400, "invalid", f"request body is not valid JSON: {exc}")
 
 
