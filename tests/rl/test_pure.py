@@ -122,9 +122,18 @@ def test_clipped_surrogate_by_hand():
     # A < 0: max(1.5, 1.2) = 1.5, max(0.75, 0.8) = 0.8 (clipped) -> mean 1.15
     assert close(out.loss, 1.15)
     assert close(out.clip_fraction, 0.5)
-    # approx KL (k3 of old vs new): mean over tokens of (1/ρ - 1 + log ρ)
-    expected_kl = ((1 / 1.5 - 1 + math.log(1.5)) + (1 / 0.75 - 1 + math.log(0.75))) / 2
+    # approx KL (k3 of KL(old ‖ new), tokens drawn from old): mean over tokens of (ρ - 1 - log ρ)
+    expected_kl = ((1.5 - 1 - math.log(1.5)) + (0.75 - 1 - math.log(0.75))) / 2
     assert close(out.approx_kl, expected_kl)
+
+
+def test_approx_kl_estimates_kl_of_old_to_new_without_bias():
+    old, new = torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.3, 0.4, 0.3])
+    tokens = torch.multinomial(old, 200_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    out = clipped_surrogate_loss(new.log()[tokens][None], old.log()[tokens][None], torch.zeros(1, len(tokens)),
+                                 torch.ones(1, len(tokens)), clip_eps=0.2)
+    exact = float((old * (old / new).log()).sum())  # 0.3446
+    assert abs(float(out.approx_kl) - exact) < 0.01
 
 
 def test_value_loss_clipped_and_not():

@@ -53,7 +53,8 @@ def clipped_surrogate_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, a
     loss = aggregate(torch.maximum(unclipped, clipped), mask, aggregation)
     with torch.no_grad():
         clip_fraction = aggregate((clipped > unclipped).float(), mask, aggregation)
-        approx_kl = aggregate(torch.exp(-log_ratio) - 1 + log_ratio, mask, aggregation)
+        # the tokens were sampled from the old policy: k3 of KL(old ‖ new) is ρ - 1 - log ρ with ρ = new / old
+        approx_kl = aggregate(ratio - 1 - log_ratio, mask, aggregation)
     return SurrogateLoss(loss, clip_fraction, approx_kl)
 
 
