@@ -75,11 +75,12 @@ class SharedReward:
         return tuple(sorted(tokens, key=len, reverse=True))
 
     def score(self, prompts: Sequence[Any], responses: Sequence[str],
-              references: Sequence[Any] | None = None) -> ScoredBatch:
-        if not self.needs_reference:
-            references = None
+              labels: Sequence[Any] | None = None) -> ScoredBatch:
+        """The rewards of the responses; `labels` (a framework's label column, any type) become references only
+        when the reward compares to references: a reward that needs none ignores them, whatever they hold."""
+        references = [as_reference(v) for v in labels] if labels is not None and self.needs_reference else None
         with self._lock:
-            total = self.reward(list(prompts), list(responses), None if references is None else list(references))
+            total = self.reward(list(prompts), list(responses), references)
             components = {name: [float(v) for v in values.tolist()]
                           for name, values in getattr(self.reward, "last_components", {}).items()}
         return ScoredBatch([float(v) for v in total.tolist()], components)
@@ -176,12 +177,12 @@ def as_response(completion: Any) -> str:
 def as_reference(value: Any) -> str | list[str] | None:
     """A reference from a framework's label column: text, several texts (list, tuple or numpy array), or a number
     (verl's math answers), which becomes its text."""
+    if hasattr(value, "tolist"):  # numpy arrays and scalars (labels read back from parquet)
+        value = value.tolist()
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    if hasattr(value, "tolist"):
-        value = value.tolist()
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     raise RewardkitError(f"a reference is text or a list of texts, got {type(value).__name__}: {value!r:.120}")

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from rewardkit.errors import RewardkitError
-from rewardkit.integrations.common import as_reference, configured_source, shared_reward
+from rewardkit.integrations.common import configured_source, shared_reward
 
 
 def _strip_leading_special(text: str, special: Sequence[str]) -> str:
@@ -93,8 +93,7 @@ def make_reward_func(source: Any, tokenizer: Any = None) -> Callable[..., dict]:
                     **kwargs: Any) -> dict:
         given = list(prompts) if prompts is not None else [None] * len(queries)
         split = [split_query(q, p, special) for q, p in zip(queries, given)]
-        references = [as_reference(label) for label in labels] if labels is not None else None
-        scored = reward.score([p for p, _, _ in split], [r for _, r, _ in split], references)
+        scored = reward.score([p for p, _, _ in split], [r for _, r, _ in split], labels)
         rewards = torch.tensor(scored.scores, dtype=torch.float32)
         extra_logs = {name: torch.tensor(values, dtype=torch.float32) for name, values in scored.components.items()}
         extra_logs["rm_prompt_split"] = torch.tensor([float(found) for _, _, found in split])

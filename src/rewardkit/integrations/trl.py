@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from rewardkit.errors import RewardkitError
-from rewardkit.integrations.common import SharedReward, as_prompt, as_reference, as_response, shared_reward
+from rewardkit.integrations.common import SharedReward, as_prompt, as_response, shared_reward
 
 REFERENCE_COLUMNS = ("reference", "references", "solution", "ground_truth", "answer")
 
@@ -46,7 +46,7 @@ class TRLReward:
         values = list(columns[column])
         if len(values) != count:
             raise RewardkitError(f"column {column!r} has {len(values)} values for {count} completions")
-        return [as_reference(v) for v in values]
+        return values
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
                  **kwargs: Any) -> list[float]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from rewardkit.errors import RewardkitError
-from rewardkit.integrations.common import (SharedReward, as_prompt, as_reference, configured_source, shared_reward,
+from rewardkit.integrations.common import (SharedReward, as_prompt, configured_source, shared_reward,
                                            warn_once)
 
 PROMPT_KEY = "prompt"
@@ -51,7 +51,7 @@ def _score_rows(reward: SharedReward, solution_strs: Sequence[str], ground_truth
         if not isinstance(solution, str):
             raise RewardkitError(f"solution_str {j} is {type(solution).__name__}, not text")
     prompts = [_prompt_of(info, prompt_key) for info in extra_infos]
-    scored = reward.score(prompts, list(solution_strs), [as_reference(g) for g in ground_truths])
+    scored = reward.score(prompts, list(solution_strs), list(ground_truths))
     return scored.rows() if components else scored.scores
 
 
