@@ -142,6 +142,30 @@ def test_a_backbone_that_cannot_pack_trains_on_padded_batches():
     assert "row_lengths" not in rm.collate_groups(groups)  # checked once
 
 
+def test_a_sliding_window_shorter_than_max_length_keeps_batches_padded():
+    from transformers import AutoTokenizer, MistralConfig, MistralForSequenceClassification
+
+    from rewardkit.models import RewardModel
+    from rewardkit.models.presets import resolve_tokenizer_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer_path("smollm2-135m"))
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           num_key_value_heads=1, intermediate_size=64, num_labels=1, sliding_window=8,
+                           pad_token_id=tokenizer.pad_token_id)
+    rm = RewardModel(MistralForSequenceClassification(config), tokenizer, max_length=128)
+    # short texts pass a packed-against-padded check (the window never binds), long ones would not: packing stays off
+    short = [[rm.encode("Hi", r) for r in ("a", "b")]]
+    with pytest.warns(UserWarning, match="sliding window of 8 tokens"):
+        assert "row_lengths" not in rm.collate_groups(short)
+    long = [[rm.encode(PROMPTS[1], r) for r in RESPONSES[1]]]
+    texts = [e for g in long for e in g]
+    with torch.no_grad():
+        torch.testing.assert_close(rm.score_encoded(texts), rm(**rm.collate(texts)), atol=1e-5, rtol=1e-4)
+    rm.max_length = 8  # a window no text can outgrow does not bind
+    assert rm._binding_sliding_window() is None
+
+
 def test_group_length_is_the_attention_row_width(llama, bert):
     pair = [llama.encode(PROMPTS[0], r) for r in RESPONSES[0]]
     k = shared_prefix_length([e.input_ids for e in pair])

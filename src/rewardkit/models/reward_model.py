@@ -662,9 +662,24 @@ class RewardModel(nn.Module):
     def _attention_weight(self) -> float:
         return packing.attention_weight(self.model)
 
+    def _binding_sliding_window(self) -> int | None:
+        """The backbone's sliding attention window when texts of max_length can outgrow it (Mistral, Gemma 2/3,
+        Qwen2 with use_sliding_window), else None."""
+        config = self.model.config
+        window = getattr(config, "sliding_window", None)
+        if not window or getattr(config, "use_sliding_window", True) is False:
+            return None
+        return window if window < self.max_length else None
+
     def _packing_works(self, groups: Sequence[Sequence[Encoded]]) -> bool:
         """Packing needs a backbone whose attention goes through transformers' attention registry and that takes
         explicit positions. Checked once, on the first batch, against the padded forward; left off if they differ."""
+        if self._packing_ok is None and (window := self._binding_sliding_window()):
+            # packed rows attend in full; a first batch of short texts would pass the check and hide that
+            self._packing_ok = False
+            warnings.warn(f"rewardkit: {type(self.model).__name__} attends through a sliding window of {window} "
+                          f"tokens, shorter than max_length {self.max_length}; training on padded batches (slower)",
+                          stacklevel=2)
         if self._packing_ok is None:
             sample = [list(group)[:3] for group in groups[:2]]
             was_training = self.model.training
