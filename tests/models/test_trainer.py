@@ -224,9 +224,11 @@ def test_resumed_early_stopping_still_ends_with_the_best_weights(tmp_path, tiny_
 
 
 def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_bert_dir):
-    data = write_pairs(tmp_path / "pairs.jsonl", n=64)
+    # 63 pairs: 57 to train on, 7 batches of 8 and a last one of 1, which leaves the second process without an
+    # example: it must still take part in the step (a zero-loss backward), or the processes' all-reduces misalign
+    data = write_pairs(tmp_path / "pairs.jsonl", n=63)
     common = ["--model", str(tiny_bert_dir), "--data", str(data), "--max-length", "64", "--batch-size", "8",
-              "--learning-rate", "1e-3", "--max-steps", "4", "--save-every", "0", "--no-progress",
+              "--learning-rate", "1e-3", "--epochs", "1", "--save-every", "0", "--no-progress",
               "--no-tensorboard", "--num-threads", "1"]
     one = run_cli("train-rm", *common, "--output-dir", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
@@ -235,12 +237,12 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_bert_dir):
                           "--master-port", str(29500 + os.getpid() % 1000), "-m", "rewardkit.cli", "train-rm",
                           *common, "--save-every", "2", "--keep-checkpoints", "1", "--output-dir",
                           str(tmp_path / "two")],
-                         capture_output=True, text=True, timeout=240, env=env, cwd=REPO)
+                         capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
     assert two.returncode == 0, two.stderr[-3000:]
     summary = json.loads((tmp_path / "two" / "train_summary.json").read_text())
-    assert summary["processes"] == 2
+    assert summary["processes"] == 2 and summary["steps"] == 8 and summary["train_examples"] == 57
     # the checkpoint holds each process's RNG state, so that a resume on 2 processes replays both streams
-    assert len(torch.load(tmp_path / "two" / "checkpoints" / "step-2" / "rng.pt", weights_only=True)) == 2
+    assert len(torch.load(tmp_path / "two" / "checkpoints" / "step-6" / "rng.pt", weights_only=True)) == 2
     assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
 
 
@@ -262,6 +264,11 @@ def test_cli_user_errors_are_one_line_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(error_lines) == 1 and f"{bad}:2" in error_lines[0]
+    good = write_pairs(tmp_path / "good.jsonl", n=8)
+    no_validation = run_cli("train-rm", "--data", str(good), "--val-fraction", "0", "--early-stopping-patience", "2",
+                            "--output-dir", str(tmp_path / "o"), timeout=120)
+    assert no_validation.returncode == 2 and "Traceback" not in no_validation.stderr
+    assert "--early-stopping-patience needs validation data" in no_validation.stderr
 
 
 def test_minilm_trains_a_few_steps_on_real_hh_pairs(tmp_path, shared_data):

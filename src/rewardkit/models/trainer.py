@@ -137,6 +137,9 @@ class RewardModelTrainer:
             train_records, val_records = train_val_split(records, cfg.val_fraction, seed=cfg.seed)
         if not train_records:
             raise RewardkitError(f"no training records in {', '.join(cfg.data)}")
+        if cfg.early_stopping_patience and not val_records:  # it would stop after `patience` evaluations of nothing
+            raise RewardkitError("--early-stopping-patience needs validation data: give --val-data, or a "
+                                 "--val-fraction above 0")
         return train_records, val_records
 
     def _prepare_data(self, train_records: list, val_records: list):
@@ -253,9 +256,15 @@ class RewardModelTrainer:
         odin = acc.unwrap_model(model).length_head is not None
         totals = torch.zeros(3)
         micro_batches = shard(batch, self.rank, self.world, cfg.gradient_accumulation_steps)
+        # A last batch smaller than the process count leaves some process without an example. It still runs one
+        # forward and backward, on another's example with weight 0, so that its gradient all-reduce meets the others'
+        # (skipping it would hang them) and adds nothing.
+        idle = not micro_batches
+        if idle:
+            micro_batches = [batch[:1]]
         for i, micro in enumerate(micro_batches):
             examples = [self.train_examples[j] for j in micro]
-            share = len(examples) * self.world / len(batch)
+            share = 0.0 if idle else len(examples) * self.world / len(batch)
             last = i == len(micro_batches) - 1
             with acc.no_sync(model) if not last and self.world > 1 else contextlib.nullcontext():
                 with self.placement.autocast():  # the packing check, made on the first batch, in the same precision
@@ -265,7 +274,7 @@ class RewardModelTrainer:
                 # ODIN fits the labels with both heads together; only `rewards` is the saved model's reward
                 scores = rewards + length_rewards if odin else rewards
                 losses = self.task.loss(scores, examples)
-                objective = losses.sum() * self.world / len(batch)
+                objective = losses.sum() * (share / len(examples))
                 decorrelation = torch.zeros(())
                 if cfg.length_decorrelation:
                     lengths = torch.tensor([len(t.input_ids) - t.response_start for e in examples for t in e.encoded],
@@ -276,8 +285,9 @@ class RewardModelTrainer:
                             *acc.unwrap_model(model).head_weights())
                     objective = objective + cfg.length_decorrelation * decorrelation * share
                 acc.backward(self.scaler.scale(objective))
-            totals += torch.stack([losses.detach().sum(), self.task.correct(scores.detach(), examples).sum(),
-                                   decorrelation.detach().cpu() * len(examples)]).cpu()
+            if not idle:
+                totals += torch.stack([losses.detach().sum(), self.task.correct(scores.detach(), examples).sum(),
+                                       decorrelation.detach().cpu() * len(examples)]).cpu()
         if self.world > 1:
             totals = acc.reduce(totals.to(acc.device), reduction="sum").cpu()
         return float(totals[0]) / len(batch), float(totals[1]) / len(batch), float(totals[2]) / len(batch)
