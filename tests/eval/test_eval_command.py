@@ -237,6 +237,26 @@ def test_data_at_validation_uses_the_trainers_split(tiny_bert_dir, tmp_path, cap
     assert datasets["pairs"]["n"] == len(PAIRS)
 
 
+@pytest.mark.parametrize("split_feedback", ["pairs", "rankings"])
+def test_rankings_at_validation_hold_the_prompts_train_rm_held_out(tmp_path, split_feedback):
+    from rewardkit.data import load_records, train_val_split
+    from rewardkit.eval.command import side_of_split
+
+    # groups of 2 to 6 responses imply 1 to 15 pairs: splitting groups or their pairs fills the count differently
+    rows = [{"prompt": f"question {i}", "responses": [f"answer {i}.{j}" for j in range(2 + i % 5)]} for i in range(40)]
+    data = str(write_jsonl(tmp_path / "ranked.jsonl", rows))
+    trained_as = load_records(data, kind=split_feedback)  # what train-rm --feedback split_feedback read
+    held_out = {r.prompt for r in train_val_split(trained_as, 0.2, seed=1)[1]}
+    cfg = EvalConfig(paths=["m", data], val_fraction=0.2, seed=1, split_feedback=split_feedback)
+    groups = load_records(data)
+    validation = side_of_split(data, groups, "validation", cfg)
+    train = side_of_split(data, groups, "train", cfg)
+    assert {g.prompt for g in validation} == held_out and not held_out & {g.prompt for g in train}
+    assert len(validation) + len(train) == len(groups)
+    if split_feedback == "pairs":  # splitting the groups themselves would have held out other prompts
+        assert {r.prompt for r in train_val_split(groups, 0.2, seed=1)[1]} != held_out
+
+
 def test_split_side_suffix(tmp_path):
     assert split_side("data/hh@validation") == ("data/hh", "validation")
     assert split_side("data/hh@val") == ("data/hh", "validation")
@@ -256,6 +276,19 @@ def test_arguments_tell_models_from_data(tiny_bert_dir, shared_data):
         split_arguments([str(tiny_bert_dir)])
     with pytest.raises(RewardkitError, match="is a model"):
         split_arguments([str(tiny_bert_dir), str(tiny_bert_dir)])
+
+
+def test_a_model_giving_nan_rewards_is_an_error_not_a_figure(tmp_path, capsys):
+    import torch
+
+    model = build_tiny_reward_model("bert")
+    with torch.no_grad():
+        model.model.classifier.bias.fill_(float("nan"))
+    model.save_pretrained(tmp_path / "broken")
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    with pytest.raises(RewardkitError, match=f"model 1 gave {2 * len(PAIRS)} non-finite reward\\(s\\) on pairs, "
+                                             f"the first for .*pairs.jsonl:1"):
+        run(capsys, tmp_path / "broken", data, "--no-progress")
 
 
 def test_user_errors_are_one_line(tiny_bert_dir, tmp_path, capsys):

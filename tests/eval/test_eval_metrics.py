@@ -177,6 +177,19 @@ def test_roc_auc_counts_ties_half():
     assert math.isnan(M.roc_auc([0.1, 0.2], [1, 1]))
 
 
+def test_roc_curve_steps_once_per_distinct_score_and_its_area_is_the_auc():
+    # scores .9 (pos), .4 (pos, neg), .1 (neg): points after .9, after both .4s, after .1
+    fpr, tpr = M.roc_curve([0.9, 0.4, 0.4, 0.1], [1, 1, 0, 0])
+    assert fpr.tolist() == [0.0, 0.0, 0.5, 1.0] and tpr.tolist() == [0.0, 0.5, 1.0, 1.0]
+    for labels in ([1, 1, 0, 0], [0, 0, 1, 1]):  # all scores tied: the diagonal, whatever the order of the labels
+        fpr, tpr = M.roc_curve([5, 5, 5, 5], labels)
+        assert fpr.tolist() == [0.0, 1.0] and tpr.tolist() == [0.0, 1.0]
+    rng = np.random.default_rng(0)
+    scores, labels = rng.integers(0, 5, 200), rng.integers(0, 2, 200)
+    fpr, tpr = M.roc_curve(scores, labels)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(M.roc_auc(scores, labels))
+
+
 def test_pairwise_concordance_by_hand():
     # gold 3 > 2 > 1 = 1: five decided pairs (the two gold 1s are not one). Scores: a=.9 b=.5 c=.5 d=.7
     # a>b right, a>c right, a>d right, b>c tie (half), b>d wrong; c, d undecided → (3 + 0.5) / 5

@@ -26,7 +26,7 @@ def train_val_split(records: Sequence[R], val_fraction: float = 0.1, seed: int =
         raise RewardkitError(f"val_fraction must be in [0, 1), got {val_fraction}")
     groups: dict[str, list[int]] = {}
     for index, record in enumerate(records):
-        groups.setdefault(_group_key(record), []).append(index)
+        groups.setdefault(split_group_key(record), []).append(index)
     target = max(1, round(val_fraction * len(records))) if val_fraction > 0 else 0
     if target and len(groups) < 2:
         raise RewardkitError(f"cannot split {len(records)} record(s) sharing {len(groups)} prompt(s) into train and "
@@ -45,7 +45,7 @@ def train_val_split(records: Sequence[R], val_fraction: float = 0.1, seed: int =
     return train, validation
 
 
-def _group_key(record) -> str:
+def split_group_key(record) -> str:
     if record.prompt:
         return prompt_key(record.prompt)
     text = getattr(record, "response", None) or getattr(record, "chosen", None) or "".join(record.responses)

@@ -73,6 +73,10 @@ class EvalConfig(DeviceOptions):
     val_fraction: float = option(0.1, "share of records on the validation side for DATA@validation (as in train-rm)")
     seed: int = option(0, "seed of the DATA@validation split (as in train-rm), of --limit sampling and of bootstrap "
                           "resampling")
+    split_feedback: str = option("pairs", "for DATA@validation of ranking data, the --feedback train-rm read it with: "
+                                          "pairs (its default) split the pairs each ranking implies, rankings the "
+                                          "rankings; either way the sides hold the prompts train-rm's sides held",
+                                 choices=("pairs", "rankings"))
     bootstrap_resamples: int = option(1000, "bootstrap resamples for the 95 percent intervals")
     calibration_bins: int = option(10, "equal-width probability bins for ECE and the reliability diagram")
     binary_threshold: float = option(0.0, "thumbs-up data: predict thumbs up when reward > this (0 is σ(reward) > "
@@ -142,12 +146,11 @@ def dataset_name(path: str, side: str | None, taken: set[str]) -> str:
 # ------------------------------------------------------------------------------------------------------------ data
 
 def load_dataset(path: str, side: str | None, name: str, cfg: EvalConfig) -> Dataset:
-    from rewardkit.data import load_records, train_val_split
+    from rewardkit.data import load_records
 
     records = load_records(path, on_bad_record=cfg.on_bad_record)
     if records and side is not None:
-        train, validation = train_val_split(records, cfg.val_fraction, cfg.seed)
-        records = validation if side == "validation" else train
+        records = side_of_split(path, records, side, cfg)
     if not records:
         raise RewardkitError(f"{path}: no records to evaluate")
     kinds = {kind_of(r).name for r in records}
@@ -162,6 +165,22 @@ def load_dataset(path: str, side: str | None, name: str, cfg: EvalConfig) -> Dat
         records = [records[i] for i in keep]
     sources = sorted({str(r.source.file) for r in records if r.source is not None})
     return Dataset(name, kind, records, sources)
+
+
+def side_of_split(path: str, records: list, side: str, cfg: EvalConfig) -> list:
+    """The records whose prompts train-rm put on `side` of its split of `path`. train-rm splits records as it reads
+    them, and it reads a ranking as the pairs it implies unless given --feedback rankings. A split fills a count of
+    records, so splitting the rankings themselves would put other prompts on each side: the split is made on what
+    train-rm read, and the records are taken by prompt."""
+    from rewardkit.data import load_records, train_val_split
+    from rewardkit.data.split import split_group_key
+
+    basis = records
+    if kind_of(records[0]).name == "rankings" and cfg.split_feedback == "pairs":
+        basis = load_records(path, kind="pairs", on_bad_record=cfg.on_bad_record)
+    train, validation = train_val_split(basis, cfg.val_fraction, cfg.seed)
+    prompts = {split_group_key(r) for r in (validation if side == "validation" else train)}
+    return [r for r in records if split_group_key(r) in prompts]
 
 
 # --------------------------------------------------------------------------------------------------------- scoring
@@ -187,6 +206,7 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
             length_scores.append(kind.arrange(length_rewards, records))
         else:
             length_scores.append(None)
+        _refuse_non_finite(scores, records, wanted, data.name, m)
         if scores.ndim == 2:  # an ensemble's members: its reward is their mean
             disagreement.append(kind.disagreement(scores, records))
             scores = scores.mean(axis=0)
@@ -196,6 +216,20 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
     return ScoredDataset(data.name, kind, [r.subset for r in records], kind.arrange(lengths, records),
                          [kind.arrange(scores, records) for scores in all_scores], targets=kind.targets(records),
                          sources=data.sources, disagreement=disagreement, length_scores=length_scores)
+
+
+def _refuse_non_finite(scores, records: list, wanted: list, dataset: str, model_index: int) -> None:
+    """Stop on NaN or infinite rewards: every metric would count them differently (a lost pair, the highest score,
+    a crash), and they mean the model is broken, not that it is wrong."""
+    import numpy as np
+
+    bad = ~np.isfinite(scores).all(axis=0) if scores.ndim == 2 else ~np.isfinite(scores)
+    if bad.any():
+        owners = [record for record, (texts, _) in zip(records, wanted) for _ in texts]
+        first = owners[int(np.argmax(bad))].source
+        raise RewardkitError(f"model {model_index + 1} gave {int(bad.sum())} non-finite reward(s) on {dataset}"
+                             + (f", the first for {first}" if first is not None else "")
+                             + "; its weights may hold NaN or inf")
 
 
 # --------------------------------------------------------------------------------------------------------- figures

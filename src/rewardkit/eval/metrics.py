@@ -346,6 +346,18 @@ def roc_auc(scores: Any, labels: Any) -> float:
     return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def roc_curve(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rates, true-positive rates) from (0, 0) to (1, 1), one point per distinct score (cutting
+    between tied scores would depend on their order), so the area under the curve is `roc_auc`."""
+    scores, labels = _paired(scores, labels)
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    last_of_tie = np.r_[ranked[1:] != ranked[:-1], True] if len(ranked) else np.zeros(0, dtype=bool)
+    positives = np.cumsum(labels[order] == 1)[last_of_tie] / max(int((labels == 1).sum()), 1)
+    negatives = np.cumsum(labels[order] == 0)[last_of_tie] / max(int((labels == 0).sum()), 1)
+    return np.r_[0.0, negatives], np.r_[0.0, positives]
+
+
 def pairwise_concordance(scores: Any, gold: Any) -> float:
     """Pairwise accuracy over every pair of items whose gold values differ: the fraction the scores order the same
     way as the gold, a tie in the scores counting half (as in `pairwise_accuracy`). With 0/1 gold it is `roc_auc`.

@@ -125,8 +125,7 @@ def plot_reliability(data: ScoredDataset, entry: dict, model_names: list[str], t
                     color=MODEL_COLORS[m], alpha=1.0 if style == "-" else 0.55,
                     label=f"{label}: ECE {d.ece:.3f}")
         ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_aspect("equal")
+        ax.set_ylim(0, 1)  # no equal aspect: it would shrink this panel against the counts' shared x axis below
         ax.set_ylabel("how often that answer was preferred")
         ax.set_title(name)
         ax.legend(frameon=False, fontsize=8, loc="upper left")
@@ -211,11 +210,9 @@ def plot_roc(data: ScoredDataset, model_names: list[str]) -> bytes:
     curves = [(name, data.scores[m], MODEL_COLORS[m], "-") for m, name in enumerate(model_names)]
     curves.append(("length alone", data.lengths, BASELINE_COLOR, "--"))
     for name, scores, color, style in curves:
-        order = np.argsort(-np.asarray(scores), kind="stable")
-        positives = np.cumsum(labels[order] == 1) / max((labels == 1).sum(), 1)
-        negatives = np.cumsum(labels[order] == 0) / max((labels == 0).sum(), 1)
+        negatives, positives = metrics.roc_curve(scores, labels)
         auc = metrics.roc_auc(scores, labels)
-        ax.plot(np.r_[0, negatives], np.r_[0, positives], style, color=color, label=f"{name} (AUC {fmt(auc)})")
+        ax.plot(negatives, positives, style, color=color, label=f"{name} (AUC {fmt(auc)})")
     ax.plot([0, 1], [0, 1], ":", color="black", linewidth=0.8)
     ax.set_xlabel("share of thumbs-down above the cut")
     ax.set_ylabel("share of thumbs-up above the cut")
