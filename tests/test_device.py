@@ -84,3 +84,14 @@ def test_every_command_takes_device_and_precision(command):
     fields = {f.name: f for f in dataclasses.fields(resolve(COMMANDS[command][0]))}
     assert fields["device"].default == "auto" and fields["precision"].default == "auto"
     assert fields["precision"].metadata["choices"] == ("auto", "fp32", "bf16", "fp16")
+
+
+def test_a_gpu_that_only_emulates_bf16_gets_fp16(monkeypatch):
+    import torch
+
+    # a V100 (compute capability 7): torch emulates bf16 there unless asked for native support only
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    hardware = Hardware.detect()
+    assert hardware.cuda_devices == 1 and not hardware.cuda_bf16

@@ -59,7 +59,8 @@ class Hardware:
         cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
         mps_backend = getattr(torch.backends, "mps", None)
         return cls(cuda_devices=cuda,
-                   cuda_bf16=bool(cuda) and torch.cuda.is_bf16_supported(),
+                   # native bf16 only (Ampere and later): an older GPU emulates it, slower than fp16
+                   cuda_bf16=bool(cuda) and torch.cuda.is_bf16_supported(including_emulation=False),
                    mps=bool(mps_backend is not None and mps_backend.is_available()),
                    cpu_bf16_units=cpu_has_bf16_units(),
                    cpu_name=cpu_model_name())
