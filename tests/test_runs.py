@@ -9,7 +9,7 @@ import pytest
 
 from rewardkit.errors import RewardkitError
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, offline_environment,
-                            prune_checkpoints, write_atomically)
+                            prune_checkpoints, truncate_jsonl, write_atomically)
 
 
 def make_checkpoints(output_dir: Path, *steps: int) -> None:
@@ -25,7 +25,20 @@ def steps_left(output_dir: Path) -> list[int]:
 def test_checkpoints_are_listed_by_step_number_and_only_when_complete(tmp_path):
     make_checkpoints(tmp_path, 10, 9, 100)
     (tmp_path / "checkpoints" / "step-200").mkdir()  # no trainer_state.json: not a checkpoint
+    for copy in ("step-2.bak", "step-300-keep-me"):  # a user's copies are neither resumed from nor pruned
+        (tmp_path / "checkpoints" / copy).mkdir()
+        (tmp_path / "checkpoints" / copy / "trainer_state.json").write_text("{}")
     assert steps_left(tmp_path) == [9, 10, 100]
+    prune_checkpoints(tmp_path, 1)
+    assert steps_left(tmp_path) == [100] and (tmp_path / "checkpoints" / "step-300-keep-me").exists()
+
+
+def test_truncate_jsonl_keeps_the_rows_up_to_the_checkpoint_step(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "loss": 1}\n{"step": 2, "loss": 0.5}\n{"step": 3, "loss": 0.4}\n')
+    truncate_jsonl(log, 2)
+    assert log.read_text() == '{"step": 1, "loss": 1}\n{"step": 2, "loss": 0.5}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]  # no temporary file left
 
 
 @pytest.mark.parametrize("keep, during_run, after_run", [

@@ -9,8 +9,10 @@ config modules import this to build `--help`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Callable
 from rewardkit.errors import RewardkitError
 
 STATE_FILE = "trainer_state.json"
+_CHECKPOINT_NAME = re.compile(r"step-\d+")
 KEEP_CHECKPOINTS_HELP = ("how many of the newest checkpoints to keep; older ones are deleted as newer ones are "
                          "written. 0 keeps none once the run has finished and saved its final model (while it runs, "
                          "the newest is kept so that a crashed run can --resume)")
@@ -71,10 +74,30 @@ def checkpoint_dir(output_dir: Path, step: int) -> Path:
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    """The run's complete checkpoints, oldest first (by step number: step-10 comes after step-9)."""
+    """The run's complete checkpoints, oldest first (by step number: step-10 comes after step-9). Only folders named
+    exactly step-N count: a copy such as step-2.bak or step-3-keep is neither resumed from nor pruned."""
     root = output_dir / "checkpoints"
-    found = [p for p in root.glob("step-*") if (p / STATE_FILE).exists()] if root.exists() else []
+    found = [p for p in root.glob("step-*") if _CHECKPOINT_NAME.fullmatch(p.name) and (p / STATE_FILE).exists()] \
+        if root.exists() else []
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop the rows a resumed run logged after the checkpoint it resumes from (it logs them again)."""
+    if path.exists():
+        rows = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= last_step]
+        write_text_atomically(path, "".join(row + "\n" for row in rows))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Replace the file's text in one step: a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def check_keep_checkpoints(keep: int) -> None:

@@ -135,6 +135,10 @@ def test_temperature_and_max_length_survive_save(tmp_path):
     rm.save_pretrained(tmp_path)
     again = RewardModel.from_pretrained(str(tmp_path))
     assert (again.temperature, again.max_length) == (1.7, 96)
+    assert [p.name for p in tmp_path.glob(".*")] == []  # written through a temporary file, none left behind
+    (tmp_path / "rewardkit.json").write_text('{"max_length": 96,\n "temperature": ')  # cut short by a crash
+    with pytest.raises(RewardkitError, match="rewardkit.json:2: not valid JSON"):
+        RewardModel.from_pretrained(str(tmp_path))
 
 
 def test_missing_model_folder_is_a_one_line_user_error(tmp_path):

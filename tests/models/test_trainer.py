@@ -190,6 +190,11 @@ def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_
     assert "resumed from" in resumed.stderr
     assert_same_weights(tmp_path / "straight", out)
 
+    def logged(folder):  # which rows, in order: a resumed run logs none twice
+        rows = map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+        return [(row["step"], sorted(row)) for row in rows]
+    assert logged(out) == logged(tmp_path / "straight")
+
 
 def test_resumed_early_stopping_still_ends_with_the_best_weights(tmp_path, tiny_bert_dir):
     """Validation accuracies are scripted: the best comes at step 2, before the step-3 checkpoint, and the run stops at

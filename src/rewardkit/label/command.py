@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from rewardkit.errors import RewardkitError
+from rewardkit.runs import write_text_atomically
 from rewardkit.label.config import LabelConfig, LabelExportConfig
 from rewardkit.label.export import export_rows
 from rewardkit.label.store import Store
@@ -22,11 +23,7 @@ ADMIN_TOKEN_ENV = "REWARDKIT_LABEL_ADMIN_TOKEN"
 def _write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
     """Write to a temporary sibling, then rename: a crash leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def ties_path(output: Path) -> Path:

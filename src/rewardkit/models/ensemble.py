@@ -27,6 +27,7 @@ import torch
 from rewardkit.data.types import Prompt
 from rewardkit.device import Placement
 from rewardkit.errors import RewardkitError
+from rewardkit.runs import write_text_atomically
 from rewardkit.models.presets import resolve_model_path
 from rewardkit.models.reward_model import METADATA_FILE, Encoded, RewardModel, read_metadata
 
@@ -142,7 +143,7 @@ class RewardEnsemble:
         metadata.update(max_length=self.max_length, temperature=self.temperature)
         if self.reward_stats is not None:
             metadata["reward_stats"] = self.reward_stats
-        Path(directory, METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        write_text_atomically(Path(directory, METADATA_FILE), json.dumps(metadata, indent=2) + "\n")
 
 
 def save_ensemble(directory: str | Path, members: Sequence[str | Path], average: RewardModel) -> None:
@@ -153,7 +154,7 @@ def save_ensemble(directory: str | Path, members: Sequence[str | Path], average:
     average.save_pretrained(directory)
     metadata = read_metadata(directory)
     metadata["ensemble"] = {"members": [Path(m).relative_to(directory).as_posix() for m in members]}
-    Path(directory, METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    write_text_atomically(Path(directory, METADATA_FILE), json.dumps(metadata, indent=2) + "\n")
 
 
 def load_reward_model(name_or_path: str, max_length: int | None = None,

@@ -48,6 +48,7 @@ from rewardkit.device import Placement
 from rewardkit.errors import RewardkitError
 from rewardkit.models import packing
 from rewardkit.models.presets import resolve_model_path
+from rewardkit.runs import write_text_atomically
 
 METADATA_FILE = "rewardkit.json"
 LENGTH_HEAD_FILE = "length_head.safetensors"
@@ -57,7 +58,13 @@ POOLINGS = ("cls", "mean", "response", "last")
 def read_metadata(directory: str | Path) -> dict:
     """A saved model's `rewardkit.json` ({} for a folder without one, e.g. any HF model)."""
     path = Path(directory, METADATA_FILE)
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RewardkitError(f"{path}:{error.lineno}: not valid JSON ({error.msg}); the model's settings are "
+                             f"unreadable") from None
 
 
 def reward_statistics(count: int, total: float, total_squares: float, data: str) -> dict:
@@ -402,7 +409,7 @@ class RewardModel(nn.Module):
                     "length_head": self.length_head is not None}
         if self.reward_stats is not None:
             metadata["reward_stats"] = self.reward_stats
-        Path(directory, METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        write_text_atomically(Path(directory, METADATA_FILE), json.dumps(metadata, indent=2) + "\n")
 
     # ---------------------------------------------------------------- the length head
     def add_length_head(self) -> None:

@@ -36,7 +36,7 @@ from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.ensemble import RewardEnsemble, average_state_dicts, member_dir, save_ensemble
 from rewardkit.models.reward_model import LENGTH_HEAD_FILE, RewardModel, reward_statistics
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, derived_seed, progress_bar,
-                            prune_checkpoints, rng_state, set_rng_state, write_atomically)
+                            prune_checkpoints, rng_state, set_rng_state, truncate_jsonl, write_atomically)
 from rewardkit.tracking import MetricsLog
 
 __all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_ensemble",
@@ -308,6 +308,8 @@ class RewardModelTrainer:
         checkpoints = checkpoint_dirs(self.output_dir)
         if cfg.resume and checkpoints:
             state = self._load_checkpoint(checkpoints[-1])
+            if acc.is_main_process:  # the steps after the checkpoint are logged again
+                truncate_jsonl(self.output_dir / "metrics.jsonl", state["step"])
             self._log(f"train-rm: resumed from {checkpoints[-1]} at step {state['step']}")
         elif cfg.resume:
             self._log(f"train-rm: --resume given but no checkpoint in {self.output_dir}; starting fresh")

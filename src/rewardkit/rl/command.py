@@ -30,7 +30,8 @@ from typing import Any
 
 from rewardkit.errors import RewardkitError
 from rewardkit.rl.config import ALGORITHM_NAMES, RLConfig
-from rewardkit.runs import checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints, write_atomically
+from rewardkit.runs import (checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints, truncate_jsonl,
+                            write_atomically)
 
 __all__ = ["RLConfig", "ALGORITHM_NAMES", "run_rl", "load_prompts"]
 
@@ -187,14 +188,6 @@ def load_checkpoint(folder: Path, trainer, order: PromptOrder) -> dict:
     return state
 
 
-def _truncate_jsonl(path: Path, last_step: int) -> None:
-    """Drop rows logged after the checkpoint we resume from (they will be logged again)."""
-    if path.exists():
-        rows = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= last_step]
-        path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
-
-
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
@@ -280,8 +273,8 @@ def run_rl(cfg: RLConfig) -> int:
     if checkpoint is not None:
         run_state = load_checkpoint(checkpoint, trainer, order)
         if main:
-            _truncate_jsonl(output_dir / "metrics.jsonl", trainer.step_count)
-            _truncate_jsonl(output_dir / "eval.jsonl", trainer.step_count)
+            truncate_jsonl(output_dir / "metrics.jsonl", trainer.step_count)
+            truncate_jsonl(output_dir / "eval.jsonl", trainer.step_count)
             print(f"rewardkit rl: resumed from {checkpoint} at step {trainer.step_count}", file=sys.stderr)
     processes.wait()  # every process has looked at the output folder before the main process writes to it
     if main:
