@@ -54,6 +54,26 @@ def test_bad_yaml_is_a_one_line_error_naming_the_file(tmp_path, text, message):
     assert "\n" not in str(info.value) and "c.yaml" in str(info.value)
 
 
+@dataclass
+class WithPositionals:
+    """A command with required positional arguments, as serve (MODEL) and eval-rm (PATH...) have."""
+
+    model: str = option(help="the model", positional=True, metavar="MODEL")
+    paths: list[str] = option(help="data", positional=True, metavar="PATH")
+    count: int = option(3, "how many")
+
+
+def test_required_positionals_may_come_from_the_yaml_file(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: m\npaths: [a, b]\n")
+    from_yaml = parse_config(WithPositionals, ["--config", str(config)])
+    assert from_yaml == WithPositionals(model="m", paths=["a", "b"]) == parse_config(WithPositionals, ["m", "a", "b"])
+    assert parse_config(WithPositionals, ["--config", str(config), "n"]).model == "n"  # the command line wins
+    with pytest.raises(RewardkitError, match=r"command line: missing required option\(s\): model \(MODEL\), "
+                                             r"paths \(PATH\)"):
+        parse_config(WithPositionals, [])
+
+
 def test_a_flag_unsets_an_optional_field_that_yaml_set(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("ratio: 0.5\n")

@@ -122,7 +122,8 @@ def config_from_mapping(cls: type[C], mapping: dict, source: str = "config") -> 
         if name not in names:
             raise RewardkitError(f"{source}: unknown option {key!r} (known: {', '.join(sorted(names))})")
         values[name] = coerce(value, hints[name], f"{source}: {key}")
-    missing = [f.name for f in dataclasses.fields(cls)
+    missing = [f"{f.name} ({f.metadata['metavar']})" if f.metadata.get("positional") and f.metadata.get("metavar")
+               else f.name for f in dataclasses.fields(cls)
                if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise RewardkitError(f"{source}: missing required option(s): {', '.join(missing)}")
@@ -149,13 +150,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["metavar"] = meta["metavar"]
         if meta.get("choices"):
             kwargs["choices"] = meta["choices"]
+        # argparse never requires a positional: it may come from --config, and config_from_mapping names what is
+        # missing from both
         if typing.get_origin(tp) is list:
-            kwargs["nargs"] = "+" if not meta.get("positional") or f.default_factory is dataclasses.MISSING else "*"
+            kwargs["nargs"] = "*" if meta.get("positional") else "+"
         elif tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         if meta.get("positional"):
-            if "nargs" not in kwargs and (f.default is not dataclasses.MISSING):
-                kwargs["nargs"] = "?"
+            kwargs.setdefault("nargs", "?")
             parser.add_argument(f.name, **kwargs)
         else:
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
