@@ -71,6 +71,9 @@ def shard(batch: list[int], rank: int, world: int, micro_batches: int) -> list[l
 
 # ------------------------------------------------------------------------------------------------ the trainer
 
+# train-rm options whose change makes a checkpoint unloadable: they decide its weights, adapters, heads and optimizer
+CHECKPOINT_OPTIONS = ("model", "feedback", "lora_r", "lora_target_modules", "length_head", "freeze_layers", "pooling")
+
 class RewardModelTrainer:
     """Wires data, RewardModel, loss task, optimizer and Accelerate; `train()` runs to the end and returns a summary."""
 
@@ -201,16 +204,28 @@ class RewardModelTrainer:
                 torch.save(rng_states, folder / "rng.pt")
                 if self.best_weights is not None:  # early stopping restores them at the end, even after a resume
                     save_file({k: v.contiguous() for k, v in self.best_weights.items()}, folder / "best.safetensors")
-                (folder / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+                (folder / "trainer_state.json").write_text(json.dumps(
+                    {**state, "step": step, "checkpoint_options": self._checkpoint_options()}, indent=2))
 
             write_atomically(checkpoint_dir(self.output_dir, step), write)
             prune_checkpoints(self.output_dir, self.cfg.keep_checkpoints)
         self.accelerator.wait_for_everyone()
 
+    def _checkpoint_options(self) -> dict:
+        """The options that decide what a checkpoint holds (which weights, adapters, heads and optimizer groups)."""
+        return {name: getattr(self.cfg, name) for name in CHECKPOINT_OPTIONS}
+
     def _load_checkpoint(self, folder: Path) -> dict:
         state = json.loads((folder / "trainer_state.json").read_text())
         if "pairs_seen" in state:  # written before the key was renamed (it counts examples of every kind)
             state["examples_seen"] = state.pop("pairs_seen")
+        written_with = state.pop("checkpoint_options", None)  # absent from checkpoints written before it was kept
+        changed = [f"--{name.replace('_', '-')} {written_with[name]!r}, not {value!r}"
+                   for name, value in self._checkpoint_options().items()
+                   if written_with is not None and name in written_with and written_with[name] != value]
+        if changed:
+            raise RewardkitError(f"{folder} was written with {'; '.join(changed)}: resume with the options it was "
+                                 f"written with, or choose another --output-dir")
         model = self.accelerator.unwrap_model(self.reward_model)
         load_model(model.model, str(folder / "model.safetensors"), strict=True, device=str(self.accelerator.device))
         if model.length_head is not None:
