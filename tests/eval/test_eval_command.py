@@ -330,3 +330,16 @@ def test_a_length_head_model_reports_both_heads_length_correlation(tmp_path, cap
     code, out, _ = run(capsys, tmp_path / "odin", data, "--report", tmp_path / "report", "--no-progress",
                        "--bootstrap-resamples", "100")
     assert code == 0 and "length head follows response length" in (tmp_path / "report" / "report.md").read_text()
+    # an ensemble of such models reports its members' mean length head
+    from rewardkit.models.ensemble import load_reward_model, member_dir, save_ensemble
+
+    second = build_tiny_reward_model("bert", seed=1, pooling="mean")
+    second.add_length_head()
+    for index, member in enumerate((loaded, second)):
+        member.save_pretrained(member_dir(tmp_path / "ensemble", index))
+    save_ensemble(tmp_path / "ensemble", [member_dir(tmp_path / "ensemble", i) for i in range(2)], loaded)
+    ensemble = load_reward_model(str(tmp_path / "ensemble"))
+    assert ensemble.has_length_head
+    mean = ensemble.score_encoded(ensemble.encode_many(prompts, responses), with_length=True).numpy()
+    entry = run_json(capsys, tmp_path / "ensemble", data)["datasets"]["pairs"]
+    assert entry["length_head_correlation"] == pytest.approx(metrics.length_correlation(mean[1], lengths))

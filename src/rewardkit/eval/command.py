@@ -187,6 +187,8 @@ def side_of_split(path: str, records: list, side: str, cfg: EvalConfig) -> list:
 
 def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> ScoredDataset:
     """Score every response of a dataset with every model; keep only floats, lengths and labels."""
+    import numpy as np
+
     from rewardkit.eval.metrics import response_lengths
     from rewardkit.eval.scoring import ScoredDataset, score_texts
 
@@ -197,12 +199,14 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
     lengths = response_lengths(responses)
     all_scores, disagreement, length_scores = [], [], []
     for m, rm in enumerate(models):
-        with_length = getattr(rm, "length_head", None) is not None
+        with_length = getattr(rm, "has_length_head", False)
         scores = score_texts(rm, prompts, responses, batch_size=cfg.batch_size, progress=cfg.progress,
                              description=f"{data.name} · model {m + 1}", stats=stats[m], members=True,
                              with_length=with_length)
-        if with_length:  # [2, texts]: the reward, then the length head's outputs
-            scores, length_rewards = scores
+        if with_length:  # [(members,) 2, texts]: the reward, then the length head's outputs
+            scores, length_rewards = np.moveaxis(scores, -2, 0)
+            if length_rewards.ndim == 2:  # an ensemble's: the members' mean, as its reward
+                length_rewards = length_rewards.mean(axis=0)
             length_scores.append(kind.arrange(length_rewards, records))
         else:
             length_scores.append(None)

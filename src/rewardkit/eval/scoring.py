@@ -61,7 +61,8 @@ def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_s
                 chunk_size: int = CHUNK_SIZE, members: bool = False, with_length: bool = False) -> np.ndarray:
     """Rewards (float64, input order) for each (prompt, response) through `rm.encode` and `rm.score_encoded`; with
     `members` and an ensemble, every member's rewards ([K, N], through `rm.member_scores_encoded`); with
-    `with_length` and a model with a length head, the rewards and the length head's outputs ([2, N]).
+    `with_length` and a model with a length head, the rewards and the length head's outputs ([2, N], or [K, 2, N]
+    for an ensemble's members).
 
     Longest texts go first so that an out-of-memory batch shows up at the start, not after an hour. The progress bar
     goes to stderr and only when it is a terminal.
@@ -76,7 +77,7 @@ def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_s
     order = np.argsort(-character_lengths, kind="stable")
     score_encoded = rm.member_scores_encoded if members and getattr(rm, "is_ensemble", False) else rm.score_encoded
     if with_length:
-        score_encoded = functools.partial(rm.score_encoded, with_length=True)
+        score_encoded = functools.partial(score_encoded, with_length=True)
     scores = None
     # disable=None lets tqdm hide the bar when stderr is not a terminal (logs, CI)
     with tqdm(total=n, desc=description, unit="text", file=sys.stderr, disable=True if not progress else None,

@@ -115,12 +115,21 @@ class RewardEnsemble:
         return self.members[0].encode_many(prompts, responses)
 
     # ---------------------------------------------------------------- scoring
-    def member_scores_encoded(self, encoded: Sequence[Encoded], batch_size: int = 32) -> torch.Tensor:
-        """[K, N] rewards of every member for already-encoded texts."""
-        return torch.stack([member.score_encoded(encoded, batch_size=batch_size) for member in self.members])
+    @property
+    def has_length_head(self) -> bool:
+        return all(member.has_length_head for member in self.members)
 
-    def score_encoded(self, encoded: Sequence[Encoded], batch_size: int = 32, progress: bool = False) -> torch.Tensor:
-        return self.member_scores_encoded(encoded, batch_size).mean(0)
+    def member_scores_encoded(self, encoded: Sequence[Encoded], batch_size: int = 32,
+                              with_length: bool = False) -> torch.Tensor:
+        """[K, N] rewards of every member for already-encoded texts; `with_length` (members with length heads):
+        [K, 2, N], each member's rewards and its length head's outputs."""
+        return torch.stack([member.score_encoded(encoded, batch_size=batch_size, with_length=with_length)
+                            for member in self.members])
+
+    def score_encoded(self, encoded: Sequence[Encoded], batch_size: int = 32, progress: bool = False,
+                      with_length: bool = False) -> torch.Tensor:
+        """The members' mean, as `RewardModel.score_encoded` ([N], or [2, N] `with_length`)."""
+        return self.member_scores_encoded(encoded, batch_size, with_length).mean(0)
 
     def score_with_spread(self, prompts: Sequence[Prompt], responses: Sequence[str],
                           batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -437,6 +437,11 @@ class RewardModel(nn.Module):
 
         final.register_forward_pre_hook(keep_features)
 
+    @property
+    def has_length_head(self) -> bool:
+        """Whether `score_encoded(..., with_length=True)` gives the length head's outputs too (as an ensemble's)."""
+        return self.length_head is not None
+
     def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(reward head's last weight, length head's weight), for ODIN's orthogonality term."""
         if self.length_head is None:
