@@ -74,6 +74,27 @@ def test_required_positionals_may_come_from_the_yaml_file(tmp_path):
         parse_config(WithPositionals, [])
 
 
+@dataclass
+class WithChoice:
+    """A command with a choice."""
+
+    shape: str = option("pairs", "a shape", choices=("pairs", "rankings"))
+    max_steps: int = option(3, "how many")
+
+
+def test_errors_name_where_the_bad_value_came_from(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("shape: PAIRS\n")
+    with pytest.raises(RewardkitError, match=r"c\.yaml: --shape must be one of pairs, rankings; got 'PAIRS'"):
+        parse_config(WithChoice, ["--config", str(config)])
+    config.write_text("max_steps: 4\n")
+    with pytest.raises(RewardkitError, match="^command line: max_steps must be an integer, got 'x'"):
+        parse_config(WithChoice, ["--config", str(config), "--max-steps", "x"])
+    config.write_text("max_steps: 4\nmax-steps: 5\n")
+    with pytest.raises(RewardkitError, match="c.yaml: option 'max-steps' is given twice"):
+        parse_config(WithChoice, ["--config", str(config)])
+
+
 def test_a_flag_unsets_an_optional_field_that_yaml_set(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("ratio: 0.5\n")

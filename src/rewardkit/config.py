@@ -81,13 +81,14 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     return value  # dicts and other structured values pass through as YAML gave them
 
 
-def _check_choices(cfg: Any) -> None:
+def _check_choices(cfg: Any, sources: dict[str, str]) -> None:
     for f in dataclasses.fields(cfg):
         choices = f.metadata.get("choices")
         value = getattr(cfg, f.name)
         if choices and value is not None and value not in choices:
-            raise RewardkitError(f"--{f.name.replace('_', '-')} must be one of {', '.join(map(str, choices))}; "
-                                 f"got {value!r}")
+            where = f"{sources[f.name]}: " if f.name in sources else ""
+            raise RewardkitError(f"{where}--{f.name.replace('_', '-')} must be one of "
+                                 f"{', '.join(map(str, choices))}; got {value!r}")
 
 
 def load_yaml_mapping(path: str | Path) -> dict:
@@ -112,23 +113,28 @@ def load_yaml_mapping(path: str | Path) -> dict:
     return data
 
 
-def config_from_mapping(cls: type[C], mapping: dict, source: str = "config") -> C:
-    """Build `cls` from a mapping (YAML keys may use dashes or underscores); unknown keys are errors."""
+def config_from_mapping(cls: type[C], mapping: dict, source: str = "config",
+                        sources: dict[str, str] | None = None) -> C:
+    """Build `cls` from a mapping (YAML keys may use dashes or underscores); unknown keys are errors. An error names
+    where its value came from: `sources[key]` (e.g. the command line, for a flag beside a YAML file), else `source`."""
     hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    values = {}
+    values, came_from = {}, {}
     for key, value in mapping.items():
         name = str(key).replace("-", "_")
+        where = (sources or {}).get(key, source)
         if name not in names:
-            raise RewardkitError(f"{source}: unknown option {key!r} (known: {', '.join(sorted(names))})")
-        values[name] = coerce(value, hints[name], f"{source}: {key}")
+            raise RewardkitError(f"{where}: unknown option {key!r} (known: {', '.join(sorted(names))})")
+        if name in values:  # max_steps and max-steps in one file: which one was meant?
+            raise RewardkitError(f"{where}: option {key!r} is given twice (with dashes and with underscores)")
+        values[name], came_from[name] = coerce(value, hints[name], f"{where}: {key}"), where
     missing = [f"{f.name} ({f.metadata['metavar']})" if f.metadata.get("positional") and f.metadata.get("metavar")
                else f.name for f in dataclasses.fields(cls)
                if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise RewardkitError(f"{source}: missing required option(s): {', '.join(missing)}")
     cfg = cls(**values)
-    _check_choices(cfg)
+    _check_choices(cfg, came_from)
     return cfg
 
 
@@ -176,7 +182,7 @@ def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
         if str(key).replace("-", "_") in explicit:
             del mapping[key]
     mapping.update(explicit)
-    return config_from_mapping(cls, mapping, source)
+    return config_from_mapping(cls, mapping, source, sources={key: "command line" for key in explicit})
 
 
 def parse_config(cls: type[C], argv: list[str] | None = None, prog: str | None = None) -> C:
