@@ -36,6 +36,8 @@ class FeedbackKind:
     record_type: ClassVar[type]
     unit: ClassVar[str]  # what one example is called in progress and summaries
     title: ClassVar[str]  # the heading of this kind's table in reports
+    # other --feedback values under which train-rm reads this kind's files (and so splits what it read, not these)
+    train_rm_reads_as: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------------------------------------ data
     def load(self, paths: Any, cfg: TrainRMConfig) -> list:
@@ -166,6 +168,7 @@ class Pairs(FeedbackKind):
 
 class Rankings(FeedbackKind):
     name, aliases, record_type, unit, title = "rankings", (), RankedGroup, "groups", "ranked groups"
+    train_rm_reads_as = ("pairs",)  # the pairs each ranking implies: train-rm's default --feedback
 
     def texts(self, record):
         return list(record.responses), None  # best first

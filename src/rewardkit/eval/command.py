@@ -176,8 +176,8 @@ def side_of_split(path: str, records: list, side: str, cfg: EvalConfig) -> list:
     from rewardkit.data.split import split_group_key
 
     basis = records
-    if kind_of(records[0]).name == "rankings" and cfg.split_feedback == "pairs":
-        basis = load_records(path, kind="pairs", on_bad_record=cfg.on_bad_record)
+    if cfg.split_feedback in kind_of(records[0]).train_rm_reads_as:
+        basis = load_records(path, kind=cfg.split_feedback, on_bad_record=cfg.on_bad_record)
     train, validation = train_val_split(basis, cfg.val_fraction, cfg.seed)
     prompts = {split_group_key(r) for r in (validation if side == "validation" else train)}
     return [r for r in records if split_group_key(r) in prompts]
