@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rewardkit.errors import RewardkitError
-from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, offline_environment,
-                            prune_checkpoints, truncate_jsonl, write_atomically)
+from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, json_ready,
+                            offline_environment, prune_checkpoints, truncate_jsonl, write_atomically)
 
 
 def make_checkpoints(output_dir: Path, *steps: int) -> None:
@@ -101,3 +101,10 @@ def test_offline_environment_sets_defaults_and_respects_the_user(monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
     offline_environment()
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TOKENIZERS_PARALLELISM"] == "true"
+
+
+def test_json_ready_replaces_nan_and_numpy_types():
+    import numpy as np
+
+    assert json_ready({"a": float("nan"), "b": [np.float32(0.5), np.int64(3), float("inf")], "c": "x"}) == {
+        "a": None, "b": [0.5, 3, None], "c": "x"}

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from rewardkit.errors import RewardkitError
 
@@ -88,6 +89,20 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
         rows = [line for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= last_step]
         write_text_atomically(path, "".join(row + "\n" for row in rows))
+
+
+def json_ready(value: Any) -> Any:
+    """Replace NaN/inf floats by None (JSON has no NaN: strict readers such as jq refuse it) and numpy scalars by
+    Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a numpy (or torch) scalar, without importing it
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -331,11 +331,6 @@ def test_summarize_pairs_matches_the_individual_metrics():
         M.spearman(np.r_[chosen, rejected], np.r_[chosen_len, rejected_len]))
 
 
-def test_json_ready_replaces_nan_and_numpy_types():
-    assert M.json_ready({"a": float("nan"), "b": [np.float32(0.5), np.int64(3)], "c": "x"}) == {
-        "a": None, "b": [0.5, 3], "c": "x"}
-
-
 def test_disagreement_figures_by_hand():
     # four pairs: disagreement 0.1, 0.4, 0.3, 0.2 and outcomes right, wrong, wrong, right
     figures = M.disagreement_figures([0.1, 0.4, 0.3, 0.2], [1.0, 0.0, 0.0, 1.0])

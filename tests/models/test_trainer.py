@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -161,6 +162,16 @@ def test_keep_checkpoints_0_keeps_the_newest_while_running_and_none_once_the_mod
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "resumed from" in finished.stderr
     assert (tmp_path / "out" / "model.safetensors").exists() and not checkpoints.exists()
+
+
+def test_without_validation_data_the_logs_hold_null_not_nan(tmp_path, tiny_bert_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl", n=16)
+    summary = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=2, val_fraction=0.0)).train()
+    assert math.isnan(summary["val_accuracy"])  # what the caller gets; the files say null, which JSON readers take
+    out = tmp_path / "out"
+    for text in [(out / "train_summary.json").read_text(), *(out / "metrics.jsonl").read_text().splitlines()]:
+        json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written as JSON"))
+    assert json.loads((out / "train_summary.json").read_text())["val_accuracy"] is None
 
 
 def test_existing_checkpoints_without_resume_is_a_user_error(tmp_path, tiny_bert_dir):

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rewardkit.runs import json_ready
+
 
 def as_float_array(values: Any) -> np.ndarray:
     """A 1-D float64 numpy array from a list, numpy array or torch tensor (detached, moved to CPU)."""
@@ -619,14 +621,3 @@ def compare_binary(scores_a: Any, scores_b: Any, labels: Any, threshold: float =
     })
 
 
-def json_ready(value: Any) -> Any:
-    """Replace NaN/inf floats by None (JSON has no NaN) and numpy scalars by Python numbers, recursively."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

@@ -36,11 +36,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from rewardkit.eval.metrics import json_ready
 from rewardkit.label.agreement import agreement_report
 from rewardkit.label.render import escape, render_conversation
 from rewardkit.label.store import Annotator, Item, Judgment, Store
 from rewardkit.label.tasks import STRENGTH_NAMES, JudgmentError, is_digits, task_named
+from rewardkit.runs import json_ready
 from rewardkit.serve.drain import DrainUnreadBody, drain_bound
 
 COOKIE = "rewardkit_label"

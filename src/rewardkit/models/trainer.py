@@ -36,7 +36,8 @@ from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.ensemble import RewardEnsemble, average_state_dicts, member_dir, save_ensemble
 from rewardkit.models.reward_model import LENGTH_HEAD_FILE, RewardModel, reward_statistics
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, derived_seed, progress_bar,
-                            prune_checkpoints, rng_state, set_rng_state, truncate_jsonl, write_atomically)
+                            json_ready, prune_checkpoints, rng_state, set_rng_state, truncate_jsonl,
+                            write_atomically)
 from rewardkit.tracking import MetricsLog
 
 __all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_ensemble",
@@ -439,7 +440,7 @@ class RewardModelTrainer:
         }
         if self.accelerator.is_main_process:
             model.save_pretrained(self.output_dir)
-            (self.output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (self.output_dir / "train_summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
             prune_checkpoints(self.output_dir, self.cfg.keep_checkpoints, run_finished=True)
         self.accelerator.wait_for_everyone()
         return summary
@@ -487,7 +488,7 @@ def train_ensemble(cfg: TrainRMConfig) -> tuple[RewardModelTrainer, dict]:
     }
     if trainer.accelerator.is_main_process:
         save_ensemble(cfg.output_dir, folders, average)
-        (Path(cfg.output_dir) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (Path(cfg.output_dir) / "train_summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
     trainer.accelerator.wait_for_everyone()
     return trainer, summary
 
