@@ -253,7 +253,7 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_bert_dir):
                           "--master-port", str(29500 + os.getpid() % 1000), "-m", "rewardkit.cli", "train-rm",
                           *common, "--save-every", "2", "--keep-checkpoints", "1", "--output-dir",
                           str(tmp_path / "two")],
-                         capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+                         capture_output=True, text=True, timeout=240, env=env, cwd=REPO)
     assert two.returncode == 0, two.stderr[-3000:]
     summary = json.loads((tmp_path / "two" / "train_summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 8 and summary["train_examples"] == 57
