@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 from rewardkit.errors import RewardkitError
-from rewardkit.runs import write_text_atomically
 from rewardkit.label.config import LabelConfig, LabelExportConfig
 from rewardkit.label.export import export_rows
 from rewardkit.label.store import Store
+from rewardkit.runs import write_text_atomically
 
 ADMIN_TOKEN_ENV = "REWARDKIT_LABEL_ADMIN_TOKEN"
 

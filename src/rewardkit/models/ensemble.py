@@ -27,9 +27,9 @@ import torch
 from rewardkit.data.types import Prompt
 from rewardkit.device import Placement
 from rewardkit.errors import RewardkitError
-from rewardkit.runs import write_text_atomically
 from rewardkit.models.presets import resolve_model_path
 from rewardkit.models.reward_model import METADATA_FILE, Encoded, RewardModel, read_metadata
+from rewardkit.runs import write_text_atomically
 
 MEMBERS_DIR = "members"
 
