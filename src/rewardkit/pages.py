@@ -11,7 +11,7 @@ import base64
 import html
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,9 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # no mathtext: a dataset, subset or model named with "$" is drawn as written, and "$\\x$" cannot crash a report
     plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.titlesize": 11, "figure.dpi": 100})
+                         "axes.titlesize": 11, "figure.dpi": 100, "text.parse_math": False})
     return plt
 
 
@@ -106,22 +107,29 @@ def _inline_html(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text, quote=False))
 
 
+def _markdown_text(text: str) -> str:
+    """Text from data (dataset, subset and model names, prompts) as Markdown shows it: HTML characters escaped (a
+    subset named <img onerror=...> is text, not markup), on one line (a newline would end a heading or a table row)."""
+    return " ".join(html.escape(text, quote=False).split("\n"))
+
+
 def render_markdown(title: str, subtitle: str, blocks: list[Block]) -> str:
-    lines = [f"# {title}", "", subtitle, ""]
+    lines = [f"# {_markdown_text(title)}", "", _markdown_text(subtitle), ""]
     for block in blocks:
         if isinstance(block, Heading):
-            lines += ["#" * block.level + " " + block.text, ""]
+            lines += ["#" * block.level + " " + _markdown_text(block.text), ""]
         elif isinstance(block, Paragraph):
-            lines += [block.text, ""]
+            lines += [_markdown_text(block.text), ""]
         elif isinstance(block, Table):
-            escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731
+            escape = lambda cell: _markdown_text(cell).replace("\\", "\\\\").replace("|", "\\|")  # noqa: E731
             lines.append("| " + " | ".join(map(escape, block.header)) + " |")
             lines.append("|" + "|".join(["---"] * block.text_columns
                                         + ["---:"] * (len(block.header) - block.text_columns)) + "|")
             lines += ["| " + " | ".join(map(escape, row)) + " |" for row in block.rows]
             lines.append("")
         elif isinstance(block, Figure):
-            lines += [f"### {block.title}", "", f"![{block.title}]({block.filename})", "", f"*{block.caption}*", ""]
+            title = _markdown_text(block.title)
+            lines += [f"### {title}", "", f"![{title}]({block.filename})", "", f"*{_markdown_text(block.caption)}*", ""]
     return "\n".join(lines)
 
 
@@ -199,6 +207,24 @@ def render_html(title: str, subtitle: str, blocks: list[Block]) -> str:
             f"<body><main>{''.join(body)}</main></body></html>\n")
 
 
+def _unique_filenames(blocks: list[Block]) -> list[Block]:
+    """The blocks with every figure's file name made unique: two datasets whose names slug alike ("a b" and "a-b")
+    would otherwise write one file, and report.md would show one dataset's plots for both."""
+    taken: set[str] = set()
+    unique: list[Block] = []
+    for block in blocks:
+        if isinstance(block, Figure):
+            stem, dot, suffix = block.filename.rpartition(".")
+            name, n = block.filename, 1
+            while name in taken:
+                n += 1
+                name = f"{stem}-{n}{dot}{suffix}"
+            taken.add(name)
+            block = replace(block, filename=name)
+        unique.append(block)
+    return unique
+
+
 def write_pages(directory: str | Path, title: str, subtitle: str, blocks: list[Block]) -> tuple[Path, Path]:
     """Write DIR/report.html (self-contained), DIR/report.md and the PNG files it references; return both paths.
 
@@ -206,6 +232,7 @@ def write_pages(directory: str | Path, title: str, subtitle: str, blocks: list[B
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    blocks = _unique_filenames(blocks)
     for block in blocks:
         if isinstance(block, Figure):
             (directory / block.filename).write_bytes(block.png)

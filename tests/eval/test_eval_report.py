@@ -72,3 +72,23 @@ def test_reliability_caption_explains_a_runaway_temperature_instead_of_reporting
     assert "point the wrong way" in reliability_caption(entry(0.46), ["rm"], [1.0])
     caption = reliability_caption(entry(0.7), ["rm"], [1.0])
     assert "over-confident" in caption and "point the wrong way" not in caption
+
+
+def test_names_from_data_stay_text_in_every_output(tmp_path):
+    """Dataset, subset and model names come from files and folders: in report.md they are escaped text on one line,
+    a "$" draws as itself (no mathtext to crash on), and datasets whose names slug alike keep their own plots."""
+    rng = np.random.default_rng(1)
+    n = 40
+    lengths = (rng.integers(20, 900, n).astype(float), rng.integers(20, 900, n).astype(float))
+    subsets = ["<img src=x onerror=alert(1)>", "line\nbreak", "$\\notacommand$", "a|b"] * (n // 4)
+    scored = [ScoredDataset(name, KINDS["pairs"], subsets, lengths, [(rng.normal(size=n), rng.normal(size=n))])
+              for name in ("a b", "a-b")]
+    cfg = EvalConfig(paths=["m", "d"], bootstrap_resamples=50)
+    results = {"models": [{"name": "rm$x$", "path": "/m"}],
+               "datasets": {d.name: dataset_figures(d, [1.0], cfg) for d in scored}}
+    _, markdown_path = write_report(tmp_path, results, scored, ["rm$x$"], [1.0])
+    markdown = markdown_path.read_text()
+    assert "<img" not in markdown and "&lt;img src=x onerror=alert(1)&gt;" in markdown
+    assert "| line break |" in markdown and "a\\|b" in markdown
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(images) == len(set(images)) == 8 and {p.name for p in tmp_path.glob("*.png")} == set(images)

@@ -100,6 +100,26 @@ def test_full_queue_is_503():
     assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
 
 
+def test_concurrent_requests_cannot_overfill_the_queue_while_they_are_encoded():
+    class SlowEncoding(FakeScorer):
+        def encode(self, prompt, response):
+            time.sleep(0.01)  # every request is still being encoded when the others arrive
+            return super().encode(prompt, response)
+
+    async def run():
+        async with serving(SlowEncoding(delay=0.05), max_queued_items=10) as client:
+            return await asyncio.gather(*(client.post("/score", json=items(*"abcde")) for _ in range(10)))
+
+    answers = asyncio.run(run())
+    accepted = [a for a in answers if a.status_code == 200]
+    assert 1 <= len(accepted) <= 2 and all(a.status_code in (200, 503) for a in answers)  # 10 items: 2 requests
+
+
+def test_a_non_ascii_token_is_refused_at_start():
+    with pytest.raises(RewardkitError, match="API token must be ASCII"):
+        create_app(FakeScorer(), ServeConfig(model="fake", api_token="pässwörd"))
+
+
 def test_scorer_failure_is_500_and_the_server_keeps_serving():
     async def run():
         async with serving(FakeScorer()) as client:

@@ -43,9 +43,9 @@ def count_member_passes(monkeypatch, ensemble: RewardEnsemble) -> list[tuple[int
     """(member, texts) of every call of a member's `score_encoded` from now on."""
     calls = []
     for k, member in enumerate(ensemble.members):
-        def spy(encoded, batch_size=32, progress=False, k=k, original=member.score_encoded):
+        def spy(encoded, batch_size=32, progress=False, with_length=False, k=k, original=member.score_encoded):
             calls.append((k, len(encoded)))
-            return original(encoded, batch_size=batch_size, progress=progress)
+            return original(encoded, batch_size=batch_size, progress=progress, with_length=with_length)
         monkeypatch.setattr(member, "score_encoded", spy)
     return calls
 

@@ -45,6 +45,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from rewardkit.device import Placement
+from rewardkit.errors import RewardkitError
 from rewardkit.integrations.openrlhf import special_tokens_of, split_query
 from rewardkit.serve.batcher import ItemRejected, MicroBatcher, QueueFull, Scored
 from rewardkit.serve.config import ServeConfig, check_limits
@@ -214,7 +215,9 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
     normalize = normalizer_for(settings.normalize, settings.normalize_mean, settings.normalize_std,
                                settings.normalize_warmup, getattr(scorer, "reward_stats", None),
                                model_name or settings.model)
-    token = settings.api_token.encode("utf-8") if settings.api_token else None
+    if settings.api_token and not settings.api_token.isascii():  # HTTP headers carry ASCII: it could never match
+        raise RewardkitError("the API token must be ASCII: an HTTP client cannot send other characters in a header")
+    token = settings.api_token.encode("ascii") if settings.api_token else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -141,6 +141,7 @@ class MicroBatcher:
         self.max_queued_items = max_queued_items
         self.metrics = metrics
         self._pending: deque[_Item] = deque()
+        self._reserved = 0  # items of requests being encoded: counted against max_queued_items before they queue
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task | None = None
@@ -171,10 +172,16 @@ class MicroBatcher:
         not yet scored."""
         if self._closing:
             raise QueueFull("the server is shutting down")
-        if len(self._pending) + len(responses) > self.max_queued_items:
-            raise QueueFull(f"{len(self._pending)} items are already queued (limit {self.max_queued_items})")
+        queued = len(self._pending) + self._reserved
+        if queued + len(responses) > self.max_queued_items:
+            raise QueueFull(f"{queued} items are already queued (limit {self.max_queued_items})")
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._encode_thread, self.adapter.prepare, prompts, responses)
+        # reserved while encoding, so that concurrent requests cannot all pass the check above before any queues
+        self._reserved += len(responses)
+        try:
+            prepared = await loop.run_in_executor(self._encode_thread, self.adapter.prepare, prompts, responses)
+        finally:
+            self._reserved -= len(responses)
         ensemble = self.adapter.members is not None
         if not prepared:
             return Scored([], [] if ensemble else None)
