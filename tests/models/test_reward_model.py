@@ -283,3 +283,19 @@ def test_length_head_reads_the_reward_heads_features_and_survives_save(kind, tmp
         with torch.no_grad():
             theirs = hf_model(**rm.collate(encoded[:1])).logits[0, 0]
         torch.testing.assert_close(theirs, both[0, 0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_a_deep_copy_scores_with_its_own_head(kind):
+    import copy
+
+    rm = build_tiny_reward_model(kind)
+    encoded = rm.encode_many(["hi there"], ["a response"])
+    original = rm.score_encoded(encoded)
+    twin = copy.deepcopy(rm)  # e.g. a frozen reference copy
+    with torch.no_grad():
+        final_linear(twin.model).weight.zero_()
+        if final_linear(twin.model).bias is not None:
+            final_linear(twin.model).bias.zero_()
+    assert torch.equal(twin.score_encoded(encoded), torch.zeros(1))
+    assert torch.equal(rm.score_encoded(encoded), original)

@@ -35,6 +35,7 @@ import functools
 import json
 import logging
 import os
+import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,16 +214,17 @@ def keep_head_in_fp32(model: nn.Module) -> None:
         module.float()
         if getattr(module, "_rewardkit_fp32", False):
             continue
-        forward = module.forward
-
-        def fp32_forward(*args, _forward=forward, **kwargs):
-            device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
-            args = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
-            with torch.autocast(device_type=device.type, enabled=False):
-                return _forward(*args, **kwargs)
-
-        module.forward = fp32_forward
+        # bound to the module (not a closure over it), so that a copy.deepcopy of the model runs its own head
+        module.forward = types.MethodType(_fp32_forward, module)
         module._rewardkit_fp32 = True
+
+
+def _fp32_forward(module: nn.Module, *args, **kwargs):
+    """The head module's own forward, on fp32 inputs with autocast off (see `keep_head_in_fp32`)."""
+    device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
+    args = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+    with torch.autocast(device_type=device.type, enabled=False):
+        return type(module).forward(module, *args, **kwargs)
 
 
 class _HeldLoadReport(logging.Filter):
