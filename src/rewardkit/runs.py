@@ -105,6 +105,13 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+def write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
+    """One JSON object per line (non-ASCII text kept as is), written through `write_text_atomically`; creates the
+    folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """Replace the file's text in one step: a crash leaves the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")

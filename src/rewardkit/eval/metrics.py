@@ -619,5 +619,3 @@ def compare_binary(scores_a: Any, scores_b: Any, labels: Any, threshold: float =
         "accuracy": paired_mean_difference(*correct, n_resamples=n_resamples, seed=seed).as_dict(),
         "roc_auc": auc.as_dict(),
     })
-
-

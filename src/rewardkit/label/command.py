@@ -15,15 +15,9 @@ from rewardkit.errors import RewardkitError
 from rewardkit.label.config import LabelConfig, LabelExportConfig
 from rewardkit.label.export import export_rows
 from rewardkit.label.store import Store
-from rewardkit.runs import write_text_atomically
+from rewardkit.runs import write_jsonl_atomically
 
 ADMIN_TOKEN_ENV = "REWARDKIT_LABEL_ADMIN_TOKEN"
-
-
-def _write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
-    """Write to a temporary sibling, then rename: a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def ties_path(output: Path) -> Path:
@@ -37,10 +31,10 @@ def run_export(cfg: LabelExportConfig) -> int:
         raise RewardkitError(f"--min-judgments must be at least 1, got {cfg.min_judgments}")
     rows, ties = export_rows(store, cfg.mode, cfg.min_judgments, cfg.selected_by)
     output = Path(cfg.output)
-    _write_jsonl_atomically(output, [row for _, row in rows])
+    write_jsonl_atomically(output, [row for _, row in rows])
     ties_file = ties_path(output)
     if ties:
-        _write_jsonl_atomically(ties_file, ties)
+        write_jsonl_atomically(ties_file, ties)
     elif ties_file.exists():
         ties_file.unlink()  # a stale file from an earlier export would misreport
     print(f"rewardkit label export: wrote {len(rows)} {store.task} record(s) ({cfg.mode}) to {output}"

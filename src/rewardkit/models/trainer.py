@@ -37,7 +37,7 @@ from rewardkit.models.ensemble import RewardEnsemble, average_state_dicts, membe
 from rewardkit.models.reward_model import LENGTH_HEAD_FILE, RewardModel, reward_statistics
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, derived_seed, progress_bar,
                             json_ready, prune_checkpoints, rng_state, set_rng_state, truncate_jsonl,
-                            write_atomically)
+                            write_atomically, write_text_atomically)
 from rewardkit.tracking import MetricsLog
 
 __all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_ensemble",
@@ -70,10 +70,17 @@ def shard(batch: list[int], rank: int, world: int, micro_batches: int) -> list[l
     return [mine[i::micro_batches] for i in range(micro_batches) if mine[i::micro_batches]]
 
 
+def _write_summary(output_dir: Path, summary: dict) -> None:
+    """OUTPUT/train_summary.json, of one model or of an ensemble (NaN, e.g. accuracy without validation data, as
+    null)."""
+    write_text_atomically(output_dir / "train_summary.json", json.dumps(json_ready(summary), indent=2) + "\n")
+
+
 # ------------------------------------------------------------------------------------------------ the trainer
 
 # train-rm options whose change makes a checkpoint unloadable: they decide its weights, adapters, heads and optimizer
 CHECKPOINT_OPTIONS = ("model", "feedback", "lora_r", "lora_target_modules", "length_head", "freeze_layers", "pooling")
+
 
 class RewardModelTrainer:
     """Wires data, RewardModel, loss task, optimizer and Accelerate; `train()` runs to the end and returns a summary."""
@@ -440,7 +447,7 @@ class RewardModelTrainer:
         }
         if self.accelerator.is_main_process:
             model.save_pretrained(self.output_dir)
-            (self.output_dir / "train_summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
+            _write_summary(self.output_dir, summary)
             prune_checkpoints(self.output_dir, self.cfg.keep_checkpoints, run_finished=True)
         self.accelerator.wait_for_everyone()
         return summary
@@ -488,7 +495,7 @@ def train_ensemble(cfg: TrainRMConfig) -> tuple[RewardModelTrainer, dict]:
     }
     if trainer.accelerator.is_main_process:
         save_ensemble(cfg.output_dir, folders, average)
-        (Path(cfg.output_dir) / "train_summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
+        _write_summary(Path(cfg.output_dir), summary)
     trainer.accelerator.wait_for_everyone()
     return trainer, summary
 

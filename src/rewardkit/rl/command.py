@@ -31,7 +31,7 @@ from typing import Any
 from rewardkit.errors import RewardkitError
 from rewardkit.rl.config import ALGORITHM_NAMES, RLConfig
 from rewardkit.runs import (checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints, truncate_jsonl,
-                            write_atomically)
+                            write_atomically, write_jsonl_atomically)
 
 __all__ = ["RLConfig", "ALGORITHM_NAMES", "run_rl", "load_prompts"]
 
@@ -188,13 +188,6 @@ def load_checkpoint(folder: Path, trainer, order: PromptOrder) -> dict:
     return state
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def _log_line(step: int, steps: int, m: dict) -> str:
     gold = f" gold {m['reward/gold']:+.3f}" if "reward/gold" in m else ""
     return (f"step {step}/{steps} | proxy {m['reward/proxy']:+.3f}{gold} | kl {m['kl/ref']:.3f} (β {m['kl/coef']:.3g})"
@@ -307,7 +300,7 @@ def run_rl(cfg: RLConfig) -> int:
         log.write(trainer.step_count, metrics)
         with (output_dir / "eval.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        _write_jsonl(output_dir / "samples" / f"eval-step-{trainer.step_count}.jsonl", samples)
+        write_jsonl_atomically(output_dir / "samples" / f"eval-step-{trainer.step_count}.jsonl", samples)
         gold = f", gold {metrics['eval/gold']:+.3f}" if "eval/gold" in metrics else ""
         say(f"eval at step {trainer.step_count}: proxy {metrics['eval/proxy']:+.3f}{gold}, "
             f"kl {metrics['eval/kl']:.3f}, length {metrics['eval/length']:.1f}")
@@ -334,7 +327,7 @@ def run_rl(cfg: RLConfig) -> int:
             if cfg.sample_every and step % cfg.sample_every == 0:
                 samples = _experience_samples(trainer)
                 if main:
-                    _write_jsonl(output_dir / "samples" / f"step-{step}.jsonl", samples)
+                    write_jsonl_atomically(output_dir / "samples" / f"step-{step}.jsonl", samples)
             if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
                 last_samples = evaluate()
             run_state["elapsed"] = time.perf_counter() - clock
