@@ -134,7 +134,7 @@ def run(*argv: str) -> None:
 def train(output: Path, data: list[Path], seed: int, args, ensemble: int = 1, epochs: int | None = None) -> Path:
     run("train-rm", "--model", "minilm-l6", "--data", *data, "--val-fraction", "0", "--output-dir", output,
         "--max-length", args.max_length, "--epochs", epochs or args.epochs, "--batch-size", 8, "--seed", seed,
-        "--ensemble", ensemble, "--save-every", 0, "--keep-checkpoints", 0, "--no-progress", "--no-tensorboard")
+        "--freeze-layers", args.freeze_layers, "--ensemble", ensemble, "--save-every", 0, "--keep-checkpoints", 0, "--no-progress", "--no-tensorboard")
     return output
 
 
@@ -310,6 +310,10 @@ def main() -> int:
                              "reused when present); default: a temporary folder")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--freeze-layers", type=int, default=-1,
+                        help="train-rm's --freeze-layers for every model trained here (gold, seed and retrained "
+                             "alike, so that the learner can represent the gold rule): -1 trains minilm-l6's upper "
+                             "half, 5 its top layer only (less training noise per repeat)")
     parser.add_argument("--output", type=Path, default=None,
                         help="also write the figures as JSON here, after every repeat")
     parser.add_argument("--combine", type=Path, nargs="+", default=None,
