@@ -134,7 +134,8 @@ def run(*argv: str) -> None:
 def train(output: Path, data: list[Path], seed: int, args, ensemble: int = 1, epochs: int | None = None) -> Path:
     run("train-rm", "--model", "minilm-l6", "--data", *data, "--val-fraction", "0", "--output-dir", output,
         "--max-length", args.max_length, "--epochs", epochs or args.epochs, "--batch-size", 8, "--seed", seed,
-        "--freeze-layers", args.freeze_layers, "--ensemble", ensemble, "--save-every", 0, "--keep-checkpoints", 0, "--no-progress", "--no-tensorboard")
+        "--freeze-layers", args.freeze_layers, "--ensemble", ensemble, "--save-every", 0, "--keep-checkpoints", 0,
+        "--no-progress", "--no-tensorboard")
     return output
 
 
