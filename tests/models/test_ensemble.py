@@ -71,12 +71,15 @@ def test_train_rm_ensemble_saves_members_and_their_weight_average(trained_ensemb
     assert load_reward_model(str(out)).reward_stats == metadata["reward_stats"]
 
 
-def test_an_ensemble_trains_without_validation_data(tmp_path, tiny_bert_dir):
+def test_an_ensemble_trains_without_validation_data(tmp_path, tiny_bert_dir, capsys):
     data = write_pairs(tmp_path / "pairs.jsonl", n=16)
     cfg = TrainRMConfig(model=str(tiny_bert_dir), data=[str(data)], output_dir=str(tmp_path / "rm"), max_length=64,
                         batch_size=8, max_steps=1, val_fraction=0.0, save_every=0, progress=False,
                         tensorboard=False, num_threads=1, ensemble=2)
     assert train_reward_model(cfg) == 0
+    assert "validation accuracy: none (no validation data) (16 trained" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "rm" / "train_summary.json").read_text())
+    assert summary["val_accuracy"] is None and summary["member_val_accuracies"] == [None, None]
     assert "reward_stats" not in json.loads((tmp_path / "rm" / "rewardkit.json").read_text())  # nothing to measure on
     assert isinstance(load_reward_model(str(tmp_path / "rm")), RewardEnsemble)
 

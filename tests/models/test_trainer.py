@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import subprocess
@@ -164,13 +163,17 @@ def test_keep_checkpoints_0_keeps_the_newest_while_running_and_none_once_the_mod
     assert (tmp_path / "out" / "model.safetensors").exists() and not checkpoints.exists()
 
 
-def test_without_validation_data_the_logs_hold_null_not_nan(tmp_path, tiny_bert_dir):
+def test_without_validation_data_nothing_is_evaluated_and_the_logs_hold_null_not_nan(tmp_path, tiny_bert_dir,
+                                                                                        capsys):
     data = write_pairs(tmp_path / "pairs.jsonl", n=16)
-    summary = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=2, val_fraction=0.0)).train()
-    assert math.isnan(summary["val_accuracy"])  # what the caller gets; the files say null, which JSON readers take
+    summary = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=2, val_fraction=0.0,
+                                              eval_every=1)).train()
+    assert summary["val_accuracy"] is None and summary["best_val_accuracy"] is None
     out = tmp_path / "out"
-    for text in [(out / "train_summary.json").read_text(), *(out / "metrics.jsonl").read_text().splitlines()]:
-        json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written as JSON"))
+    rows = [json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written as JSON"))
+            for text in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/loss" in r] and not [r for r in rows if "val/accuracy" in r]
+    assert "validation accuracy" not in capsys.readouterr().err
     assert json.loads((out / "train_summary.json").read_text())["val_accuracy"] is None
 
 

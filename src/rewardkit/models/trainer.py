@@ -172,11 +172,12 @@ class RewardModelTrainer:
         return [tasks.Example([next(encoded) for _ in responses], target) for responses, target in wanted]
 
     # -------------------------------------------------------------- evaluation
-    def validate(self, scorer=None) -> float:
+    def validate(self, scorer=None) -> float | None:
         """Mean per-example accuracy on the validation set (pairs: chosen scored higher, ties half), of the model being
-        trained or of another `scorer` of the same texts (an ensemble, a weight average)."""
+        trained or of another `scorer` of the same texts (an ensemble, a weight average); None without validation
+        data."""
         if not self.val_examples:
-            return float("nan")
+            return None
         model = scorer if scorer is not None else self.accelerator.unwrap_model(self.reward_model)
         mine = self.val_examples[self.rank::self.world]
         texts = [t for e in mine for t in e.encoded]
@@ -395,7 +396,8 @@ class RewardModelTrainer:
                                      "examples_per_second": window_examples / max(now - window_start, 1e-9),
                                      "epoch": step / steps_per_epoch}, prefix="train")
                     window_start, window_examples = now, 0
-                if step % eval_every == 0 or step == total_steps:
+                # without validation data there is nothing to evaluate (nor to log as nan at every evaluation)
+                if self.val_examples and (step % eval_every == 0 or step == total_steps):
                     val_accuracy = self.validate()
                     state["val_accuracy"] = val_accuracy
                     state["val_reward_sums"] = self.val_reward_sums
@@ -513,7 +515,7 @@ def train_reward_model(cfg: TrainRMConfig) -> int:
         unit = trainer.kind.unit
         accuracy = f"{summary['val_accuracy']:.4f} on {summary['val_examples']} held-out {unit}" \
             if summary["val_examples"] else "none (no validation data)"
-        if cfg.ensemble > 1:
+        if cfg.ensemble > 1 and summary["val_examples"]:
             members = ", ".join(f"{a:.4f}" for a in summary["member_val_accuracies"])
             accuracy = (f"{accuracy} for the ensemble of {cfg.ensemble} (members {members}; their weight average "
                         f"{summary['weight_average_val_accuracy']:.4f})")
