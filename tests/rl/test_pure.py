@@ -30,7 +30,10 @@ def test_masked_statistics_ignore_padding():
     assert close(masked_var(values, mask), 1.0)                # (1 + 0 + 1) / (3 - 1)
     assert close(masked_var(values, mask, unbiased=False), 2 / 3)
     assert close(masked_whiten(values, mask), [-1.0, 0.0, 1.0, 100.0])
-    assert close(masked_whiten(values, mask, shift_mean=False), [1.0, 2.0, 3.0, 100.0])
+    assert close(masked_whiten(values, mask, shift_mean=False), [1.0, 2.0, 3.0, 100.0])  # std 1: unchanged
+    # scale only: std 2 halves every valid value, signs and zeros kept (0.1/0.2/0.3 centred would flip a sign)
+    assert close(masked_whiten(torch.tensor([-2.0, 0.0, 2.0, 7.0]), mask, shift_mean=False), [-1.0, 0.0, 1.0, 7.0])
+    assert close(masked_whiten(torch.tensor([2.0, 4.0, 6.0, 7.0]), mask, shift_mean=False), [1.0, 2.0, 3.0, 7.0])
     assert close(masked_mean(torch.ones(2, 2), torch.tensor([[1.0, 1.0], [0.0, 0.0]]), dim=1), [1.0, 0.0])
 
 

@@ -64,6 +64,25 @@ def test_gradient_accumulation_is_exact():
     assert torch.allclose(a.value_model.linear.weight, b.value_model.linear.weight, atol=1e-5)
 
 
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_whitening_only_scales_group_advantages(algorithm):
+    def reward(prompts, responses, references=None):
+        # "the movie": every sample scores 1, so its group carries no signal; "a film": the response's length
+        return torch.tensor([1.0 if p == "the movie" else float(len(r)) for p, r in zip(prompts, responses)])
+
+    batches = []
+    for whiten in (False, True):
+        trainer = make_trainer(algorithm, reward=reward, kl_coef=0.0, prompts_per_step=2, whiten_advantages=whiten)
+        experience, _ = trainer.make_experience(["the movie", "a film"])
+        batches.append((experience.advantages, experience.mask))
+    (raw, mask), (whitened, _) = batches
+    assert mask[:4].sum(dim=1).unique().numel() > 1  # responses of several lengths: a token-weighted shift would show
+    assert torch.equal(whitened[:4], torch.zeros_like(whitened[:4]))  # no signal stays no signal
+    valid = mask.bool() & (raw != 0)
+    ratio = whitened[valid] / raw[valid]
+    assert valid.any() and torch.allclose(ratio, ratio[0].expand_as(ratio)) and ratio[0] > 0  # one positive scale
+
+
 def test_kl_penalty_keeps_the_policy_closer():
     free = run(make_trainer("reinforce", kl_coef=0.0), 15)
     tied = run(make_trainer("reinforce", kl_coef=0.5), 15)

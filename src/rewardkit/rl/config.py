@@ -77,7 +77,11 @@ class RLConfig(PolicySampling):
     loss_aggregation: str = option("token_mean", "token_mean: every valid token weighs the same; sequence_mean: "
                                                  "every response weighs the same", choices=("token_mean",
                                                                                           "sequence_mean"))
-    whiten_advantages: bool = option(True, "Normalize advantages over the batch (zero mean, unit variance)")
+    whiten_advantages: bool = option(True, "Normalize advantages over the batch's tokens: to zero mean and unit "
+                                           "variance, or for grpo and rloo, whose baselines already centre each "
+                                           "prompt's samples, to unit variance only (a shift by the token-weighted "
+                                           "mean would give a sample that scored like the rest of its group a "
+                                           "nonzero advantage)")
     whiten_rewards: bool = option(False, "Normalize the reward's totals over the batch before the KL penalty is "
                                          "added (keeps the reward/KL balance stable across reward scales)")
     group_std_scaling: bool = option(True, "GRPO: divide by the group's std (false: only centre, as Dr. GRPO)")

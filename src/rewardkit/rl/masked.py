@@ -47,13 +47,14 @@ def masked_moments(values: torch.Tensor, mask: torch.Tensor,
 
 def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
                   moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Scale the valid elements to unit variance (and zero mean unless `shift_mean=False`); padding stays as is.
+    """Scale the valid elements to unit variance, and shift them to zero mean unless `shift_mean=False`; padding stays
+    as is.
 
-    `shift_mean=False` keeps the sign of rewards meaningful (a value function then still sees their level).
+    `shift_mean=False` only scales: a value's sign and a zero stay as they are (advantages that a group baseline has
+    already centred, where a shift would give samples that scored like the rest of their group a nonzero advantage).
+    Unlike TRL's `whiten(shift_mean=False)`, which adds the mean back after centring, this divides by the std only.
     `moments` (mean, variance), e.g. those of `masked_moments` over every process's share, replace the local ones.
     """
     mean, var = moments if moments is not None else masked_moments(values, mask)
-    whitened = (values - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        whitened = whitened + mean
+    whitened = (values - mean if shift_mean else values) * torch.rsqrt(var + eps)
     return torch.where(mask.bool(), whitened, values)

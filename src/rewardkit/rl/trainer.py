@@ -304,8 +304,9 @@ class RLTrainer:
         kl_tokens = kl_estimate(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask
         token_rewards = self.shape_rewards(score_tokens, rollout, kl_tokens, old_logprobs)
         advantages, returns = self.algorithm.advantages(token_rewards, mask, values, cfg, group, self.processes)
-        if cfg.whiten_advantages:
-            advantages = masked_whiten(advantages, mask, moments=self.processes.moments(advantages, mask)) * mask
+        if cfg.whiten_advantages:  # grouped advantages are centred per prompt already: only scaled (see the option)
+            advantages = masked_whiten(advantages, mask, shift_mean=not self.algorithm.grouped,
+                                       moments=self.processes.moments(advantages, mask)) * mask
         scores = masked_sum(score_tokens, mask, dim=1)
         experience = Experience(prompts, references, texts, rollout, old_logprobs, ref_logprobs, entropy, scores,
                                 token_rewards, values, advantages, returns)
