@@ -196,6 +196,12 @@ def test_unusable_combinations_are_user_errors():
         make_trainer("grpo", samples_per_prompt=1)
     with pytest.raises(RewardkitError, match="epochs"):
         make_trainer("reinforce", epochs=3)
+    with pytest.raises(RewardkitError, match="minibatch-size 2 below the step's 16 samples"):
+        make_trainer("rloo", minibatch_size=2)
+    make_trainer("rloo", minibatch_size=16)  # one update per step: on-policy
+    make_trainer("grpo", minibatch_size=2)   # the clipped ratio corrects for the older policy
+    with pytest.raises(RewardkitError, match="kl-estimator k3 or k2"):
+        make_trainer("grpo", kl_in="loss")
 
 
 def test_dense_reward_spec_sums_to_the_sparse_reward(tmp_path):

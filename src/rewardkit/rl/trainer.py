@@ -125,6 +125,14 @@ def check_config(cfg: RLConfig, processes: int = 1) -> None:
     if cfg.epochs > 1 and not algorithm.clipped:
         raise RewardkitError(f"--epochs {cfg.epochs} needs a clipped objective (ppo or grpo); {cfg.algorithm} takes "
                              "one pass, later passes would be off-policy")
+    batch = cfg.prompts_per_step * cfg.samples_per_prompt
+    if cfg.minibatch_size is not None and cfg.minibatch_size < batch and not algorithm.clipped:
+        raise RewardkitError(f"--minibatch-size {cfg.minibatch_size} below the step's {batch} samples needs a clipped "
+                             f"objective (ppo or grpo): {cfg.algorithm} has no importance ratio, and every update "
+                             "after the first would learn from samples of an older policy")
+    if cfg.kl_in == "loss" and cfg.kl_estimator == "k1":
+        raise RewardkitError("--kl-in loss needs --kl-estimator k3 or k2: the gradient of k1 = log π − log π_ref is "
+                             "zero in expectation, so as a loss term it would not keep the policy near the reference")
     for name in ("steps", "prompts_per_step", "samples_per_prompt", "epochs", "forward_batch_size",
                  "max_new_tokens", "watch_window"):
         if getattr(cfg, name) < 1:
