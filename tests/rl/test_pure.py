@@ -7,7 +7,7 @@ import torch
 
 from rewardkit.rl.advantages import (discounted_returns, gae, group_normalized_advantages, leave_one_out_advantages,
                                      per_token, reinforce_advantages)
-from rewardkit.rl.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_k1, kl_k2, kl_k3
+from rewardkit.rl.kl import K3_MAX, AdaptiveKLController, FixedKLController, kl_estimate, kl_k1, kl_k2, kl_k3
 from rewardkit.rl.losses import (aggregate, clipped_surrogate_loss, entropy_from_logits, policy_gradient_loss,
                                  value_loss)
 from rewardkit.rl.masked import masked_mean, masked_var, masked_whiten
@@ -161,6 +161,11 @@ def test_kl_estimators():
     assert close(kl_k2(logp, ref), 0.5 * math.log(2) ** 2)
     assert close(kl_k3(logp, ref), 0.5 + math.log(2) - 1)  # r = 0.5: r - log r - 1
     assert close(kl_estimate(logp, logp, "k3"), 0.0)
+    # a token the policy found e^-100 likely where the reference did not: capped, not inf (nor its gradient nan)
+    far = torch.tensor(-100.0, requires_grad=True)
+    capped = kl_k3(far, torch.tensor(0.0))
+    capped.backward()
+    assert float(capped.detach()) == K3_MAX and float(far.grad) == 0.0
     with pytest.raises(ValueError):
         kl_estimate(logp, ref, "k4")
 

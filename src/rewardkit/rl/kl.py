@@ -3,7 +3,7 @@
 With r = π_ref(a)/π(a) for a token a sampled from π (Schulman, "Approximating KL divergence", 2020):
 - k1 = log π − log π_ref: unbiased, high variance, can be negative per token;
 - k2 = ½·(log π − log π_ref)²: biased, low variance, always ≥ 0; its gradient is the KL's gradient (good in a loss);
-- k3 = r − log r − 1: unbiased and always ≥ 0, low variance (GRPO's choice in the loss).
+- k3 = r − log r − 1: unbiased and always ≥ 0, low variance (GRPO's choice in the loss); capped at K3_MAX.
 As a loss term (rather than a reward penalty), k1's gradient is zero in expectation: use k2 or k3 there.
 """
 
@@ -22,9 +22,15 @@ def kl_k2(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     return 0.5 * (logprobs - ref_logprobs) ** 2
 
 
+# k3's exp(log π_ref − log π) overflows (to inf in fp32 from a log-ratio of ~89, and its gradient to nan) on a token
+# the policy found very unlikely and the reference did not. As in verl's low_var_kl, the log-ratio is clipped to ±20
+# (exp stays finite) and a token's k3 capped at K3_MAX nats.
+K3_MAX = 10.0
+
+
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    log_ratio = ref_logprobs - logprobs
-    return torch.exp(log_ratio) - log_ratio - 1
+    log_ratio = (ref_logprobs - logprobs).clamp(-20.0, 20.0)
+    return (torch.exp(log_ratio) - log_ratio - 1).clamp(max=K3_MAX)
 
 
 def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
