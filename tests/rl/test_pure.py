@@ -153,6 +153,14 @@ def test_entropy_from_logits():
     assert close(entropy_from_logits(torch.zeros(3, 2)), [math.log(2)] * 3)
     logits = torch.log(torch.tensor([0.5, 0.25, 0.25])) + 7.0  # a shift changes nothing
     assert close(entropy_from_logits(logits), 0.5 * math.log(2) + 0.5 * math.log(4))
+    # tokens a logits processor masked to -inf count 0 (not nan)
+    masked = torch.tensor([[0.0, -math.inf], [0.0, 0.0], [-math.inf, 0.0]])
+    assert close(entropy_from_logits(masked), [0.0, math.log(2), 0.0])
+    assert close(entropy_from_logits(torch.tensor([0.0, 0.0, -math.inf])), math.log(2))
+    # a probability that underflows to 0 leaves the gradient finite
+    logits = torch.tensor([0.0, -200.0, 1.0, -math.inf], requires_grad=True)
+    entropy_from_logits(logits).backward()
+    assert torch.isfinite(logits.grad).all()
 
 
 def test_kl_estimators():

@@ -36,7 +36,7 @@ def test_length_drift_both_ways():
     watch = RewardHackingWatch(window=3, length_drift=2.0)
     messages = [watch.update(step, 0.0, length) for step, length in enumerate([10, 10, 10, 15, 18, 22, 25, 30], 1)]
     flagged = [i for i, m in enumerate(messages, 1) if m]
-    assert flagged == [7]  # last three mean 25.7 > 2 x 10, only from step 7 on (and only once)
+    assert flagged == [7]  # last three (18, 22, 25) mean 21.7 > 2 x 10, only from step 7 on (and only once)
     shrink = RewardHackingWatch(window=2, length_drift=2.0)
     assert any(shrink.update(s, 0.0, n) for s, n in enumerate([20, 20, 8, 8], 1))
 

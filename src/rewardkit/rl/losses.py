@@ -73,6 +73,10 @@ def value_loss(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the softmax distribution over the last axis: logsumexp(z) − Σ softmax(z)·z."""
-    logits = logits.float()
+    """Entropy of the softmax distribution over the last axis, logsumexp(z) − Σ softmax(z)·z, in fp32.
+
+    A logit masked to −inf (by a logits processor: a minimum length, banned words) is raised to the lowest finite
+    float first: its term is then 0·(−3.4e38) = 0 instead of 0·(−inf) = nan. (Σ −p·log p from the probabilities would
+    give the same value, but an infinite gradient wherever a probability underflows to 0.)"""
+    logits = logits.float().clamp(min=torch.finfo(torch.float32).min)
     return torch.logsumexp(logits, dim=-1) - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)

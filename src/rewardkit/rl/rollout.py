@@ -136,9 +136,9 @@ class LogprobRecorder:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         self._take(input_ids[:, -1])  # the token sampled after the previous call
-        logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)
-        self.entropy.append(-(logp.exp() * logp).sum(-1))
-        self._pending = logp
+        scaled = scores.float() / self.temperature
+        self.entropy.append(entropy_from_logits(scaled))
+        self._pending = torch.log_softmax(scaled, dim=-1)
         return scores
 
     def result(self, response_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
