@@ -58,6 +58,16 @@ def test_decoding_fallback_handles_a_split_multibyte_character():
     assert token_ends_from_ids(text, ids, tok) == [1, 2, 3, 3, 4, 5, 6, 7]
 
 
+def test_both_alignment_paths_count_a_split_character_on_its_last_piece():
+    tok = bpe_tokenizer()
+    text = "café ok 我喜"  # the tokenizer splits each CJK character into byte pieces
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    fast = token_ends_from_ids(text, ids, tok)  # the tokenizer's own segmentation: from the offset mapping
+    # what the other path (decoding every prefix) gives, and what resolve_token_ends reads from the tokenizer
+    decoded = [len(p.rstrip("\ufffd")) for p in tok.batch_decode([ids[:t + 1] for t in range(len(ids))])]
+    assert fast == decoded == resolve_token_ends([text], tokenizer=tok)[0] == [4, 5, 6, 7, 8, 8, 8, 9, 9, 9, 10]
+
+
 def test_token_ends_are_cleaned_so_the_last_token_closes_the_text():
     assert resolve_token_ends(["abcd"], token_ends=[[2, 1, 9, 3]]) == [[2, 2, 4, 4]]
 

@@ -164,9 +164,14 @@ def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
     if tokenizer is None:
         totals = reward(prompts, responses, references, finished=finished)
     else:
-        encodings = [tokenizer(r, add_special_tokens=False, return_offsets_mapping=True) for r in responses]
-        ends = [[end for _, end in e["offset_mapping"]] for e in encodings]
-        token_rewards = reward.per_token(prompts, responses, references, token_ends=ends, finished=finished)
+        from rewardkit.rewards.dense import offset_token_ends
+
+        encodings = [offset_token_ends(r, tokenizer) for r in responses]
+        if encodings and encodings[0] is None:
+            raise RewardkitError("--dense needs a fast tokenizer (one with offset mappings) to place rewards on tokens")
+        token_ids = [ids for ids, _ in encodings]
+        token_rewards = reward.per_token(prompts, responses, references, token_ends=[ends for _, ends in encodings],
+                                         finished=finished)
         totals = reward.last_total
         per_component = reward.last_token_contributions
     # an ensemble's disagreement (std over its members) per response, for each reward_model component that is one
@@ -178,7 +183,7 @@ def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
         if spreads:
             entry["disagreement"] = {name: float(values[k]) for name, values in spreads.items()}
         if tokenizer is not None:
-            entry["tokens"] = tokenizer.convert_ids_to_tokens(encodings[k]["input_ids"])
+            entry["tokens"] = tokenizer.convert_ids_to_tokens(token_ids[k])
             entry["token_rewards"] = token_rewards[k].tolist()
             entry["token_components"] = {name: values[k].tolist() for name, values in per_component.items()}
         scored.append(entry)

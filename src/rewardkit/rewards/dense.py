@@ -28,7 +28,7 @@ def token_ends_from_ids(response: str, ids: Sequence[int], tokenizer: Any) -> li
     ids = [int(i) for i in ids]
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     core = [t for t, i in enumerate(ids) if i not in special]
-    offsets = _offsets(response, tokenizer)
+    offsets = offset_token_ends(response, tokenizer)
     if offsets is not None and [ids[t] for t in core] == offsets[0]:
         ends, last, it = [], 0, iter(offsets[1])
         for i in ids:
@@ -40,13 +40,21 @@ def token_ends_from_ids(response: str, ids: Sequence[int], tokenizer: Any) -> li
     return [len(p.rstrip("\ufffd")) for p in prefixes]
 
 
-def _offsets(text: str, tokenizer: Any) -> tuple[list[int], list[int]] | None:
-    """(ids, end offsets) of `text` without special tokens, or None for tokenizers without offset mappings."""
+def offset_token_ends(text: str, tokenizer: Any) -> tuple[list[int], list[int]] | None:
+    """(ids, end offsets) of `text` tokenized without special tokens, or None for tokenizers without offset mappings.
+
+    The byte pieces of one character split across tokens (byte-level BPE) all carry that character's span; all but
+    the last end where it starts, so the character counts once its last piece is there, as decoding prefixes gives
+    (`token_ends_from_ids`' other path).
+    """
     try:
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     except (NotImplementedError, TypeError, ValueError):
         return None
-    return list(enc["input_ids"]), [end for _, end in enc["offset_mapping"]]
+    spans = [tuple(span) for span in enc["offset_mapping"]]
+    ends = [start if t + 1 < len(spans) and spans[t + 1] == (start, end) and end > start else end
+            for t, (start, end) in enumerate(spans)]
+    return list(enc["input_ids"]), ends
 
 
 def resolve_token_ends(responses: Sequence[str], *, response_token_ids: Sequence[Sequence[int]] | None = None,
@@ -63,7 +71,7 @@ def resolve_token_ends(responses: Sequence[str], *, response_token_ids: Sequence
         elif tokenizer is not None:
             token_ends = []
             for r in responses:
-                offsets = _offsets(r, tokenizer)
+                offsets = offset_token_ends(r, tokenizer)
                 if offsets is None:
                     raise ValueError("this tokenizer has no offset mapping; pass response_token_ids or token_ends")
                 token_ends.append(offsets[1])
