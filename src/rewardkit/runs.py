@@ -8,6 +8,7 @@ config modules import this to build `--help`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -17,7 +18,7 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TextIO
 
 from rewardkit.errors import RewardkitError
 
@@ -114,9 +115,18 @@ def write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Replace the file's text in one step: a crash leaves the old file or the new one, never half of one."""
+    with open_atomically(path) as f:
+        f.write(text)
+
+
+@contextlib.contextmanager
+def open_atomically(path: Path) -> Iterator[TextIO]:
+    """A text file to write (UTF-8) that replaces `path` in one step when the block ends; an error in the block (or a
+    crash) leaves `path` as it was, not half written."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as f:
+            yield f
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -186,6 +186,11 @@ def test_identical_and_empty_policies(make_file):
     pairs = load_pairs(path, on_bad_record="skip", on_empty_response="skip")
     assert [p.source.line for p in pairs] == [1, 4, 8]
     assert [p.location.line for p in pairs.report.skipped] == [2, 3, 5, 6, 7]
+    kept = load_pairs(path, on_bad_record="skip", on_identical="keep")  # what `score` reads: every record scored
+    assert [p.source.line for p in kept] == [1, 4, 5, 7, 8] and [p.location.line for p in kept.report.identical] == [5]
+    assert [p.location.line for p in kept.report.skipped] == [2, 3, 6]
+    assert any("kept 1 record(s) whose responses are identical (on_identical='keep')" in line
+               for line in kept.report.summary_lines())
 
 
 def test_printed_listing_is_capped_but_the_report_keeps_all(make_file, capsys):

@@ -88,7 +88,8 @@ def test_score_pairwise_and_hh_records(tmp_path):
 @pytest.mark.parametrize("record, message", [
     ({"prompt": "q"}, "in.jsonl:2: field 'response' must be non-empty text, got missing"),
     ({"prompt": "q", "response": ""}, "in.jsonl:2: field 'response' must be non-empty text"),
-    ({"prompt": "q", "response": "a", "finished": "yes"}, "in.jsonl:2: field 'finished' must be true or false"),
+    ({"prompt": "q", "response": "a", "finished": "maybe"}, "in.jsonl:2: field 'finished' must be true or false"),
+    ({"prompt": "q", "response": "a", "finished": 1}, "in.jsonl:2: field 'finished' must be true or false"),
 ])
 def test_bad_records_name_file_and_line(tmp_path, record, message):
     spec = tmp_path / "reward.yaml"
@@ -121,3 +122,76 @@ def test_dense_without_a_tokenizer_source(tmp_path):
     out = tmp_path / "out.jsonl"
     score(["--reward", str(spec), "--input", str(data), "--dense", "--tokenizer", "minilm-l6", "--output", str(out)])
     assert all(sum(r["token_rewards"]) == pytest.approx(r["total"]) for r in read_jsonl(out))
+
+
+def test_a_missing_reference_names_its_record_before_anything_is_written(tmp_path):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text("components: [{type: rouge}]\n")
+    records = [{"prompt": "q", "response": f"answer {i}", "reference": "answer"} for i in range(3)]
+    data = write_jsonl(tmp_path / "in.jsonl", [*records, {"prompt": "q", "response": "answer 3"}])
+    out = tmp_path / "out.jsonl"
+    out.write_text("kept\n")
+    with pytest.raises(RewardkitError, match=r"in.jsonl:4: rouge needs a reference, and this record has none"):
+        score(["--reward", str(spec), "--input", str(data), "--output", str(out), "--batch-size", "2"])
+    assert out.read_text() == "kept\n" and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    csv = tmp_path / "in.csv"
+    csv.write_text("prompt,response,reference\nq,answer,answer\nq,answer,\n")  # an empty cell is no reference
+    with pytest.raises(RewardkitError, match=r"in.csv:3: rouge needs a reference"):
+        score(["--reward", str(spec), "--input", str(csv)])
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    with pytest.raises(RewardkitError, match=r"pairs.jsonl:1: rouge needs a reference, which pairwise records"):
+        score(["--reward", str(spec), "--input", str(pairs)])
+
+
+def test_an_error_mid_scoring_leaves_no_half_written_output(tmp_path, monkeypatch):
+    import rewardkit.rewards.command as command
+
+    spec = tmp_path / "reward.yaml"
+    spec.write_text("components: [{type: length, target: 5}]\n")
+    data = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "response": f"answer {i}"} for i in range(4)])
+    real, calls = command.score_batch, []
+
+    def second_batch_fails(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RewardkitError("a remote reward went away")
+        return real(*args)
+
+    monkeypatch.setattr(command, "score_batch", second_batch_fails)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(RewardkitError, match="went away"):
+        score(["--reward", str(spec), "--input", str(data), "--output", str(out), "--batch-size", "2"])
+    assert sorted(tmp_path.iterdir()) == sorted([spec, data])  # neither out.jsonl nor its temporary file
+
+
+def test_finished_flags_on_every_record_or_none_and_read_from_csv_text(tmp_path):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text('components: [{type: no_eos, eos_text: "</s>"}]\n')
+    mixed = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "response": "cut", "finished": False},
+                                                {"prompt": "q", "response": "also cut"}])
+    with pytest.raises(RewardkitError, match=r"in.jsonl:2: field 'finished' is missing, but .*in.jsonl:1 has it"):
+        score(["--reward", str(spec), "--input", str(mixed)])
+    csv = tmp_path / "in.csv"
+    csv.write_text("prompt,response,finished\nq,cut off,false\nq,done,true\n")
+    out = tmp_path / "out.jsonl"
+    score(["--reward", str(spec), "--input", str(csv), "--output", str(out)])
+    assert [r["total"] for r in read_jsonl(out)] == [-1.0, 0.0]
+
+
+def test_pairwise_records_are_all_scored_even_with_identical_responses(tmp_path):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text("components: [{type: length, target: 5, unit: chars}]\n")
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "same", "rejected": "same"},
+                                                   {"prompt": "q", "chosen": "short", "rejected": "longer one"}])
+    out = tmp_path / "out.jsonl"
+    score(["--reward", str(spec), "--input", str(pairs), "--output", str(out)])
+    lines = read_jsonl(out)
+    assert [line["source"] for line in lines] == [f"{pairs}:1", f"{pairs}:2"] and lines[0]["margin"] == 0.0
+
+
+def test_dense_scoring_of_a_response_without_tokens_names_it(tmp_path):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text("components: [{type: length, target: 5}]\n")
+    data = write_jsonl(tmp_path / "in.jsonl", [RECORDS[0], {"prompt": "q", "response": "\u200b"}])
+    with pytest.raises(RewardkitError, match=r"in.jsonl:2: a response has no tokens"):
+        score(["--reward", str(spec), "--input", str(data), "--dense", "--tokenizer", "minilm-l6"])

@@ -124,8 +124,7 @@ class RowContext:
     # -- records under the load's policies ------------------------------------------------------------------------
     def pair(self, location: Location, prompt: Prompt, chosen: str, rejected: str, margin: float | None,
              subset: str | None) -> list[PreferencePair]:
-        if chosen == rejected:
-            self.report.keep_identical(location)
+        if chosen == rejected and not self.report.keep_identical(location):
             return []
         if not self._keep_if_empty(location, {self.field("chosen"): chosen, self.field("rejected"): rejected}):
             return []
@@ -135,8 +134,8 @@ class RowContext:
               subset: str | None) -> list[RankedGroup]:
         if len(responses) < 2:
             raise BadRecord(f"a ranking needs at least 2 responses, got {len(responses)}")
-        if len(set(responses)) < len(responses):
-            self.report.keep_identical(location, "the ranking holds the same response twice")
+        if len(set(responses)) < len(responses) and \
+                not self.report.keep_identical(location, "the ranking holds the same response twice"):
             return []
         named = {f"response {i + 1} of the ranking": text for i, text in enumerate(responses)}
         if not self._keep_if_empty(location, named):

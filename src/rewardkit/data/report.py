@@ -3,7 +3,7 @@
 The loaders apply three policies while reading and record every decision here, so nothing is dropped silently:
 - `on_bad_record`: "fail" (default) raises a RewardkitError naming file:line; "skip" drops the record and lists it.
 - `on_identical`: a pair (or ranked group) whose responses are identical carries no preference; "skip" (default)
-  drops it and lists it, "fail" raises.
+  drops it and lists it, "fail" raises, "keep" keeps it and lists it (for scoring every record, not training).
 - `on_empty_response`: an empty or whitespace-only response is a real outcome in human-feedback data (a model that
   said nothing; HH has 8, LLMBar 1), so "keep" (default) keeps it and lists it; "skip" drops it; "fail" raises.
 An empty prompt is always a bad record.
@@ -19,7 +19,7 @@ from rewardkit.data.types import Location
 from rewardkit.errors import RewardkitError
 
 BadRecordPolicy = Literal["fail", "skip"]
-IdenticalPolicy = Literal["skip", "fail"]
+IdenticalPolicy = Literal["skip", "fail", "keep"]
 EmptyResponsePolicy = Literal["keep", "skip", "fail"]
 
 # How many locations a printed summary line shows before "and N more" (the report object keeps them all).
@@ -52,13 +52,14 @@ class LoadReport:
 
     def __post_init__(self) -> None:
         _check_choice("on_bad_record", self.on_bad_record, ("fail", "skip"))
-        _check_choice("on_identical", self.on_identical, ("skip", "fail"))
+        _check_choice("on_identical", self.on_identical, ("skip", "fail", "keep"))
         _check_choice("on_empty_response", self.on_empty_response, ("keep", "skip", "fail"))
 
     @property
     def skipped(self) -> list[Problem]:
         """Every record that was read but not returned, in the order met."""
-        dropped = self.bad + self.identical + (self.empty_response if self.on_empty_response == "skip" else [])
+        dropped = self.bad + (self.identical if self.on_identical == "skip" else []) + \
+            (self.empty_response if self.on_empty_response == "skip" else [])
         return sorted(dropped, key=lambda p: (p.location.file, p.location.line))
 
     # -- decisions, called by the loaders -------------------------------------------------------------------------
@@ -71,7 +72,7 @@ class LoadReport:
         if self.on_identical == "fail":
             raise RewardkitError(f"{what} (on_identical='fail')", location)
         self.identical.append(Problem(location, what))
-        return False
+        return self.on_identical == "keep"
 
     def keep_empty_response(self, location: Location, what: str) -> bool:
         if self.on_empty_response == "fail":
@@ -85,8 +86,9 @@ class LoadReport:
         if self.bad:
             lines.append(f"skipped {len(self.bad)} bad record(s) (on_bad_record='skip'): " + _listing(self.bad, True))
         if self.identical:
-            lines.append(f"skipped {len(self.identical)} record(s) whose responses are identical "
-                         f"(on_identical='skip'): " + _listing(self.identical, False))
+            action = "kept" if self.on_identical == "keep" else "skipped"
+            lines.append(f"{action} {len(self.identical)} record(s) whose responses are identical "
+                         f"(on_identical='{self.on_identical}'): " + _listing(self.identical, False))
         if self.empty_response:
             action = "kept" if self.on_empty_response == "keep" else "skipped"
             lines.append(f"{action} {len(self.empty_response)} record(s) with an empty response "

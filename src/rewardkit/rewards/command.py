@@ -17,16 +17,19 @@ Nothing heavy is imported at module level (torch, transformers): `rewardkit --he
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from dataclasses import dataclass
 from itertools import chain
+from pathlib import Path
 from typing import Any, Iterator
 
-from rewardkit.config import option
+from rewardkit.config import coerce, option
 from rewardkit.device import DeviceOptions
 from rewardkit.errors import RewardkitError
+from rewardkit.runs import open_atomically
 
 
 @dataclass
@@ -45,7 +48,8 @@ class ScoreConfig(DeviceOptions):
     dense: bool = option(False, "also write per-token rewards (potential-based shaping; they sum to the total)")
     tokenizer: str | None = option(None, "tokenizer that defines the tokens for --dense (default: the first reward "
                                          "model's)")
-    batch_size: int = option(256, "responses per scoring call (rank normalization ranks within this batch)")
+    batch_size: int = option(256, "responses per scoring call (rank normalization ranks within this batch; running "
+                                  "normalization updates its statistics batch by batch, in input order)")
     max_length: int | None = option(None, "max tokens for MODEL (default: its saved setting or 512)")
     progress: bool = option(True, "show a progress bar on stderr")
 
@@ -82,20 +86,47 @@ def _prompt(row: dict, where: str) -> Any:
 
 def _reference(row: dict, where: str) -> Any:
     ref = row.get("reference")
-    if ref is None or isinstance(ref, str) or (isinstance(ref, list) and ref and all(isinstance(r, str) for r in ref)):
+    if ref is None or ref == "":  # an empty CSV cell: no reference (a reference-based reward then says so)
+        return None
+    if isinstance(ref, str) or (isinstance(ref, list) and ref and all(isinstance(r, str) for r in ref)):
         return ref
     raise RewardkitError(f"{where}: field 'reference' must be text or a list of texts")
+
+
+def _finished(row: dict, where: str) -> bool | None:
+    finished = row.get("finished")
+    if finished is None or finished == "":  # absent, or an empty CSV cell
+        return None
+    if isinstance(finished, (int, float)) and not isinstance(finished, bool):
+        raise RewardkitError(f"{where}: field 'finished' must be true or false, got {finished!r}")
+    return coerce(finished, bool, f"{where}: field 'finished'")  # CSV cells are text: "true", "false", ...
 
 
 def _response_item(location, row: Any) -> _Item:
     where = str(location)
     if not isinstance(row, dict):
         raise RewardkitError(f"{where}: expected an object with prompt and response fields")
-    finished = row.get("finished")
-    if finished is not None and not isinstance(finished, bool):
-        raise RewardkitError(f"{where}: field 'finished' must be true or false")
     return _Item(where, _prompt(row, where), [_text(row, "response", where)], reference=_reference(row, where),
-                 finished=finished, record_id=row.get("id"))
+                 finished=_finished(row, where), record_id=row.get("id"))
+
+
+def check_items(items: list[_Item], reward) -> None:
+    """What the reward needs from every record, checked before anything is scored: a reference for a reference-based
+    component, and `finished` on every record or on none (a record without it cannot be told apart from one that
+    ended, so a batch mixing them would score it as a finished one)."""
+    if reward.needs_reference:
+        names = ", ".join(c.name for c in reward.components if c.reward.needs_reference)
+        for item in items:
+            if len(item.responses) > 1:
+                raise RewardkitError(f"{item.source}: {names} needs a reference, which pairwise records do not carry; "
+                                     "give records with prompt, response and reference fields")
+            if item.reference is None:
+                raise RewardkitError(f"{item.source}: {names} needs a reference, and this record has none")
+    given = [item for item in items if item.finished is not None]
+    if given and len(given) < len(items):
+        missing = next(item for item in items if item.finished is None)
+        raise RewardkitError(f"{missing.source}: field 'finished' is missing, but {given[0].source} has it: give it "
+                             "on every record or on none")
 
 
 def read_items(path: str) -> list[_Item]:
@@ -109,7 +140,9 @@ def read_items(path: str) -> list[_Item]:
         raise RewardkitError(f"{path}: no records")
     if isinstance(first[1], dict) and "response" in first[1]:
         return [_response_item(location, row) for location, row in chain([first], rows)]
-    pairs = load_pairs(path, on_empty_response="fail")  # an empty response has no tokens to score densely
+    # every record is scored, so none is skipped: not identical responses, and not an empty one either (which has no
+    # tokens to score densely: an error naming it)
+    pairs = load_pairs(path, on_identical="keep", on_empty_response="fail")
     return [_Item(str(p.source), p.prompt, [p.chosen, p.rejected]) for p in pairs]
 
 
@@ -157,9 +190,8 @@ def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
     references = None
     if any(i.reference is not None for i in items):
         references = [i.reference for i in items for _ in i.responses]
-    finished = None
-    if any(i.finished is not None for i in items):
-        finished = [True if i.finished is None else i.finished for i in items for _ in i.responses]
+    # check_items saw to it that every item has `finished` or none has
+    finished = [i.finished for i in items for _ in i.responses] if items and items[0].finished is not None else None
     scored: list[dict] = []
     if tokenizer is None:
         totals = reward(prompts, responses, references, finished=finished)
@@ -170,6 +202,11 @@ def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
         if encodings and encodings[0] is None:
             raise RewardkitError("--dense needs a fast tokenizer (one with offset mappings) to place rewards on tokens")
         token_ids = [ids for ids, _ in encodings]
+        sources = [i.source for i in items for _ in i.responses]
+        for source, ids in zip(sources, token_ids):
+            if not ids:
+                raise RewardkitError(f"{source}: a response has no tokens (the tokenizer drops all of its text), so "
+                                     "no token can carry its reward")
         token_rewards = reward.per_token(prompts, responses, references, token_ends=[ends for _, ends in encodings],
                                          finished=finished)
         totals = reward.last_total
@@ -210,19 +247,16 @@ def run_score(cfg: ScoreConfig) -> int:
     reward = build_score_reward(cfg)
     tokenizer = _dense_tokenizer(cfg, reward) if cfg.dense or reward.mode == "dense" else None
     items = read_items(cfg.input)  # read everything first: a bad record fails before any scoring
+    check_items(items, reward)
     n_responses = sum(len(i.responses) for i in items)
-    sink = open(cfg.output, "w", encoding="utf-8") if cfg.output else sys.stdout
-    bar = tqdm(total=n_responses, unit="resp", desc="scoring", disable=not cfg.progress, file=sys.stderr)
     start = time.perf_counter()
-    try:
+    # an error mid-way leaves no half-written --output behind
+    with open_atomically(Path(cfg.output)) if cfg.output else contextlib.nullcontext(sys.stdout) as sink, \
+            tqdm(total=n_responses, unit="resp", desc="scoring", disable=not cfg.progress, file=sys.stderr) as bar:
         for batch in _batches(iter(items), cfg.batch_size):
             for record in score_batch(reward, batch, tokenizer):
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
             bar.update(sum(len(i.responses) for i in batch))
-    finally:
-        bar.close()
-        if sink is not sys.stdout:
-            sink.close()
     seconds = time.perf_counter() - start
     print(f"scored {n_responses} responses from {len(items)} records in {seconds:.1f} s "
           f"({n_responses / max(seconds, 1e-9):.1f} responses/s)", file=sys.stderr)
