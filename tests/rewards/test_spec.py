@@ -52,6 +52,13 @@ components:
     ("- {target: 5}", "spec.yaml:4: component 1: missing field 'type'"),
     ("- {type: regex, pattern: '('}", "component 1 (regex): invalid pattern"),
     ("- {type: custom, function: no_such_module_xyz:f}", "component 1 (custom): cannot import 'no_such_module_xyz'"),
+    ("- {type: custom, function: 'math:hypot', kwargs: [1, 2]}", "component 1 (custom): kwargs must be a mapping"),
+    ("- {type: length, target: .nan}", "component 1 (length): field 'target' must be a finite number, got nan"),
+    ("- {type: overlong, max_length: 9, penalty: .inf}", "component 1 (overlong): field 'penalty' must be a finite"),
+    ("- {type: chrf, char_order: 0}", "component 1 (chrf): char_order must be an integer of at least 1, got 0"),
+    ("- {type: embedding_similarity, batch_size: 0}", "(embedding_similarity): batch_size must be an integer of at "
+                                                       "least 1, got 0"),
+    ("- {type: reward_model, path: x, max_length: 0}", "(reward_model): max_length must be an integer of at least 1"),
 ])
 def test_bad_components_name_file_line_index_and_type(tmp_path, components, message):
     path = write(tmp_path, f"# a reward\nmode: sparse\ncomponents:\n  {components}\n")

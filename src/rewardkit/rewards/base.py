@@ -170,6 +170,14 @@ def check_batch(prompts: Sequence, responses: Sequence, references: Sequence | N
             raise TypeError(f"response {j} is {type(response).__name__}, not str")
 
 
+def at_least_one(value: int, where: str) -> int:
+    """A count or size from a spec (batch_size, max_length, an n-gram order): an integer of at least 1, or a
+    RewardkitError naming `where`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RewardkitError(f"{where} must be an integer of at least 1, got {value!r}")
+    return value
+
+
 def finite_float(value: Any, where: str) -> float:
     """A spec number (weight, clip bound): a real, finite number, or a RewardkitError naming `where`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -35,6 +35,8 @@ class CustomReward(RewardFunction):
     name = "custom"
 
     def __init__(self, function: str, kwargs: dict | None = None):
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise RewardkitError(f"kwargs must be a mapping of the function's keyword arguments, got {kwargs!r}")
         self.path, self.function, self.kwargs = function, import_callable(function), dict(kwargs or {})
 
     def _score(self, prompts, responses, references, finished):

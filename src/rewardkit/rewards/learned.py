@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from rewardkit.errors import RewardkitError
-from rewardkit.rewards.base import RewardFunction
+from rewardkit.rewards.base import RewardFunction, at_least_one
 
 
 class LearnedReward(RewardFunction):
@@ -28,6 +28,8 @@ class LearnedReward(RewardFunction):
         from rewardkit.device import choose_placement
         from rewardkit.models.ensemble import load_reward_model
 
+        if max_length is not None:
+            at_least_one(max_length, "max_length")
         placement = choose_placement(device, precision)
         self._use(load_reward_model(path, max_length=max_length, placement=placement), batch_size, calibrated,
                   conservative)
@@ -47,7 +49,7 @@ class LearnedReward(RewardFunction):
         if conservative and not getattr(model, "is_ensemble", False):
             raise RewardkitError("conservative needs an ensemble (train-rm --ensemble K): a single model has no "
                                  "disagreement to subtract")
-        self.model, self.batch_size, self.calibrated = model, int(batch_size), calibrated
+        self.model, self.batch_size, self.calibrated = model, at_least_one(batch_size, "batch_size"), calibrated
         self.conservative = float(conservative)
         self.last_spread: torch.Tensor | None = None  # an ensemble's std over members, per response of the last call
 

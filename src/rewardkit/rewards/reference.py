@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from rewardkit.errors import RewardkitError
-from rewardkit.rewards.base import RewardFunction, reference_lists
+from rewardkit.rewards.base import RewardFunction, at_least_one, reference_lists
 from rewardkit.rewards.words import WORD_TOKENIZERS, TokenizerWatch, space_cjk
 
 
@@ -96,8 +96,11 @@ class Chrf(_ReferenceReward):
 
         if tokenize not in self.TOKENIZERS:
             raise RewardkitError(f"tokenize must be one of {', '.join(self.TOKENIZERS)}, got {tokenize!r}")
+        if word_order < 0 or beta < 0:
+            raise RewardkitError(f"word_order and beta must be 0 or more, got {word_order} and {beta}")
         self.tokenize = tokenize
-        self.metric = CHRF(char_order=char_order, word_order=word_order, beta=beta, lowercase=lowercase)
+        self.metric = CHRF(char_order=at_least_one(char_order, "char_order"), word_order=word_order, beta=beta,
+                           lowercase=lowercase)
         self.watch = TokenizerWatch(self.name, tokenize) if tokenize == "whitespace" and word_order > 0 else None
 
     def _prepare(self, text: str) -> str:
@@ -211,8 +214,9 @@ class TextEmbedder:
 
     def __init__(self, model: str = "minilm-l6", batch_size: int = 64, max_length: int = 256,
                  cache_size: int = 100_000):
+        self.batch_size = at_least_one(batch_size, "batch_size")
+        self.max_length = at_least_one(max_length, "max_length")
         self.tokenizer, self.model = load_encoder(model)
-        self.batch_size, self.max_length = batch_size, max_length
         self.cache = _LRU(cache_size)
 
     @torch.no_grad()

@@ -112,6 +112,8 @@ def build_component(entry: Any, index: int, where: str, placement: Placement | N
         if key not in fields:
             raise RewardkitError(f"{label}: unknown field {key!r} (fields: {', '.join([*fields, *COMMON_FIELDS[1:]])})")
         kwargs[key] = coerce(value, hints.get(key, Any), f"{label}: field {key!r}")
+        if isinstance(kwargs[key], float):  # a nan target or an inf penalty would only fail once scoring
+            finite_float(kwargs[key], f"{label}: field {key!r}")
     if placement is not None:
         for name, value in (("device", placement.device), ("precision", placement.precision)):
             if name in fields and kwargs.get(name, "auto") == "auto":
