@@ -159,6 +159,13 @@ def test_prompt_formats(tmp_path):
     chat = tmp_path / "chat.jsonl"
     chat.write_text(json.dumps({"prompt": [{"role": "user", "content": "hi"}], "reference": "hello"}) + "\n")
     assert load_prompts(str(chat)) == ([[{"role": "user", "content": "hi"}]], ["hello"])
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
+    assert load_prompts(str(plain)) == (["a", "b"], None)
+    partly = tmp_path / "partly.jsonl"
+    partly.write_text('{"prompt": "a", "reference": "x"}\n{"prompt": "b"}\n')
+    with pytest.raises(RewardkitError, match=r"partly.jsonl:2: no 'reference' field, but .*partly.jsonl:1 has one"):
+        load_prompts(str(partly))
 
 
 def test_prompt_order_is_a_seeded_shuffle_per_epoch():

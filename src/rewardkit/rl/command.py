@@ -52,7 +52,7 @@ def load_prompts(path: str, prompt_field: str = "prompt",
         if not prompts:
             raise RewardkitError(f"{path}: no prompts")
         return prompts, None
-    prompts, references = [], []
+    prompts, references, locations = [], [], []
     for location, row in read_rows(path):
         if prompt_field not in row:
             raise RewardkitError(f"no {prompt_field!r} field (known: {', '.join(map(str, row))}); set --prompt-field",
@@ -68,9 +68,17 @@ def load_prompts(path: str, prompt_field: str = "prompt",
         else:
             raise RewardkitError(f"{prompt_field} must be non-empty text or a list of messages", location)
         references.append(row.get(reference_field) if reference_field else None)
+        locations.append(location)
     if not prompts:
         raise RewardkitError(f"{path}: no prompts")
-    return prompts, references if all(r is not None for r in references) else None
+    given = [i for i, r in enumerate(references) if r is not None]
+    if not given:
+        return prompts, None
+    if len(given) < len(references):  # dropping them all would leave a reference reward with none, and no reason
+        missing = next(i for i, r in enumerate(references) if r is None)
+        raise RewardkitError(f"no {reference_field!r} field, but {locations[given[0]]} has one: give a reference with "
+                             "every prompt or with none", locations[missing])
+    return prompts, references
 
 
 class PromptOrder:
