@@ -77,7 +77,7 @@ def load_prompts(path: str, prompt_field: str = "prompt",
     if len(given) < len(references):  # dropping them all would leave a reference reward with none, and no reason
         missing = next(i for i, r in enumerate(references) if r is None)
         raise RewardkitError(f"no {reference_field!r} field, but {locations[given[0]]} has one: give a reference with "
-                             "every prompt or with none", locations[missing])
+                             "every prompt or with none (--reference-field none reads none)", locations[missing])
     return prompts, references
 
 
