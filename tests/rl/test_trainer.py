@@ -202,6 +202,8 @@ def test_unusable_combinations_are_user_errors():
     make_trainer("grpo", minibatch_size=2)   # the clipped ratio corrects for the older policy
     with pytest.raises(RewardkitError, match="kl-estimator k3 or k2"):
         make_trainer("grpo", kl_in="loss")
+    with pytest.raises(RewardkitError, match="watch-window must be at least 2"):
+        make_trainer("reinforce", watch_window=1)
 
 
 def test_dense_reward_spec_sums_to_the_sparse_reward(tmp_path):

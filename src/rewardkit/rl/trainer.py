@@ -134,9 +134,12 @@ def check_config(cfg: RLConfig, processes: int = 1) -> None:
         raise RewardkitError("--kl-in loss needs --kl-estimator k3 or k2: the gradient of k1 = log π − log π_ref is "
                              "zero in expectation, so as a loss term it would not keep the policy near the reference")
     for name in ("steps", "prompts_per_step", "samples_per_prompt", "epochs", "forward_batch_size",
-                 "max_new_tokens", "watch_window"):
+                 "max_new_tokens"):
         if getattr(cfg, name) < 1:
             raise RewardkitError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.watch_window < 2:  # one step per window has no spread: any opposite move of proxy and gold would warn
+        raise RewardkitError(f"--watch-window must be at least 2 (the watch compares the spread of the steps within "
+                             f"a window with the change between windows), got {cfg.watch_window}")
     if cfg.minibatch_size is not None and cfg.minibatch_size < 1:
         raise RewardkitError("--minibatch-size must be at least 1")
     if cfg.temperature < 0 or not 0 < cfg.top_p <= 1 or cfg.top_k < 0:
