@@ -7,6 +7,8 @@ more accurate on held-out pairs?
     python benchmarks/active_vs_random.py --repeats 1 --orders margin bald --seed-ensemble 3 --words 130 \
         --annotator gold --output gold-2.json
     python benchmarks/active_vs_random.py --combine gold-*.json   # the repeats of several runs, summarized together
+    python benchmarks/active_vs_random.py --seed-base 40 --repeats 8 --orders margin --seed-ensemble 3 --words 130 \
+        --annotator gold --gold-model gold-f5 --pool-pairs 900 --freeze-layers 5   # the README's confirmatory run
 
 Data: IMDb reviews (../shared/data/imdb_sample/texts.csv, read in place) as responses to "Write a short movie
 review.", optionally cut to their first --words words. Each repeat (its own seed) splits them into held-out reviews
