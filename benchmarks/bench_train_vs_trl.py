@@ -142,8 +142,6 @@ def peak_rss_mb() -> float:
 # ------------------------------------------------------------------------------------------------ rewardkit worker
 
 def rewardkit_worker(args) -> None:
-    import torch
-
     from rewardkit.models.config import TrainRMConfig
     from rewardkit.models.packing import attention_weight, matmul_params_per_token
     from rewardkit.models.trainer import RewardModelTrainer
