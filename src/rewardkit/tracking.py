@@ -30,7 +30,7 @@ class MetricsLog:
         named = {f"{prefix}/{k}" if prefix else k: v for k, v in values.items() if v is not None}
         row = {"step": step, "time": round(time.time(), 3), **named}
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(json_ready(row)) + "\n")  # NaN (e.g. accuracy without validation data) as null
+            f.write(json.dumps(json_ready(row)) + "\n")  # NaN (e.g. the loss of a run that diverged) as null
         if self._writer is not None:
             for name, value in named.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
