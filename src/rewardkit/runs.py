@@ -107,10 +107,12 @@ def json_ready(value: Any) -> Any:
 
 
 def write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
-    """One JSON object per line (non-ASCII text kept as is), written through `write_text_atomically`; creates the
-    folder."""
+    """One JSON object per line (non-ASCII text kept as is), written row by row through `open_atomically`; creates
+    the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    with open_atomically(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def write_text_atomically(path: Path, text: str) -> None:
