@@ -31,7 +31,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("rewardkit.serve.config:ServeConfig", "rewardkit.serve.command:run_serve",
               "Serve a reward model over HTTP."),
     "label": ("rewardkit.label.config:LabelConfig", "rewardkit.label.command:run_label",
-              "Collect human feedback in the browser (pairwise, ranking, rating, thumbs)."),
+              "Collect human feedback in the browser (pairwise, ranking, rating, thumbs): `rewardkit label serve "
+              "DB` (or `rewardkit label DB`)."),
+    "label serve": ("rewardkit.label.config:LabelConfig", "rewardkit.label.command:run_label",
+                    "Serve the labelling web app on a database filled by `label import`; print each annotator's link."),
     "label import": ("rewardkit.label.config:LabelImportConfig", "rewardkit.label.importing:run_import",
                      "Add items to label from feedback files, rl samples or a policy, optionally actively ordered."),
     "label export": ("rewardkit.label.config:LabelExportConfig", "rewardkit.label.command:run_export",

@@ -18,7 +18,7 @@ ADMIN = "admin-token-for-tests"
 
 
 class LabelServer:
-    """`rewardkit label DB` started through the CLI; `url` answers once the admin's /api/progress does."""
+    """`rewardkit label serve DB` started through the CLI; `url` answers once the admin's /api/progress does."""
 
     def __init__(self, db: Path, log_dir: Path, *args: str, host: str | None = None):
         self.port = free_port()
@@ -26,7 +26,7 @@ class LabelServer:
         self.log_path = log_dir / f"label-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rewardkit.cli", "label", str(db), "--port", str(self.port), "--admin-token",
+            [sys.executable, "-m", "rewardkit.cli", "label", "serve", str(db), "--port", str(self.port), "--admin-token",
              ADMIN, *(["--host", host] if host else []), *args],
             cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 

@@ -10,6 +10,7 @@ from rewardkit.cli import build_parser, command_of, main
 def test_two_word_commands_are_found_before_one_word_ones():
     assert command_of(["label", "import", "labels.sqlite", "pairs.jsonl"]) == "label import"
     assert command_of(["label", "labels.sqlite", "--port", "9000"]) == "label"
+    assert command_of(["label", "serve", "labels.sqlite", "--port", "9000"]) == "label serve"
     assert command_of(["train-rm", "--data", "x"]) == "train-rm"
     assert command_of(["nonsense"]) is None
 
@@ -26,3 +27,29 @@ def test_subcommand_parsers_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["label", "import", "--help"])
     assert "--order" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["label", "serve"], ["label"]])
+def test_label_serve_and_the_bare_form_parse_the_same_options(argv, tmp_path, capsys):
+    """`rewardkit label serve DB` is the server; `rewardkit label DB` still works."""
+    from rewardkit.config import config_from_args
+
+    parser, config_class = build_parser(command_of(argv + ["db.sqlite"]))
+    args = parser.parse_args(argv + ["db.sqlite", "--port", "9000", "--annotators", "alice", "bob"])
+    cfg = config_from_args(config_class, args)
+    assert (config_class.__name__, cfg.db, cfg.port, cfg.annotators) == ("LabelConfig", "db.sqlite", 9000,
+                                                                         ["alice", "bob"])
+    name = " ".join(argv)
+    assert main(argv + [str(tmp_path / "absent.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert f"rewardkit {name}: error:" in err and "absent.sqlite" in err and "Traceback" not in err
+
+
+def test_label_help_names_the_serve_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["label", "--help"])
+    assert "`rewardkit label serve`" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["label", "serve", "--help"])
+    out = capsys.readouterr().out
+    assert "--annotators" in out and "usage: rewardkit label serve" in out

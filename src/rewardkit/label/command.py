@@ -1,4 +1,5 @@
-"""`rewardkit label` (serve the labelling app) and `rewardkit label export` (judgments -> train-rm data).
+"""`rewardkit label serve` (serve the labelling app; `rewardkit label DB` is the same) and `rewardkit label export`
+(judgments -> train-rm data).
 
 `rewardkit label import` lives in `rewardkit.label.importing`. No web framework at module level.
 """
