@@ -13,7 +13,7 @@ from rewardkit.errors import RewardkitError
 from rewardkit.label.config import LabelImportConfig
 from rewardkit.label.export import export_rows
 from rewardkit.label.importing import run_import
-from rewardkit.label.store import Store
+from rewardkit.label.store import NewItem, Store
 from rewardkit.label.tasks import borda_ranking, pairwise_majority, thumbs_majority
 from tests.label.conftest import PAIRS, write_jsonl
 
@@ -92,11 +92,12 @@ def test_export_majority_all_and_ties_then_train_rm_reads_the_database(tmp_path,
     assert main(["label", "export", str(db), str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["item_id"], r["chosen"], r["annotators"], r["votes"]) for r in rows] == [
-        (items[0].id, items[0].responses[0], ["ann", "bob", "cat"], {"A": 2, "B": 1}),
-        (items[1].id, items[1].responses[1], ["ann", "bob", "cat"], {"B": 3})]
+        (items[0].id, items[0].responses[0], ["ann", "bob", "cat"], {"chosen": 2, "rejected": 1, "tie": 0}),
+        (items[1].id, items[1].responses[1], ["ann", "bob", "cat"], {"chosen": 3, "rejected": 0, "tie": 0})]
     ties = [json.loads(line) for line in (tmp_path / "out" / "labels.ties.jsonl").read_text().splitlines()]
+    # each vote as the index in tied_responses of the response preferred (A was shown first), or "tie"
     assert ties == [{"prompt": items[2].prompt, "subset": "pairs", "tied_responses": items[2].responses,
-                     "item_id": items[2].id, "judgments": {"ann": "A", "bob": "B", "cat": "tie"}}]
+                     "item_id": items[2].id, "judgments": {"ann": 0, "bob": 1, "cat": "tie"}}]
     with pytest.raises(RewardkitError, match="labels.ties.jsonl:1"):  # a tie is never read back as a preference
         load_pairs(str(tmp_path / "out" / "labels.ties.jsonl"))
     every, every_ties = export_rows(store, "all")
@@ -107,6 +108,23 @@ def test_export_majority_all_and_ties_then_train_rm_reads_the_database(tmp_path,
     assert [(p.prompt, p.chosen, p.rejected, str(p.source)) for p in pairs] == [
         (r["prompt"], r["chosen"], r["rejected"], f"{db}:{r['item_id']}") for r in rows]
     assert load_pairs(str(out)) == pairs  # the exported file trains the same as the database
+
+
+def test_pairwise_votes_and_strength_are_named_by_meaning_not_by_screen_side(tmp_path):
+    """B shown second wins 2 to 1 with a tie: the row counts votes for its chosen and rejected response, and its
+    strength is the mean of the winners' strengths (the loser's strength does not count)."""
+    store = Store(tmp_path / "labels.sqlite", create=True)
+    store.add_items("pairs", [NewItem("Which?", ["shown as A", "shown as B"])], 4)
+    ann, bob, cat, dan = _annotators(store, "ann", "bob", "cat", "dan")
+    for who, value, strength in ((ann, "B", 3), (bob, "B", 1), (cat, "A", 3), (dan, "tie", None)):
+        store.next_item(who, 60)
+        store.record(who, 1, value, strength=strength)
+    (row,) = [row for _, row in export_rows(store)[0]]
+    assert (row["chosen"], row["rejected"], row["votes"], row["strength"]) == (
+        "shown as B", "shown as A", {"chosen": 2, "rejected": 1, "tie": 1}, 2.0)
+    every = [row for _, row in export_rows(store, "all")[0]]
+    assert [(r["annotator"], r["chosen"], r.get("strength")) for r in every] == [
+        ("ann", "shown as B", 3), ("bob", "shown as B", 1), ("cat", "shown as A", 3)]
 
 
 def test_rankings_round_trip(tmp_path):

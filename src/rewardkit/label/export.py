@@ -1,11 +1,16 @@
 """Judgments -> `train-rm` records: majority votes per item, or every judgment on its own.
 
 Rows are those `train-rm` reads (`rewardkit.data.loaders` detects their shape), plus who judged:
-- pairwise: `{prompt, chosen, rejected, annotators, votes, item_id[, strength][, subset]}`;
+- pairwise: `{prompt, chosen, rejected, annotators, votes, item_id[, strength][, subset]}`, where `votes` counts the
+  judgments that preferred the chosen response, the rejected one, or called a tie (`{"chosen": 2, "rejected": 1,
+  "tie": 0}`), and `strength` is the mean strength (1-3) given by those who preferred the chosen response;
 - ranking: `{prompt, responses (best first), annotators, item_id[, subset]}`;
 - rating: `{prompt, response, score, annotators, item_id[, subset]}`;
 - thumbs: `{prompt, response, label (1 up, 0 down), annotators, item_id[, subset]}`.
 With `mode="all"` each judgment is a row of its own with `annotator` (and its `reason`) instead of `annotators`.
+Ties: `{prompt, tied_responses, item_id, judgments[, reasons][, subset]}`, `judgments` mapping each annotator to their
+vote in terms of `tied_responses` (`LabelTask.tie_value`: for pairs the index of the response preferred, or "tie").
+No row names the side of the page (A or B) a response was shown on: that order was random.
 
 Majority votes (each task's own, in `rewardkit.label.tasks`): pairwise, the most frequent of A / B / tie; thumbs,
 the more frequent of up / down; ranking, the Borda count (a response earns N-1 points from a judgment that puts it
@@ -47,8 +52,9 @@ def _judgment_row(item: Item, j: Judgment) -> dict | None:
 def _tie_row(item: Item, judgments: list[Judgment]) -> dict:
     """A tie, for people to read: `tied_responses`, not `responses`, so that no reader takes it for a ranking."""
     reasons = {j.annotator: j.reason for j in judgments if j.reason}
+    task = task_named(item.task)
     return _base(item) | {"tied_responses": item.responses, "item_id": item.id,
-                          "judgments": {j.annotator: j.value for j in judgments}} | ({"reasons": reasons} if reasons
+                          "judgments": {j.annotator: task.tie_value(j.value) for j in judgments}} | ({"reasons": reasons} if reasons
                                                                                      else {})
 
 

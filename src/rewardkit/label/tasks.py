@@ -155,6 +155,11 @@ class LabelTask:
         """The feedback fields of one judgment on its own, or None when it states no preference."""
         raise NotImplementedError
 
+    def tie_value(self, value: Any) -> Any:
+        """A judgment value as a tie row shows it, in terms of the row's `tied_responses` (indices into it), never of
+        where a response stood on the page: by default the value as stored."""
+        return value
+
     def __repr__(self) -> str:
         return f"<label task {self.name}>"
 
@@ -199,7 +204,11 @@ class PairsTask(LabelTask):
         if winner == "tie":
             return None
         strengths = [j.strength for j in judgments if j.value == winner and j.strength is not None]
-        return (self._chosen_rejected(item, winner) | {"votes": dict(Counter(j.value for j in judgments))}
+        counts = Counter(j.value for j in judgments)
+        loser = "B" if winner == "A" else "A"
+        # named by what each vote says about this row's responses, never by the side of the page they were shown on
+        votes = {"chosen": counts[winner], "rejected": counts[loser], "tie": counts["tie"]}
+        return (self._chosen_rejected(item, winner) | {"votes": votes}
                 | ({"strength": sum(strengths) / len(strengths)} if strengths else {}))
 
     def single(self, item, judgment):
@@ -207,6 +216,10 @@ class PairsTask(LabelTask):
             return None
         return (self._chosen_rejected(item, judgment.value)
                 | ({"strength": judgment.strength} if judgment.strength is not None else {}))
+
+    def tie_value(self, value):
+        """The index in `tied_responses` of the response preferred, or "tie"."""
+        return {"A": 0, "B": 1}.get(value, value)
 
     @staticmethod
     def _chosen_rejected(item: Item, winner: str) -> dict:
