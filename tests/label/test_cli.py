@@ -53,3 +53,16 @@ def test_label_help_names_the_serve_subcommand(capsys):
         main(["label", "serve", "--help"])
     out = capsys.readouterr().out
     assert "--annotators" in out and "usage: rewardkit label serve" in out
+
+
+def test_train_rm_data_help_names_every_format_it_reads_label_databases_included(capsys):
+    from rewardkit.data.readers import DATABASE_READERS, FORMATS
+
+    with pytest.raises(SystemExit):
+        main(["train-rm", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    start = out.index("--data PATH [PATH ...] feedback")
+    data_help = out[start:out.index("--feedback {", start)]
+    for suffix, form in FORMATS.items():
+        assert suffix in data_help or (form.upper() in data_help and form not in DATABASE_READERS), suffix
+    assert "`rewardkit label` database (.sqlite)" in data_help and "hf:NAME" in data_help and ".gz" in data_help

@@ -19,8 +19,10 @@ class TrainRMConfig(DeviceOptions):
     """Train a reward model on pairwise, ranking, rating or binary feedback."""
 
     model: str = option("minilm-l6", "backbone: a preset (minilm-l6, smollm2-135m), a local folder or a hub id")
-    data: list[str] = option(HH_FILES, "feedback files or folders (JSONL, JSON, CSV, each optionally .gz; LLMBar "
-                                       "and OASST layouts; hf:NAME[:split])", metavar="PATH")
+    data: list[str] = option(HH_FILES, "feedback files or folders: JSONL (.jsonl, .ndjson), JSON, CSV or TSV, "
+                                       "each optionally .gz (LLMBar and OASST layouts too); a Hugging Face dataset "
+                                       "folder or hf:NAME[:split]; or a `rewardkit label` database (.sqlite), read "
+                                       "as its majority votes (ties left out)", metavar="PATH")
     feedback: str = option("pairs", "shape of the feedback, which also picks the loss: pairs (Bradley-Terry), "
                                     "rankings (Plackett-Luce), ratings (MSE), binary (cross-entropy)",
                            choices=KIND_SPELLINGS)
