@@ -4,12 +4,18 @@ A reward function scores a batch: `fn(prompts, responses, references=None, finis
 every one can also give dense rewards aligned to the policy's response tokens with `fn.per_token(...)` (potential-based
 shaping of its own prefix scores; see `rewardkit.rewards.dense`). Subclasses implement `_score`; a component whose value
 on an unfinished prefix differs from its value as a response (e.g. the no-EOS penalty) also overrides `_potentials`.
+
+A component that reads more of a record than its prompt, response and reference (code_tests reads `tests`) names those
+fields in `needs_fields`; callers pass them as `fields=` (one mapping per response), and only such components get them
+(`_score(..., fields=...)`). A user error about one response of a batch is a `ResponseError`, which carries the
+response's index so that a caller that knows where the response came from (score: the record's file and line) can
+name it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -18,6 +24,16 @@ from rewardkit.errors import RewardkitError
 
 # One reference text, or several (BLEU/chrF use them as multiple references; the others take the best match).
 Reference = str | Sequence[str]
+# A record's other fields that a component reads (code_tests: "tests"), by name.
+Fields = Mapping[str, Any]
+
+
+class ResponseError(RewardkitError):
+    """A user error about response `index` (0-based, within the batch the function was called with)."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
 
 
 def as_reward_tensor(values: Any, size: int, where: str) -> torch.Tensor:
@@ -58,6 +74,11 @@ class RewardFunction:
 
     name: str = "reward"
     needs_reference: bool = False
+    # Record fields beyond prompt, response and reference that `_score` reads (passed as `fields=`), e.g. ("tests",).
+    needs_fields: tuple[str, ...] = ()
+    # Whether it waits on something outside this process (a server, a subprocess): a composite runs such components
+    # alongside its others instead of one after another.
+    calls_out: bool = False
     # How `token_rewards` hands out the reward: "sparse" (total on the last token) or "dense" (per_token);
     # `shaping` "token" scores every token's prefix, "step" only the prefixes ending at `step_separator`.
     mode: str = "sparse"
@@ -66,17 +87,24 @@ class RewardFunction:
 
     def __call__(self, prompts: Sequence[Prompt], responses: Sequence[str],
                  references: Sequence[Reference | None] | None = None, *,
-                 finished: Sequence[bool] | None = None) -> torch.Tensor:
-        check_batch(prompts, responses, references, finished)
+                 finished: Sequence[bool] | None = None, fields: Sequence[Fields] | None = None) -> torch.Tensor:
+        check_batch(prompts, responses, references, finished, fields)
         if not responses:
             return torch.empty(0)
+        extra = {"fields": None if fields is None else list(fields)} if self.needs_fields else {}
         scores = self._score(list(prompts), list(responses), None if references is None else list(references),
-                             None if finished is None else [bool(f) for f in finished])
+                             None if finished is None else [bool(f) for f in finished], **extra)
         return as_reward_tensor(scores, len(responses), f"reward {self.name!r}")
 
     def _score(self, prompts: list[Prompt], responses: list[str], references: list | None,
                finished: list[bool] | None) -> torch.Tensor:
+        """One score per response. A function with `needs_fields` also takes `fields` (a list of mappings, or None
+        when the caller gave none)."""
         raise NotImplementedError
+
+    def check_fields(self, fields: Fields) -> None:
+        """Raise a RewardkitError if one record's `fields` cannot be scored (called by `rewardkit score` on every record
+        before scoring any, so that a bad record fails early, named by its file and line)."""
 
     # State carried from one call to the next (a composite's running normalizers), saved in RL checkpoints so that a
     # resumed run scores as the uninterrupted one would. Components keep none.
@@ -91,19 +119,21 @@ class RewardFunction:
         that N processes normalize as one would; None goes back to this process's own share."""
 
     def _potentials(self, prompts: list[Prompt], texts: list[str], references: list | None,
-                    finished: list[bool] | None, complete: torch.Tensor) -> torch.Tensor:
-        """Φ(x, text) for response prefixes; `complete[k]` marks texts that are a whole response.
+                    finished: list[bool] | None, complete: torch.Tensor, **fields) -> torch.Tensor:
+        """Φ(x, text) for response prefixes; `complete[k]` marks texts that are a whole response (a function with
+        `needs_fields` is also passed `fields=`, one mapping per text).
 
         By default a prefix is scored as if it were a response. Unfinished prefixes are passed `finished=True`
         (they were not cut off, generation simply goes on).
         """
-        return self(prompts, texts, references, finished=finished)
+        return self(prompts, texts, references, finished=finished, **fields)
 
     def per_token(self, prompts: Sequence[Prompt], responses: Sequence[str],
                   references: Sequence[Reference | None] | None = None, *,
                   response_token_ids: Sequence[Sequence[int]] | None = None, tokenizer: Any = None,
                   token_ends: Sequence[Sequence[int]] | None = None, finished: Sequence[bool] | None = None,
-                  shaping: str | None = None, step_separator: str | None = None) -> list[torch.Tensor]:
+                  shaping: str | None = None, step_separator: str | None = None,
+                  fields: Sequence[Fields] | None = None) -> list[torch.Tensor]:
         """Dense rewards: one FloatTensor[T_i] per response, one value per policy response token, summing to the
         sparse reward `self(prompts, responses, references)[i]` (exactly, up to float rounding).
 
@@ -115,15 +145,15 @@ class RewardFunction:
         """
         plan, potentials = self._prefix_potentials(
             prompts, responses, references, response_token_ids=response_token_ids, tokenizer=tokenizer,
-            token_ends=token_ends, finished=finished, shaping=shaping, step_separator=step_separator)
+            token_ends=token_ends, finished=finished, shaping=shaping, step_separator=step_separator, fields=fields)
         return plan.shape(potentials)
 
     def _prefix_potentials(self, prompts, responses, references=None, *, response_token_ids=None, tokenizer=None,
-                           token_ends=None, finished=None, shaping=None, step_separator=None):
+                           token_ends=None, finished=None, shaping=None, step_separator=None, fields=None):
         """The prefixes of `per_token` (a `PrefixPlan`) and their potentials, scored in one batched call."""
         from rewardkit.rewards.dense import plan_prefixes, resolve_token_ends
 
-        check_batch(prompts, responses, references, finished)
+        check_batch(prompts, responses, references, finished, fields)
         shaping = shaping or self.shaping
         if shaping not in ("token", "step"):
             raise RewardkitError(f"shaping must be 'token' or 'step', got {shaping!r}")
@@ -134,40 +164,59 @@ class RewardFunction:
         owner = plan.owner
         prefix_finished = None if finished is None else [bool(finished[i]) if c else True
                                                           for i, c in zip(owner, plan.complete)]
-        potentials = self._potentials([prompts[i] for i in owner], plan.texts,
-                                      None if references is None else [references[i] for i in owner],
-                                      prefix_finished, torch.tensor(plan.complete, dtype=torch.bool))
+        extra = {"fields": None if fields is None else [fields[i] for i in owner]} if self.needs_fields else {}
+        try:
+            potentials = self._potentials([prompts[i] for i in owner], plan.texts,
+                                          None if references is None else [references[i] for i in owner],
+                                          prefix_finished, torch.tensor(plan.complete, dtype=torch.bool), **extra)
+        except ResponseError as exc:  # it named a prefix: name its response
+            raise ResponseError(str(exc), owner[exc.index]) from None
         return plan, potentials
 
     def token_rewards(self, prompts: Sequence[Prompt], responses: Sequence[str],
                       references: Sequence[Reference | None] | None = None, *,
                       response_token_ids: Sequence[Sequence[int]] | None = None, tokenizer: Any = None,
                       token_ends: Sequence[Sequence[int]] | None = None,
-                      finished: Sequence[bool] | None = None) -> list[torch.Tensor]:
+                      finished: Sequence[bool] | None = None,
+                      fields: Sequence[Fields] | None = None) -> list[torch.Tensor]:
         """Per-token rewards in this function's `mode`: "sparse" puts the whole reward on each response's last token,
         "dense" is `per_token` with this function's `shaping`. Same token-alignment arguments as `per_token`."""
         if self.mode == "dense":
             return self.per_token(prompts, responses, references, response_token_ids=response_token_ids,
-                                  tokenizer=tokenizer, token_ends=token_ends, finished=finished)
+                                  tokenizer=tokenizer, token_ends=token_ends, finished=finished, fields=fields)
         from rewardkit.rewards.dense import resolve_token_ends, sparse_on_last_token
 
         if response_token_ids is not None:
             lengths = [len(ids) for ids in response_token_ids]
         else:
             lengths = [len(e) for e in resolve_token_ends(responses, tokenizer=tokenizer, token_ends=token_ends)]
-        return sparse_on_last_token(self(prompts, responses, references, finished=finished), lengths)
+        return sparse_on_last_token(self(prompts, responses, references, finished=finished, fields=fields), lengths)
 
 
 def check_batch(prompts: Sequence, responses: Sequence, references: Sequence | None,
-                finished: Sequence | None) -> None:
+                finished: Sequence | None, fields: Sequence | None = None) -> None:
     """Programming errors (mismatched batch lengths, a non-string response) raise ValueError/TypeError."""
     n = len(responses)
-    for label, seq in (("prompts", prompts), ("references", references), ("finished", finished)):
+    for label, seq in (("prompts", prompts), ("references", references), ("finished", finished),
+                       ("fields", fields)):
         if seq is not None and len(seq) != n:
             raise ValueError(f"{len(seq)} {label} for {n} responses")
     for j, response in enumerate(responses):
         if not isinstance(response, str):
             raise TypeError(f"response {j} is {type(response).__name__}, not str")
+    for j, row in enumerate(fields or ()):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"fields {j} is {type(row).__name__}, not a mapping")
+
+
+def record_field(fields: Sequence[Fields] | None, index: int, key: str, where: str) -> Any:
+    """`fields[index][key]`, or a ResponseError naming `where`, the field and the response when it is missing."""
+    if fields is None:
+        raise ResponseError(f"{where} needs each record's {key!r} field; none were given", index)
+    value = fields[index].get(key)
+    if value is None:
+        raise ResponseError(f"{where} needs the record's {key!r} field; response {index} has none", index)
+    return value
 
 
 def at_least_one(value: int, where: str) -> int:

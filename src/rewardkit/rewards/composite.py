@@ -14,6 +14,10 @@ Normalizations:
 After each call, `last_components` holds every component's raw values, `last_contributions` its weighted,
 normalized, clipped term, and `last_total` the total, for logging.
 
+Components that wait on something outside the process (`calls_out`: a server, a sandboxed subprocess) run in threads
+alongside the others, so that a batch takes as long as its slowest component rather than the sum of them; the others
+run one after another in the calling thread (a model is never called from two threads at once).
+
 Dense rewards shape the composite's total as a potential. The normalization statistics are updated on the whole
 responses only and then applied frozen to every prefix (a prefix's rank is its place among the batch's whole
 responses), so the per-token rewards sum to the sparse total.
@@ -22,12 +26,13 @@ responses), so the per-token rewards sum to the sparse total.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
 from rewardkit.errors import RewardkitError
-from rewardkit.rewards.base import RewardFunction
+from rewardkit.rewards.base import ResponseError, RewardFunction
 
 NORMALIZATIONS = ("none", "running", "rank", "rank_centered")
 
@@ -152,6 +157,8 @@ class CompositeReward(RewardFunction):
         self.components, self.clip = components, clip
         self.mode, self.shaping, self.step_separator = mode, shaping, step_separator
         self.needs_reference = any(c.reward.needs_reference for c in components)
+        self.needs_fields = tuple(dict.fromkeys(f for c in components for f in c.reward.needs_fields))
+        self.calls_out = any(c.reward.calls_out for c in components)
         self.last_components: dict[str, torch.Tensor] = {}
         self.last_contributions: dict[str, torch.Tensor] = {}
         self.last_total = torch.empty(0)
@@ -200,21 +207,54 @@ class CompositeReward(RewardFunction):
         self.last_contributions = {k: v[rows] for k, v in contributions.items()}
         self.last_total = total[rows]
 
-    def _score(self, prompts, responses, references, finished):
+    def check_fields(self, fields) -> None:
+        for index, component in enumerate(self.components):
+            if component.reward.needs_fields:
+                _named(component, index, lambda: component.reward.check_fields(fields))
+
+    def _each_component(self, call) -> dict[str, torch.Tensor]:
+        """`call(component)` for every component, those that call out in threads alongside the others; raw values by
+        name, in component order. The first component (by index) that fails raises, named."""
+        outbound = [i for i, c in enumerate(self.components) if c.reward.calls_out]
+        if len(self.components) == 1 or not outbound:
+            outbound = []
+        results: dict[int, object] = {}
+        pool = ThreadPoolExecutor(max_workers=len(outbound)) if outbound else None
+        try:
+            futures = {i: pool.submit(_named, self.components[i], i, lambda c=self.components[i]: call(c))
+                       for i in outbound}
+            for index, component in enumerate(self.components):
+                if index not in futures:
+                    try:
+                        results[index] = _named(component, index, lambda: call(component))
+                    except Exception as exc:  # noqa: BLE001 - re-raised below, in component order
+                        results[index] = exc
+            for index, future in futures.items():
+                try:
+                    results[index] = future.result()
+                except Exception as exc:  # noqa: BLE001
+                    results[index] = exc
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         raw = {}
         for index, component in enumerate(self.components):
-            raw[component.name] = self._raw(index, component, _named(component, index, lambda: component.reward(
-                prompts, responses, references, finished=finished)))
+            if isinstance(results[index], Exception):
+                raise results[index]
+            raw[component.name] = self._raw(index, component, results[index])
+        return raw
+
+    def _score(self, prompts, responses, references, finished, fields=None):
+        raw = self._each_component(lambda c: c.reward(prompts, responses, references, finished=finished,
+                                                      fields=fields))
         every = torch.arange(len(responses))
         total, contributions = self._combine(raw, every)
         self._remember(raw, contributions, total, every)
         return total
 
-    def _potentials(self, prompts, texts, references, finished, complete):
-        raw = {}
-        for index, component in enumerate(self.components):
-            raw[component.name] = self._raw(index, component, _named(
-                component, index, lambda: component.reward._potentials(prompts, texts, references, finished, complete)))
+    def _potentials(self, prompts, texts, references, finished, complete, fields=None):
+        raw = self._each_component(lambda c: c.reward._potentials(
+            prompts, texts, references, finished, complete, **({"fields": fields} if c.reward.needs_fields else {})))
         whole = complete.nonzero().reshape(-1)
         total, contributions = self._combine(raw, whole)
         self._remember(raw, contributions, total, whole)
@@ -230,8 +270,11 @@ class CompositeReward(RewardFunction):
 
 
 def _named(component: Component, index: int, call):
-    """Run one component, prefixing any user error with the component's 1-based index and name."""
+    """Run one component, prefixing any user error with the component's 1-based index and name (an error about one
+    response keeps naming that response)."""
     try:
         return call()
+    except ResponseError as exc:
+        raise ResponseError(f"reward component {index + 1} ({component.name}): {exc}", exc.index) from None
     except RewardkitError as exc:
-        raise RewardkitError(f"reward component {index + 1} ({component.name}): {exc}")
+        raise RewardkitError(f"reward component {index + 1} ({component.name}): {exc}") from None

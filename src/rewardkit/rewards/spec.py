@@ -11,8 +11,9 @@
 
 Every component takes `weight` (default 1), `normalize` (none | running | rank | rank_centered), `clip: [lo, hi]`,
 an optional `name` (default: its type, numbered when repeated) and the keyword arguments of its class (the class
-docstrings in rules.py, reference.py, learned.py and custom.py document them). Errors name the file, the line, the
-component's 1-based index and type: `spec.yaml:7: component 2 (rouge): unknown field 'varient'`.
+docstrings in rules.py, reference.py, learned.py, custom.py, math_answer.py, code.py, likelihood.py and http.py
+document them). Errors name the file, the line, the component's 1-based index and type:
+`spec.yaml:7: component 2 (rouge): unknown field 'varient'`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import RewardFunction, finite_float
 from rewardkit.rewards.composite import NORMALIZATIONS, Component, CompositeReward
 from rewardkit.rewards.custom import CustomReward
+from rewardkit.rewards.http import HttpReward
 from rewardkit.rewards.learned import LearnedReward, RemoteReward
+from rewardkit.rewards.math_answer import MathAnswer
 from rewardkit.rewards.reference import Bleu, Chrf, EmbeddingSimilarity, Rouge, TokenSimilarity
 from rewardkit.rewards.rules import (Keywords, NoEOSPenalty, OverlongPenalty, RegexMatch, RepetitionPenalty,
                                      TargetLength)
@@ -52,6 +55,8 @@ COMPONENT_TYPES: dict[str, type[RewardFunction]] = {
     "embedding_similarity": EmbeddingSimilarity,
     "token_similarity": TokenSimilarity,
     "custom": CustomReward,
+    "math": MathAnswer,
+    "http": HttpReward,
 }
 COMMON_FIELDS = ("type", "name", "weight", "normalize", "clip")
 TOP_LEVEL_FIELDS = ("components", "mode", "shaping", "step_separator", "clip")
@@ -130,6 +135,8 @@ def build_component(entry: Any, index: int, where: str, placement: Placement | N
         reward = cls(**kwargs)
     except RewardkitError as exc:
         raise RewardkitError(f"{label}: {exc}")
+    if kind == "remote":  # it waits on a server: a composite runs it alongside its other components
+        reward.calls_out = True
     return Component(reward, name=str(entry.get("name") or kind), weight=weight, normalize=normalize, clip=clip)
 
 
