@@ -148,3 +148,23 @@ def test_ranking_rating_and_thumbs_forms(tmp_path):
             assert page.count('name="choice" value=') == 7 and 'data-key="7"' in page
         client.post("/judge", data={"item_id": "1", "choice": choice})
         assert [j.value for j in store.judgments()] == [stored], task
+
+
+def test_the_pairs_page_says_how_the_strength_goes_before_or_after_the_choice(tmp_path):
+    store = Store(tmp_path / "labels.sqlite", create=True)
+    store.add_items("pairs", [NewItem("中文问题：哪个回答更好？", ["这是第一个回答。", "An answer in English."])], 1)
+    token = store.add_annotator("ann")
+    waiting = TestClient(create_app(store, ADMIN, strength_wait=1.5))
+    waiting.get(f"/?token={token}")
+    page = waiting.get("/").text
+    assert 'data-strength-wait="1500"' in page and 'id="pending"' in page and "hidden>" in page
+    hint = re.search(r'<p class="hint" id="strength-hint">(.*?)</p>', page).group(1)
+    assert "before or after A / B" in hint and "waits 1.5 s" in hint and "<noscript>" in hint
+    # the prompt and the first response are Chinese, the second is not: only they carry lang="zh"
+    assert page.startswith('<!doctype html><html lang="en">')
+    assert re.findall(r'<div class="md"( lang="\w+")?>', page) == [' lang="zh"', ' lang="zh"', '']
+    at_once = TestClient(create_app(store, ADMIN, strength_wait=0))
+    at_once.get(f"/?token={token}")
+    page = at_once.get("/").text
+    assert 'data-strength-wait="0"' in page and 'id="pending"' not in page
+    assert "Choose the strength before A / B, which submit at once." in page

@@ -66,3 +66,15 @@ def test_train_rm_data_help_names_every_format_it_reads_label_databases_included
     for suffix, form in FORMATS.items():
         assert suffix in data_help or (form.upper() in data_help and form not in DATABASE_READERS), suffix
     assert "`rewardkit label` database (.sqlite)" in data_help and "hf:NAME" in data_help and ".gz" in data_help
+
+
+@pytest.mark.parametrize("wait", ["-1", "31", "nan"])
+def test_a_strength_wait_out_of_range_is_one_line_naming_the_option(wait, tmp_path, capsys):
+    from tests.label.conftest import pairwise_store
+
+    db = tmp_path / "labels.sqlite"
+    pairwise_store(db)
+    assert main(["label", "serve", str(db), "--strength-wait", wait]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rewardkit label serve: error: --strength-wait must be from 0 to 30 seconds, got ")
+    assert err.count("\n") == 1

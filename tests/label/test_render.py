@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rewardkit.label.render import render_conversation, render_markdown
+from rewardkit.label.render import lang_attribute, language_of, render_conversation, render_markdown
 
 
 def test_markdown_formats_escaped_text():
@@ -36,3 +36,16 @@ def test_conversations_render_turn_by_turn():
     messages = [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Q"}]
     assert render_conversation(messages).startswith('<div class="msg msg-system"><div class="role">System</div>')
     assert render_conversation("plain question").count('msg-user') == 1
+
+
+def test_the_language_of_chinese_japanese_and_korean_text():
+    assert language_of("如何在 Python 中反转一个列表？") == "zh"
+    assert language_of("これは日本語の文です。漢字も使います。") == "ja"  # kana, with Han
+    assert language_of("안녕하세요, 세계") == "ko"
+    assert language_of("Reverse a list with slicing.") is None and language_of("") is None
+    assert language_of("The character 中 means middle, as any dictionary will tell you.") is None  # a word or two
+    # code is not prose: Chinese around a long code block is still Chinese
+    assert language_of("用切片：\n```python\nbackwards = numbers[::-1]  # reversed_copy_of_numbers\n```\n原列表不变。") == "zh"
+    assert lang_attribute("中文") == ' lang="zh"' and lang_attribute("English") == ""
+    html = render_conversation([{"role": "user", "content": "你好"}, {"role": "assistant", "content": "Hi <b>"}])
+    assert '<div class="md" lang="zh"><p>你好</p>' in html and '<div class="md"><p>Hi &lt;b&gt;</p>' in html

@@ -15,6 +15,10 @@ Pages and endpoints
 - admin: `GET /progress` (counts per annotator, inter-annotator agreement) and `GET /api/progress`.
 - both: `GET /static/label.js`, `/static/label.css`.
 
+A pairs page takes the optional strength before or after A / B: after A or B without one, the script waits
+`strength_wait` seconds with a visible countdown for 1-3 (`PairsTask.choices_html`, `static/label.js`). Prompts and
+responses in Chinese, Japanese or Korean carry their `lang` (`rewardkit.label.render.language_of`).
+
 Every response carries a strict Content-Security-Policy (scripts and styles only from this app's own files, no inline
 script, no framing, forms post only here), `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` (the
 token must not leak through a Referer) and `Cache-Control: no-store`. A cross-site form post is refused (403) besides
@@ -87,7 +91,8 @@ def page(title: str, body: str, who: Who | None = None) -> str:
 
 
 def item_page(item: Item, scale: int, who: Who, current: Judgment | None, remaining: int, done: int,
-              error: str | None = None) -> str:
+              error: str | None = None, strength_wait: float = 0.0) -> str:
+    """The form for one item. `strength_wait`: seconds the page waits after A or B for a strength (pairs)."""
     task = task_named(item.task)
     status = (f'<p class="status">Item {item.id} · you have judged {done} · {remaining} left for you'
               + (" · <strong>revising your judgment</strong>" if current else "") + "</p>")
@@ -95,8 +100,9 @@ def item_page(item: Item, scale: int, who: Who, current: Judgment | None, remain
     reason = escape(current.reason) if current and current.reason else ""
     body = (f'{status}{problem}<section class="prompt"><h2>Prompt</h2>{render_conversation(item.prompt)}</section>'
             f'{task.responses_html(item.responses)}<form method="post" action="/judge" id="judge" '
-            f'data-task="{item.task}"><input type="hidden" name="item_id" value="{item.id}">'
-            f'<p class="question">{task.question}</p>{task.choices_html(item, scale, current)}'
+            f'data-task="{item.task}" data-strength-wait="{round(strength_wait * 1000)}">'
+            f'<input type="hidden" name="item_id" value="{item.id}">'
+            f'<p class="question">{task.question}</p>{task.choices_html(item, scale, current, strength_wait)}'
             f'<label class="reason">Reason (optional, <kbd>R</kbd> to type, <kbd>Esc</kbd> to leave): '
             f'<textarea name="reason" rows="2" maxlength="2000">{reason}</textarea></label>'
             f'<div class="secondary"><button type="submit" name="skip" value="1" data-key="s">'
@@ -175,7 +181,7 @@ def progress_page(data: dict, who: Who) -> str:
 
 # ------------------------------------------------------------------------------------------------ the app
 def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
-               max_body_bytes: int = 64 * 1024) -> FastAPI:
+               max_body_bytes: int = 64 * 1024, strength_wait: float = 2.0) -> FastAPI:
     app = FastAPI(title="rewardkit label", docs_url=None, redoc_url=None, openapi_url=None)
     admin = admin_token.encode("utf-8")
     static = {name: resources.files("rewardkit.label").joinpath("static", name).read_bytes() for name in STATIC}
@@ -250,7 +256,8 @@ def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
     def item_response(who: Who, item: Item, current: Judgment | None, error: str | None = None,
                       status: int = 200) -> HTMLResponse:
         done, remaining = store.judged_by(who.annotator.id), store.remaining_for(who.annotator.id)
-        return HTMLResponse(item_page(item, store.scale, who, current, remaining, done, error), status_code=status)
+        return HTMLResponse(item_page(item, store.scale, who, current, remaining, done, error, strength_wait),
+                            status_code=status)
 
     @app.get("/")
     def index(request: Request) -> HTMLResponse:

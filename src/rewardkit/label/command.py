@@ -19,6 +19,7 @@ from rewardkit.label.store import Store
 from rewardkit.runs import write_jsonl_atomically
 
 ADMIN_TOKEN_ENV = "REWARDKIT_LABEL_ADMIN_TOKEN"
+MAX_STRENGTH_WAIT = 30.0
 
 
 def ties_path(output: Path) -> Path:
@@ -58,6 +59,9 @@ def run_label(cfg: LabelConfig) -> int:
         raise RewardkitError(f"{cfg.db} holds no items yet: add some with `rewardkit label import`")
     if cfg.lease_minutes <= 0 or cfg.max_body_bytes <= 0:
         raise RewardkitError("--lease-minutes and --max-body-bytes must be positive")
+    if not 0 <= cfg.strength_wait <= MAX_STRENGTH_WAIT:  # also refuses NaN
+        raise RewardkitError(f"--strength-wait must be from 0 to {MAX_STRENGTH_WAIT:g} seconds, got "
+                             f"{cfg.strength_wait:g}")
     if not 1 <= cfg.port <= 65535:
         raise RewardkitError(f"--port must be in 1..65535 (the printed links name it), got {cfg.port}")
     existing = {a.name for a in store.annotators()}
@@ -89,7 +93,7 @@ def run_label(cfg: LabelConfig) -> int:
     import uvicorn
 
     app = create_app(store, admin_token=admin_token, lease_seconds=cfg.lease_minutes * 60,
-                     max_body_bytes=cfg.max_body_bytes)
+                     max_body_bytes=cfg.max_body_bytes, strength_wait=cfg.strength_wait)
     uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level,
                                   access_log=cfg.log_level == "debug", timeout_keep_alive=30)).run()
     return 0

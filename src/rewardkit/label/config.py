@@ -32,6 +32,10 @@ class LabelConfig:
     lease_minutes: float = option(30.0, "how long an item shown to an annotator stays reserved for them before "
                                         "another annotator may get its slot")
     max_body_bytes: int = option(64 * 1024, "largest request body accepted; larger ones get 413")
+    strength_wait: float = option(2.0, "pairs: after A or B is chosen without a strength, seconds the page waits "
+                                       "(with a countdown) for 1-3, how much better, before it submits; Enter "
+                                       "submits at once, Esc cancels. A strength chosen first submits at once. 0: "
+                                       "no wait (the strength must come first)")
     log_level: str = option("warning", "server log level", choices=("critical", "error", "warning", "info", "debug"))
 
 

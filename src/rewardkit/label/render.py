@@ -6,6 +6,11 @@ that carry no attributes (a fenced code block's language becomes a class name on
 digits, `+`, `-` and `_`). Links and images are not rendered: a `[text](javascript:...)` stays visible text, so no
 URL from the data can ever become clickable. The app's Content-Security-Policy forbids inline scripts as a second
 line of defence.
+
+Language: the page's own words are English (`<html lang="en">`), but the data may not be. `language_of` tells
+Chinese, Japanese and Korean text apart by its script, and each prompt turn and response written in one of them is
+marked `lang="zh"`, `"ja"` or `"ko"`, so that the browser picks a CJK font of that language (the style sheet lists
+them) rather than falling back glyph by glyph. Text in other scripts keeps the page's language: it is not known.
 """
 
 from __future__ import annotations
@@ -24,10 +29,35 @@ _BULLET = re.compile(r"^[ \t]*[-*+][ \t]+(.*)$")
 _NUMBERED = re.compile(r"^[ \t]*\d{1,9}[.)][ \t]+(.*)$")
 _LANGUAGE = re.compile(r"[^A-Za-z0-9+_-]")
 _ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
+_INLINE_CODE_SPAN = re.compile(r"`[^`\n]*`")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+CJK_SHARE = 0.2  # of the letters outside code: a text this much Chinese, Japanese or Korean is marked as such
 
 
 def escape(text: str) -> str:
     return html.escape(str(text), quote=True)
+
+
+def language_of(text: str) -> str | None:
+    """"zh", "ja" or "ko" for text written mostly in Chinese, Japanese or Korean (at least CJK_SHARE of its letters
+    outside code are Han, kana or Hangul); None otherwise. Japanese is told by its kana, Korean by Hangul outnumbering
+    Han; other CJK text is Chinese."""
+    prose = _INLINE_CODE_SPAN.sub("", _FENCE.sub("", text))
+    letters = sum(ch.isalpha() for ch in prose)
+    han, kana, hangul = (len(pattern.findall(prose)) for pattern in (_HAN, _KANA, _HANGUL))
+    if not letters or han + kana + hangul < CJK_SHARE * letters:
+        return None
+    if kana:
+        return "ja"
+    return "ko" if hangul > han else "zh"
+
+
+def lang_attribute(text: str) -> str:
+    """` lang="…"` for an element holding `text` when its language is known (`language_of`), else ""."""
+    language = language_of(text)
+    return f' lang="{language}"' if language else ""
 
 
 def _inline(escaped: str) -> str:
@@ -103,6 +133,7 @@ def render_conversation(prompt: Prompt) -> str:
     for message in conversation(prompt):
         role = str(message.get("role", ""))
         css = role if role in _ROLE_NAMES else "other"
+        content = str(message.get("content", ""))
         parts.append(f'<div class="msg msg-{css}"><div class="role">{escape(_ROLE_NAMES.get(role, role.title()))}'
-                     f'</div><div class="md">{render_markdown(str(message.get("content", "")))}</div></div>')
+                     f'</div><div class="md"{lang_attribute(content)}>{render_markdown(content)}</div></div>')
     return "".join(parts)

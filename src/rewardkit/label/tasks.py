@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rewardkit.errors import RewardkitError
 from rewardkit.kinds import KINDS, FeedbackKind, kind_named
-from rewardkit.label.render import escape, render_markdown
+from rewardkit.label.render import escape, lang_attribute, render_markdown
 
 if TYPE_CHECKING:
     from rewardkit.label.store import Item, Judgment
@@ -75,7 +75,7 @@ def borda_ranking(rankings: Sequence[Sequence[int]], n_responses: int) -> list[i
 # ------------------------------------------------------------------------------------------------ the tasks
 def _response_card(label: str, text: str, extra_class: str = "") -> str:
     return (f'<section class="response {extra_class}"><h2>{escape(label)}</h2>'
-            f'<div class="md">{render_markdown(text)}</div></section>')
+            f'<div class="md"{lang_attribute(text)}>{render_markdown(text)}</div></section>')
 
 
 def _buttons(options: Sequence[tuple[Any, str, str]], mine: Any) -> str:
@@ -137,8 +137,9 @@ class LabelTask:
         return "".join(_response_card(f"Response {i + 1}" if len(responses) > 1 else "Response", text)
                        for i, text in enumerate(responses))
 
-    def choices_html(self, item: Item, scale: int, current: Judgment | None) -> str:
-        """The form controls, each with its keyboard shortcut in `data-key`."""
+    def choices_html(self, item: Item, scale: int, current: Judgment | None, strength_wait: float = 0.0) -> str:
+        """The form controls, each with its keyboard shortcut in `data-key` (`strength_wait`: seconds the page waits
+        for a strength after a choice, for the tasks that take one)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------------ agreement
@@ -189,15 +190,31 @@ class PairsTask(LabelTask):
         return ('<div class="pair">' + _response_card("A", responses[0], "a")
                 + _response_card("B", responses[1], "b") + "</div>")
 
-    def choices_html(self, item, scale, current):
+    def choices_html(self, item, scale, current, strength_wait=0.0):
+        """A / Tie / B, then the optional strength. The strength can come first (A or B then submits at once) or,
+        with the page's script and a `strength_wait`, after A or B: the page then shows the choice with a countdown
+        (`#pending`, filled in by label.js), during which 1-3 sets the strength and submits; Enter, or the same
+        choice again, submits at once; Esc cancels. Without the script the buttons submit at once."""
         mine = current.value if current else None
         strength = current.strength if current else None
         radios = "".join(
             f'<label><input type="radio" name="strength" value="{s}" data-key="{s}"'
             f'{" checked" if strength == s else ""}> <kbd>{s}</kbd> {STRENGTH_NAMES[s]}</label>' for s in STRENGTHS)
         buttons = _buttons((("A", "a", " A is better"), ("tie", "t", " Tie"), ("B", "b", " B is better")), mine)
+        if strength_wait > 0:
+            how = (f'Press <kbd>1</kbd>–<kbd>3</kbd> before or after A / B: after A or B the page waits '
+                   f'{strength_wait:g} s for it (<kbd>Enter</kbd> submits at once, <kbd>Esc</kbd> cancels).'
+                   f'<noscript> Without JavaScript, choose it before A / B.</noscript>')
+            pending = ('<div class="pending" id="pending" role="status" aria-live="polite" hidden>'
+                       '<span><strong id="pending-choice"></strong>: how much better? <kbd>1</kbd>–<kbd>3</kbd>, '
+                       'or submitting in <span id="pending-seconds"></span> s</span>'
+                       '<progress id="pending-bar" max="1" value="1"></progress>'
+                       '<button type="button" id="pending-now"><kbd>Enter</kbd> Submit now</button>'
+                       '<button type="button" id="pending-cancel"><kbd>Esc</kbd> Cancel</button></div>')
+        else:
+            how, pending = "Choose the strength before A / B, which submit at once.", ""
         return (f'<div class="buttons">{buttons}</div><fieldset class="strength"><legend>How much better '
-                f'(optional)</legend>{radios}</fieldset>')
+                f'(optional)</legend>{radios}</fieldset><p class="hint" id="strength-hint">{how}</p>{pending}')
 
     def decided(self, item, judgments):
         winner = pairwise_majority([j.value for j in judgments])
@@ -246,7 +263,7 @@ class RankingsTask(LabelTask):
                                 f"{' '.join(str(i + 1) for i in range(n_responses))}")
         return [int(p) - 1 for p in parts]
 
-    def choices_html(self, item, scale, current):
+    def choices_html(self, item, scale, current, strength_wait=0.0):
         n = len(item.responses)
         shown = " ".join(str(r + 1) for r in current.value) if current else ""
         return (f'<div class="ranking"><label for="order">Best to worst (type the response numbers, e.g. '
@@ -281,7 +298,7 @@ class RatingsTask(LabelTask):
             raise JudgmentError(f"a rating must be an integer from 1 to {scale}, got {value!r}")
         return value
 
-    def choices_html(self, item, scale, current):
+    def choices_html(self, item, scale, current, strength_wait=0.0):
         buttons = _buttons([(v, str(v), "") for v in range(1, scale + 1)], current.value if current else None)
         return f'<div class="buttons">{buttons}<span class="hint">1 = worst, {scale} = best</span></div>'
 
@@ -301,7 +318,7 @@ class BinaryTask(LabelTask):
             raise JudgmentError(f"thumbs must be 1 (up) or 0 (down), got {value!r}")
         return int(value)
 
-    def choices_html(self, item, scale, current):
+    def choices_html(self, item, scale, current, strength_wait=0.0):
         buttons = _buttons(((1, "u", " 👍 Good"), (0, "d", " 👎 Bad")), current.value if current else None)
         return f'<div class="buttons">{buttons}</div>'
 
