@@ -135,7 +135,7 @@ def build_component(entry: Any, index: int, where: str, placement: Placement | N
         reward = cls(**kwargs)
     except RewardkitError as exc:
         raise RewardkitError(f"{label}: {exc}")
-    if kind == "remote":  # it waits on a server: a composite runs it alongside its other components
+    if cls is RemoteReward:  # it waits on a server: a composite runs it alongside its other components
         reward.calls_out = True
     return Component(reward, name=str(entry.get("name") or kind), weight=weight, normalize=normalize, clip=clip)
 
