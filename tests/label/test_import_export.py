@@ -34,6 +34,7 @@ def test_import_pairs_shows_each_pair_in_a_random_order_and_is_idempotent(tmp_pa
     assert [sorted(i.responses) for i in items] == [sorted([p["chosen"], p["rejected"]]) for p in PAIRS]
     assert {i.responses[0] for i in items} & {p["rejected"] for p in PAIRS}  # not always chosen first
     assert [i.source for i in items] == [f"{pairs_file}:{n}" for n in range(1, 7)] and items[0].needed == 2
+    assert f"Serve them with `rewardkit label serve {db} --annotators NAME ...`" in capsys.readouterr().out
     _import(db, pairs_file)
     assert "added 0 pairs item(s)" in capsys.readouterr().out and len(Store(db).items()) == 6
 

@@ -270,5 +270,6 @@ def run_import(cfg: LabelImportConfig) -> int:
     mixed = f" ({sum(i.selected_by == 'random' for i in items)} random)" if cfg.random_fraction and cfg.order not in (
         "file", "random") else ""
     print(f"rewardkit label import: added {added} {task} item(s) to {cfg.db} {how}{mixed}"
-          + (f"; {present} were there already" if present else ""))
+          + (f"; {present} were there already" if present else "")
+          + f". Serve them with `rewardkit label serve {cfg.db} --annotators NAME ...`")
     return 0
