@@ -28,6 +28,34 @@ def kill_once_written(argv: list[str], ready: Path, timeout: float = 180, **pope
     process.wait()
 
 
+def inference_precision() -> str:
+    """The precision `--precision auto` gives on this machine: what `RewardModel.from_pretrained` and every command
+    score in (bf16 under REWARDKIT_CPU_BF16_UNITS=1 or on an AMX CPU, fp32 on other CPUs)."""
+    from rewardkit.device import choose_placement
+
+    return choose_placement("cpu").precision
+
+
+# The largest difference between the rewards of one text scored by two paths in one precision, as a share of the
+# largest |reward| compared. fp32: summation order only. bf16 keeps 8 significant bits (a rounding of 2^-9 relative
+# per operation); a text batched with other texts, packed or padded, rounds differently through every layer, which
+# moved rewards by up to 1.4% of the largest (minilm-l6) and 4.1% (smollm2-135m, 30 layers); tiny test models stay
+# under 2%, so 2^-5 (3.1%) holds with room and still tells texts apart whose rewards differ by more.
+RELATIVE_TOLERANCE = {"fp32": 1e-5, "bf16": 2 ** -5}
+
+
+def reward_tolerance(*rewards, precision: str | None = None) -> float:
+    """Absolute tolerance for comparing rewards (lists, tensors or floats) computed in `precision` (default: this
+    machine's inference precision) by two scoring paths: RELATIVE_TOLERANCE of the largest |reward| (in fp32 at least
+    that of a reward of 1: the absolute 1e-5 the suite always used)."""
+    import torch
+
+    precision = precision or inference_precision()
+    values = torch.cat([torch.as_tensor(r, dtype=torch.float64).reshape(-1) for r in rewards])
+    scale = float(values.abs().max()) if len(values) else 0.0
+    return RELATIVE_TOLERANCE[precision] * (max(scale, 1.0) if precision == "fp32" else max(scale, 1e-6))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

@@ -251,6 +251,10 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_bert_dir):
               "--no-tensorboard", "--num-threads", "1"]
     one = run_cli("train-rm", *common, "--output-dir", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
+    # one process accumulating the same two shards of each batch: the same sums, so the same weights to the bit
+    accumulated = run_cli("train-rm", *common, "--gradient-accumulation-steps", "2", "--output-dir",
+                          str(tmp_path / "accumulated"))
+    assert accumulated.returncode == 0, accumulated.stderr
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                           "--master-port", str(29500 + os.getpid() % 1000), "-m", "rewardkit.cli", "train-rm",
@@ -262,7 +266,12 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_bert_dir):
     assert summary["processes"] == 2 and summary["steps"] == 8 and summary["train_examples"] == 57
     # the checkpoint holds each process's RNG state, so that a resume on 2 processes replays both streams
     assert len(torch.load(tmp_path / "two" / "checkpoints" / "step-6" / "rng.pt", weights_only=True)) == 2
-    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
+    assert_same_weights(tmp_path / "accumulated", tmp_path / "two", atol=0.0)
+    if summary["placement"]["precision"] == "fp32":
+        # Against one micro-batch per step, only the summation order differs; Adam divides each gradient by its own
+        # scale, so near-zero gradients turn that into updates of up to 1.2e-5 (measured; the largest update is 4e-3).
+        # In bf16 the two batch shapes round differently (18% of the update's norm, measured): compared above only.
+        assert_same_weights(tmp_path / "one", tmp_path / "two", atol=5e-5)
 
 
 def test_cli_flags_and_yaml_fill_the_same_config(tmp_path):
@@ -305,10 +314,13 @@ def test_minilm_trains_a_few_steps_on_real_hh_pairs(tmp_path, shared_data):
     assert reloaded.max_length == 96 and reloaded.model.config.num_labels == 1
     assert reloaded.pooling == "mean"  # auto: the pooling minilm-l6 was trained with, saved with the model
     # the reported accuracy is the saved model's on the held-out pairs: chosen scored higher, ties half
-    scores = reloaded.score_encoded([t for e in trainer.val_examples for t in e.encoded])
+    # In bf16 too: validation scored with working weights equal to those the reload rounds to, in the same batches
+    assert reloaded.placement.precision == trainer.placement.precision
+    scores = reloaded.score_encoded([t for e in trainer.val_examples for t in e.encoded],
+                                    batch_size=cfg.eval_batch_size)
     chosen, rejected = scores[0::2], scores[1::2]
-    expected = float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean())
-    assert summary["val_accuracy"] == pytest.approx(expected, abs=1e-9)
+    expected = float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).sum()) / len(chosen)
+    assert summary["val_accuracy"] == pytest.approx(expected, abs=1e-12)
 
 
 def write_length_confounded_pairs(path: Path, n: int, seed: int = 0) -> Path:

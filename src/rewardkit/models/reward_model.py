@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from rewardkit.data.types import Prompt, conversation_from_text, prompt_as_text
-from rewardkit.device import Placement
+from rewardkit.device import Placement, choose_placement
 from rewardkit.errors import RewardkitError
 from rewardkit.models import packing
 from rewardkit.models.presets import resolve_model_path
@@ -227,6 +227,21 @@ def _fp32_forward(module: nn.Module, *args, **kwargs):
         return type(module).forward(module, *args, **kwargs)
 
 
+def _load_head_unrounded(model: nn.Module, folder: Path) -> None:
+    """Read the reward head's saved weights again at full precision, after a load in bf16/fp16 rounded them: the
+    head computes in fp32, and train-rm validated it with its fp32 weights (see `rewardkit.models.precision`)."""
+    from safetensors import safe_open
+
+    heads = {id(p) for module in head_modules(model) for p in module.parameters()}
+    wanted = {name: p for name, p in model.named_parameters() if id(p) in heads}
+    for file in sorted(folder.glob("*.safetensors")):
+        if file.name == LENGTH_HEAD_FILE:
+            continue
+        with safe_open(str(file), framework="pt") as weights:
+            for key in wanted.keys() & set(weights.keys()):
+                wanted[key].data = weights.get_tensor(key).to(device=wanted[key].device, dtype=torch.float32)
+
+
 class _HeldLoadReport(logging.Filter):
     """Holds back transformers' report on the weights a load of `path` initialized: the "LOAD REPORT" table
     (transformers 5) or the "Some weights ... newly initialized" message (transformers 4). Other records pass."""
@@ -326,6 +341,7 @@ class RewardModel(nn.Module):
         self._packing_ok: bool | None = None  # whether packed training batches give the padded rewards (checked once)
         object.__setattr__(self, "_lora", None)  # the peft wrapper while LoRA adapters are attached (see add_lora)
         self._checkpointing = False  # gradient checkpointing on (see enable_gradient_checkpointing)
+        self.placement: Placement | None = None  # where from_pretrained put it (None: built directly)
         self._single = _SpecialTokens.of(tokenizer, pair=False)
         self._pair = None if self.is_decoder else _SpecialTokens.of(tokenizer, pair=True)
         # Appending eos tells a decoder the response is complete, but when eos doubles as the pad token, HF's own
@@ -346,9 +362,12 @@ class RewardModel(nn.Module):
         `pooling` says which tokens the reward reads; None: the saved model's, else the one a sentence-transformers
         backbone was trained with (`trained_pooling`), else the HF class's own (an encoder's CLS, a decoder's last
         token).
-        `placement` (default: the CPU in fp32) says where the model runs. For inference (`train=False`) the weights
-        are loaded directly in its precision, on its device; for training they stay fp32 (master weights) and the
-        trainer places them and runs autocast. Either way the reward head computes in fp32 (see `keep_head_in_fp32`).
+        `placement` says where the model runs; None resolves `--device auto --precision auto` by the rule every
+        command uses (`rewardkit.device.choose_placement`), so the Python API scores a text as `score`, `serve` and
+        `eval-rm` do on the same machine (bf16 where the hardware makes it the faster choice). For inference
+        (`train=False`) the weights are loaded directly in its precision, on its device; for training they stay fp32
+        (master weights) and the trainer places them. Either way the reward head computes in fp32 (see
+        `keep_head_in_fp32`). The model keeps its `placement`.
         """
         from transformers import AutoConfig, AutoTokenizer
 
@@ -364,12 +383,15 @@ class RewardModel(nn.Module):
             config = AutoConfig.from_pretrained(path, num_labels=1)
             if not dropout:
                 _disable_dropout(config)
-            dtype = torch.float32 if placement is None or train else placement.weights_dtype
+            placement = placement if placement is not None else choose_placement()
+            dtype = torch.float32 if train else placement.weights_dtype
             model = load_with_reward_head(path, config, dtype=dtype, use_safetensors=True, **model_kwargs)
+            if dtype != torch.float32 and local.is_dir():
+                _load_head_unrounded(model, local)
             tokenizer = AutoTokenizer.from_pretrained(path)
         except OSError as exc:
             raise RewardkitError(f"cannot load model {name_or_path!r}: {str(exc).splitlines()[0]}")
-        if placement is not None and not train:  # a trainer places the model itself (one device per process)
+        if not train:  # a trainer places the model itself (one device per process)
             model.to(placement.torch_device)
         loaded = cls(model, tokenizer,
                      max_length=max_length or metadata.get("max_length", 512),
@@ -377,6 +399,7 @@ class RewardModel(nn.Module):
                      use_chat_template=metadata.get("use_chat_template"),
                      pooling=pooling or metadata.get("pooling") or trained_pooling(local))
         loaded.reward_stats = metadata.get("reward_stats")
+        loaded.placement = placement
         if metadata.get("length_head"):
             from safetensors.torch import load_model
 

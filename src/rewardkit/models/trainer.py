@@ -33,6 +33,7 @@ from rewardkit.kinds import kind_named
 from rewardkit.losses import head_orthogonality_loss, length_decorrelation_loss
 from rewardkit.models import tasks
 from rewardkit.models.config import TrainRMConfig
+from rewardkit.models.precision import WorkingWeights, scoring_in
 from rewardkit.models.ensemble import RewardEnsemble, average_state_dicts, member_dir, save_ensemble
 from rewardkit.models.reward_model import LENGTH_HEAD_FILE, RewardModel, reward_statistics
 from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, derived_seed, progress_bar,
@@ -94,8 +95,9 @@ class RewardModelTrainer:
         self.kind = kind_named(cfg.feedback)
         if self.placement.device_type == "cuda" and ":" in self.placement.device:
             torch.cuda.set_device(self.placement.torch_device)  # one process on a chosen GPU; launchers set their own
-        # Mixed precision is autocast around the forward (`placement.autocast()`), with weights, gradients and optimizer
-        # state in fp32, and a loss scale in fp16. It is not Accelerate's `mixed_precision`: that is fixed once per
+        # Mixed precision: bf16 trains on a bf16 working copy of the weights refreshed from fp32 masters once per step
+        # (`rewardkit.models.precision`); fp16 runs autocast around the forward with a loss scale. Weights, gradients
+        # and optimizer state stay fp32 either way. It is not Accelerate's `mixed_precision`: that is fixed once per
         # process, so a second trainer in the same process (a recipe study, the tests) could not choose another.
         self.accelerator = Accelerator(cpu=self.placement.device_type == "cpu")
         self.scaler = torch.amp.GradScaler(self.placement.device_type, enabled=self.placement.loss_scaling)
@@ -131,6 +133,7 @@ class RewardModelTrainer:
             torch.manual_seed(self.order_seed)
         self.train_examples, self.val_examples, self.task = self._prepare_data(*records)
         self.best_weights: dict[str, torch.Tensor] | None = None  # of the best validation, kept for early stopping
+        self.working: WorkingWeights | None = None  # the bf16 working weights (made in train, on the model's device)
         self.val_reward_sums: list | None = None  # of the last validation (see validate)
 
     # -------------------------------------------------------------- data
@@ -181,17 +184,27 @@ class RewardModelTrainer:
         model = scorer if scorer is not None else self.accelerator.unwrap_model(self.reward_model)
         mine = self.val_examples[self.rank::self.world]
         texts = [t for e in mine for t in e.encoded]
-        with self.placement.autocast():
+        with self._scoring_weights(model):
             scores = model.score_encoded(texts, batch_size=self.cfg.eval_batch_size) if texts else torch.empty(0)
         correct = self.task.correct(scores, mine) if mine else torch.empty(0)
-        total = torch.tensor([float(correct.sum()), float(len(mine))])
-        total = self.accelerator.reduce(total, reduction="sum") if self.world > 1 else total
-        # count, sum and sum of squares of every validation reward: the model's saved reward statistics
+        # count, sum and sum of squares of every validation reward (the model's saved reward statistics), with the
+        # correct count: summed over processes on their device (a NCCL group refuses CPU tensors)
         rewards = scores.detach().double()
-        sums = torch.tensor([len(rewards), float(rewards.sum()), float((rewards ** 2).sum())], dtype=torch.float64)
-        sums = self.accelerator.reduce(sums, reduction="sum") if self.world > 1 else sums
-        self.val_reward_sums = [int(sums[0]), float(sums[1]), float(sums[2])]
-        return float(total[0] / total[1])
+        sums = torch.tensor([float(correct.sum()), len(mine), len(rewards), float(rewards.sum()),
+                             float((rewards ** 2).sum())], device=self.accelerator.device,
+                            dtype=torch.float32 if self.accelerator.device.type == "mps" else torch.float64)
+        sums = (self.accelerator.reduce(sums, reduction="sum") if self.world > 1 else sums).cpu()  # for logging
+        self.val_reward_sums = [int(sums[2]), float(sums[3]), float(sums[4])]
+        return float(sums[0] / sums[1])
+
+    def _scoring_weights(self, model):
+        """Validation scores with the weights inference loads (bf16/fp16 where the placement says, the head in fp32),
+        so that its accuracy and reward statistics are those of the saved model in `score`, `serve` and `eval-rm`."""
+        if not self.placement.mixed:
+            return contextlib.nullcontext()
+        if self.working is not None and model is self.working.model:
+            return self.working.in_use()
+        return scoring_in(getattr(model, "members", [model]), self.placement.weights_dtype)
 
     # -------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, step: int, state: dict) -> None:
@@ -278,7 +291,7 @@ class RewardModelTrainer:
         """
         acc, model, cfg = self.accelerator, self.reward_model, self.cfg
         odin = acc.unwrap_model(model).length_head is not None
-        totals = torch.zeros(3)
+        totals = torch.zeros(3, device=acc.device)
         micro_batches = shard(batch, self.rank, self.world, cfg.gradient_accumulation_steps)
         # A last batch smaller than the process count leaves some process without an example. It still runs one
         # forward and backward, on another's example with weight 0, so that its gradient all-reduce meets the others'
@@ -290,8 +303,10 @@ class RewardModelTrainer:
             examples = [self.train_examples[j] for j in micro]
             share = 0.0 if idle else len(examples) * self.world / len(batch)
             last = i == len(micro_batches) - 1
-            with acc.no_sync(model) if not last and self.world > 1 else contextlib.nullcontext():
-                with self.placement.autocast():  # the packing check, made on the first batch, in the same precision
+            # DDP syncs gradients at the last micro-batch only; the working weights are synced by hand (below)
+            synced = last or self.world == 1 or self.working is not None
+            with contextlib.nullcontext() if synced else acc.no_sync(model):
+                with self._training_forward():  # the packing check, made on the first batch, in the same precision
                     inputs = acc.unwrap_model(model).collate_groups([e.encoded for e in examples])
                     outputs = model(**inputs, with_length=odin).float()  # losses and log-sigmoids in fp32
                 rewards, length_rewards = (outputs[:, 0], outputs[:, 1]) if odin else (outputs, None)
@@ -299,7 +314,7 @@ class RewardModelTrainer:
                 scores = rewards + length_rewards if odin else rewards
                 losses = self.task.loss(scores, examples)
                 objective = losses.sum() * (share / len(examples))
-                decorrelation = torch.zeros(())
+                decorrelation = rewards.new_zeros(())
                 if cfg.length_decorrelation:
                     lengths = torch.tensor([len(t.input_ids) - t.response_start for e in examples for t in e.encoded],
                                            device=rewards.device)
@@ -309,12 +324,33 @@ class RewardModelTrainer:
                             *acc.unwrap_model(model).head_weights())
                     objective = objective + cfg.length_decorrelation * decorrelation * share
                 acc.backward(self.scaler.scale(objective))
+                if self.working is not None:  # accumulated in fp32, on the masters
+                    self.working.gradients_to_masters()
             if not idle:
                 totals += torch.stack([losses.detach().sum(), self.task.correct(scores.detach(), examples).sum(),
-                                       decorrelation.detach().cpu() * len(examples)]).cpu()
+                                       decorrelation.detach() * len(examples)]).float()
+        if self.working is not None and self.world > 1:
+            self._average_gradients()
         if self.world > 1:
-            totals = acc.reduce(totals.to(acc.device), reduction="sum").cpu()
+            totals = acc.reduce(totals, reduction="sum")
+        totals = totals.cpu()  # the step's figures, for the log: one transfer at the end of the step
         return float(totals[0]) / len(batch), float(totals[1]) / len(batch), float(totals[2]) / len(batch)
+
+    def _training_forward(self):
+        """The training forward's precision: bf16 working weights, else autocast (fp16 with a loss scale) or fp32."""
+        return self.working.in_use() if self.working is not None else self.placement.autocast()
+
+    def _average_gradients(self) -> None:
+        """What DDP does for the fp32 masters of working weights: average their gradients over processes, in one
+        collective (every process ran a backward, an idle one with weight 0, so every gradient exists)."""
+        params = [p for p in self.reward_model.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        flat = self.accelerator.reduce(flat, reduction="mean")
+        for p, grad in zip(params, flat.split([p.numel() for p in params])):
+            p.grad.copy_(grad.view_as(p))
 
     def train(self) -> dict:
         cfg, acc = self.cfg, self.accelerator
@@ -325,13 +361,21 @@ class RewardModelTrainer:
         # warmup steps rounded up, as transformers' Trainer does: a short run still starts gently
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, math.ceil(cfg.warmup_ratio * total_steps),
                                                          total_steps)
-        self.reward_model, self.optimizer = acc.prepare(self.reward_model, self.optimizer)
+        if self.placement.precision == "bf16":
+            # no DDP wrapper: the forward runs on the working weights, whose gradients `_average_gradients` averages
+            self.reward_model = self.reward_model.to(acc.device)
+            self.optimizer = acc.prepare(self.optimizer)
+            self.working = WorkingWeights(self.reward_model, torch.bfloat16)
+        else:
+            self.reward_model, self.optimizer = acc.prepare(self.reward_model, self.optimizer)
 
         state = {"step": 0, "best_accuracy": None, "evals_without_improvement": 0, "train_seconds": 0.0,
                  "examples_seen": 0}
         checkpoints = checkpoint_dirs(self.output_dir)
         if cfg.resume and checkpoints:
             state = self._load_checkpoint(checkpoints[-1])
+            if self.working is not None:
+                self.working.refresh()
             if acc.is_main_process:  # the steps after the checkpoint are logged again
                 truncate_jsonl(self.output_dir / "metrics.jsonl", state["step"])
             self._log(f"train-rm: resumed from {checkpoints[-1]} at step {state['step']}")
@@ -373,10 +417,15 @@ class RewardModelTrainer:
                     grad_norm = acc.clip_grad_norm_(clipped_together, cfg.max_grad_norm)
                     if length_head is not None:
                         torch.nn.utils.clip_grad_norm_(length_head.parameters(), cfg.max_grad_norm)
+                scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
-                self.scheduler.step()
+                # an fp16 step skipped for inf/nan gradients lowers the scale: the schedule waits for a real step
+                if scale is None or self.scaler.get_scale() >= scale:
+                    self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
+                if self.working is not None:
+                    self.working.refresh()
                 step += 1
                 state["step"] = step
                 state["examples_seen"] += len(batch)
