@@ -209,7 +209,8 @@ class CallRunner:
             self.cache = ResultCache(None if policy.cache is True else str(policy.cache))
         self.stats = CallStats()
         self.last_stats = CallStats()
-        self.progress: Callable[[int], None] | None = None  # called with 1 after each finished call
+        # called with the number of responses each finished call (or cache hit) answered, e.g. a progress bar's update
+        self.progress: Callable[[int], None] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._sleep = time.sleep  # tests replace it to check the backoff without waiting
@@ -276,6 +277,8 @@ class CallRunner:
             if hit is not None:
                 outcomes[index] = hit
                 stats.cached += 1
+                if self.progress is not None:
+                    self.progress(1)
             elif key in pending:
                 pending[key].append(index)
                 stats.duplicates += 1

@@ -4,9 +4,12 @@
     rewardkit score --reward SPEC.yaml --input FILE.jsonl --output OUT.jsonl [--dense]
 
 Input records are `{prompt, response[, reference][, finished][, id]}` (prompt: text or chat messages; reference: text
-or list of texts) or pairwise `{prompt, chosen, rejected}` / HH `{chosen, rejected}`, whose two responses are both
-scored. Output: one JSON line per record, in input order:
+or list of texts), with any other field a component reads (`tests` for code_tests), or pairwise `{prompt, chosen,
+rejected}` / HH `{chosen, rejected}`, whose two responses are both scored. Output: one JSON line per record, in input
+order:
     {"source": "in.jsonl:3", "total": 1.2, "components": {"reward_model": 0.9, "rouge": 0.41, ...}}
+(with "reasons": {component: why} for the components that say why a response lost points: math, code_tests, and a
+calling component's neutral score after a failed call)
 (with an ensemble reward model also "disagreement": {"reward_model": std over its members})
 pairwise: {"source": ..., "chosen": {"total", "components"}, "rejected": {...}, "margin": chosen − rejected}.
 With --dense (or `mode: dense` in the spec) each scored response also has "tokens", "token_rewards" (summing to
@@ -21,7 +24,7 @@ import contextlib
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any, Iterator
@@ -64,6 +67,7 @@ class _Item:
     reference: Any = None
     finished: bool | None = None
     record_id: Any = None
+    fields: dict = field(default_factory=dict)  # the record's other fields (code_tests reads "tests")
 
 
 def _text(row: dict, key: str, where: str) -> str:
@@ -107,7 +111,11 @@ def _response_item(location, row: Any) -> _Item:
     if not isinstance(row, dict):
         raise RewardkitError(f"{where}: expected an object with prompt and response fields")
     return _Item(where, _prompt(row, where), [_text(row, "response", where)], reference=_reference(row, where),
-                 finished=_finished(row, where), record_id=row.get("id"))
+                 finished=_finished(row, where), record_id=row.get("id"),
+                 fields={k: v for k, v in row.items() if k not in _RECORD_KEYS and v not in (None, "")})
+
+
+_RECORD_KEYS = ("prompt", "response", "reference", "finished", "id")
 
 
 def check_items(items: list[_Item], reward) -> None:
@@ -122,6 +130,21 @@ def check_items(items: list[_Item], reward) -> None:
                                      "give records with prompt, response and reference fields")
             if item.reference is None:
                 raise RewardkitError(f"{item.source}: {names} needs a reference, and this record has none")
+    for name in reward.needs_fields:
+        wanted = ", ".join(c.name for c in reward.components if name in c.reward.needs_fields)
+        for item in items:
+            if len(item.responses) > 1:
+                raise RewardkitError(f"{item.source}: {wanted} needs each record's {name!r} field, which pairwise "
+                                     f"records do not carry; give records with prompt, response and {name} fields")
+            if name not in item.fields:
+                raise RewardkitError(f"{item.source}: {wanted} needs the record's {name!r} field, and this record "
+                                     "has none")
+    if reward.needs_fields:
+        for item in items:
+            try:
+                reward.check_fields(item.fields)
+            except RewardkitError as exc:
+                raise RewardkitError(f"{item.source}: {exc}") from None
     given = [item for item in items if item.finished is not None]
     if given and len(given) < len(items):
         missing = next(item for item in items if item.finished is None)
@@ -184,7 +207,10 @@ def _dense_tokenizer(cfg: ScoreConfig, reward) -> Any:
 
 
 def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
-    """Output records for one batch of items (all their responses scored in one call per component)."""
+    """Output records for one batch of items (all their responses scored in one call per component); an error about
+    one response names its record."""
+    from rewardkit.rewards.base import ResponseError
+
     prompts = [i.prompt for i in items for _ in i.responses]
     responses = [r for i in items for r in i.responses]
     references = None
@@ -192,9 +218,18 @@ def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
         references = [i.reference for i in items for _ in i.responses]
     # check_items saw to it that every item has `finished` or none has
     finished = [i.finished for i in items for _ in i.responses] if items and items[0].finished is not None else None
+    fields = [i.fields for i in items for _ in i.responses] if reward.needs_fields else None
+    sources = [i.source for i in items for _ in i.responses]
+    try:
+        return _score_batch(reward, items, tokenizer, prompts, responses, references, finished, fields, sources)
+    except ResponseError as exc:  # name the record the response came from
+        raise RewardkitError(f"{sources[exc.index]}: {exc}") from None
+
+
+def _score_batch(reward, items, tokenizer, prompts, responses, references, finished, fields, sources) -> list[dict]:
     scored: list[dict] = []
     if tokenizer is None:
-        totals = reward(prompts, responses, references, finished=finished)
+        totals = reward(prompts, responses, references, finished=finished, fields=fields)
     else:
         from rewardkit.rewards.dense import offset_token_ends
 
@@ -202,23 +237,28 @@ def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
         if encodings and encodings[0] is None:
             raise RewardkitError("--dense needs a fast tokenizer (one with offset mappings) to place rewards on tokens")
         token_ids = [ids for ids, _ in encodings]
-        sources = [i.source for i in items for _ in i.responses]
         for source, ids in zip(sources, token_ids):
             if not ids:
                 raise RewardkitError(f"{source}: a response has no tokens (the tokenizer drops all of its text), so "
                                      "no token can carry its reward")
         token_rewards = reward.per_token(prompts, responses, references, token_ends=[ends for _, ends in encodings],
-                                         finished=finished)
+                                         finished=finished, fields=fields)
         totals = reward.last_total
         per_component = reward.last_token_contributions
     # an ensemble's disagreement (std over its members) per response, for each reward_model component that is one
     spreads = {c.name: c.reward.last_spread for c in reward.components
                if tokenizer is None and getattr(c.reward, "last_spread", None) is not None}
+    # why a response lost points, from the components that say (math, code_tests, a calling component failing)
+    reasons = {c.name: c.reward.last_reasons for c in reward.components
+               if len(getattr(c.reward, "last_reasons", None) or ()) == len(responses)}
     for k in range(len(responses)):
         entry = {"total": float(totals[k]),
                  "components": {name: float(values[k]) for name, values in reward.last_components.items()}}
         if spreads:
             entry["disagreement"] = {name: float(values[k]) for name, values in spreads.items()}
+        why = {name: values[k] for name, values in reasons.items() if values[k] is not None}
+        if why:
+            entry["reasons"] = why
         if tokenizer is not None:
             entry["tokens"] = tokenizer.convert_ids_to_tokens(token_ids[k])
             entry["token_rewards"] = token_rewards[k].tolist()
@@ -242,6 +282,8 @@ def score_batch(reward, items: list[_Item], tokenizer=None) -> list[dict]:
 def run_score(cfg: ScoreConfig) -> int:
     from tqdm.auto import tqdm
 
+    from rewardkit.rewards.calls import CallingReward
+
     if cfg.batch_size < 1:
         raise RewardkitError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     reward = build_score_reward(cfg)
@@ -249,15 +291,29 @@ def run_score(cfg: ScoreConfig) -> int:
     items = read_items(cfg.input)  # read everything first: a bad record fails before any scoring
     check_items(items, reward)
     n_responses = sum(len(i.responses) for i in items)
+    calling = [c for c in reward.components if isinstance(c.reward, CallingReward)]
     start = time.perf_counter()
     # an error mid-way leaves no half-written --output behind
     with open_atomically(Path(cfg.output)) if cfg.output else contextlib.nullcontext(sys.stdout) as sink, \
-            tqdm(total=n_responses, unit="resp", desc="scoring", disable=not cfg.progress, file=sys.stderr) as bar:
-        for batch in _batches(iter(items), cfg.batch_size):
-            for record in score_batch(reward, batch, tokenizer):
-                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-            bar.update(sum(len(i.responses) for i in batch))
+            tqdm(total=n_responses, unit="resp", desc="scoring", disable=not cfg.progress, file=sys.stderr) as bar, \
+            tqdm(total=n_responses * len(calling), unit="call", desc="calls", file=sys.stderr,
+                 disable=not (cfg.progress and calling)) as calls:
+        for component in calling:  # progress within a batch, as each call (or cache hit) comes back
+            component.reward.runner.progress = calls.update
+        try:
+            for batch in _batches(iter(items), cfg.batch_size):
+                for record in score_batch(reward, batch, tokenizer):
+                    sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                bar.update(sum(len(i.responses) for i in batch))
+                if calling:
+                    bar.set_postfix_str(", ".join(f"{c.name} p50 {c.reward.stats.percentile(0.5):.2f} s"
+                                                  for c in calling))
+        finally:
+            for component in calling:
+                component.reward.runner.progress = None
     seconds = time.perf_counter() - start
     print(f"scored {n_responses} responses from {len(items)} records in {seconds:.1f} s "
           f"({n_responses / max(seconds, 1e-9):.1f} responses/s)", file=sys.stderr)
+    for component in calling:  # calls, cache hits, retries, failures (and their neutral scores), latency
+        print(component.reward.describe_stats(component.name), file=sys.stderr)
     return 0

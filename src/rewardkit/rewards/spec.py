@@ -28,6 +28,7 @@ import yaml
 from rewardkit.config import coerce, load_yaml_mapping
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import RewardFunction, finite_float
+from rewardkit.rewards.code import CodeTests
 from rewardkit.rewards.composite import NORMALIZATIONS, Component, CompositeReward
 from rewardkit.rewards.custom import CustomReward
 from rewardkit.rewards.http import HttpReward
@@ -56,6 +57,7 @@ COMPONENT_TYPES: dict[str, type[RewardFunction]] = {
     "token_similarity": TokenSimilarity,
     "custom": CustomReward,
     "math": MathAnswer,
+    "code_tests": CodeTests,
     "http": HttpReward,
 }
 COMMON_FIELDS = ("type", "name", "weight", "normalize", "clip")
