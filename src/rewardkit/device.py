@@ -19,6 +19,8 @@ log-sigmoids and reward comparisons are always computed in fp32 by their callers
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -209,3 +211,33 @@ def placement_of(options: DeviceOptions, command: str | None = None,
     if command:
         placement.announce(command)
     return placement
+
+
+# ------------------------------------------------------------------------------------------------ host-side code
+# Code that works on the CPU on purpose while a model runs elsewhere (collating token ids, the figures a step logs)
+# says so with `on_host`, so that a check run on a CPU (tests/device_discipline.py) can tell it from a tensor that
+# a GPU run would find on the wrong device.
+_ON_HOST = contextvars.ContextVar("rewardkit_on_host", default=False)
+
+
+@contextlib.contextmanager
+def on_host():
+    """A block that works on CPU tensors on purpose, whatever the device."""
+    token = _ON_HOST.set(True)
+    try:
+        yield
+    finally:
+        _ON_HOST.reset(token)
+
+
+def host_side(function):
+    """Decorate a function that builds or reads CPU tensors on purpose (see `on_host`)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with on_host():
+            return function(*args, **kwargs)
+    return wrapper
+
+
+def is_on_host() -> bool:
+    return _ON_HOST.get()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rewardkit.data.types import Prompt, prompt_as_text
+from rewardkit.device import on_host
 
 if TYPE_CHECKING:
     from rewardkit.kinds import FeedbackKind
@@ -88,7 +89,8 @@ def score_texts(rm, prompts: Sequence[Prompt], responses: Sequence[str], batch_s
             if stats is not None:
                 stats.n_texts += len(encoded)
                 stats.n_truncated += sum(e.truncated for e in encoded)
-            chunk = score_encoded(encoded, batch_size=batch_size).double().numpy()
+            with on_host():  # score_encoded returns rewards on the CPU, for the numpy figures
+                chunk = score_encoded(encoded, batch_size=batch_size).double().numpy()
             if scores is None:
                 scores = np.empty(chunk.shape[:-1] + (n,), dtype=np.float64)
             scores[..., rows] = chunk

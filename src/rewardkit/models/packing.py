@@ -20,6 +20,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from rewardkit.device import host_side
+
 ATTENTION_NAME = "rewardkit_packed"
 LAYOUT_KWARG = "rewardkit_packing"
 
@@ -72,6 +74,7 @@ def row_width(group: Sequence[Sequence[int]], causal: bool, weight: float = 0.0)
     return k + sum(len(i) - k for i in group) if k else max(len(i) for i in group)
 
 
+@host_side  # a batch's token ids and layout are built on the CPU; the forward moves them to the model
 def pack(groups: Sequence[Sequence[Sequence[int]]], causal: bool, weight: float = 0.0,
          token_types: Sequence[Sequence[Sequence[int]]] | None = None, pooling: str | None = None,
          pool_starts: Sequence[Sequence[int]] | None = None) -> dict[str, torch.Tensor]:

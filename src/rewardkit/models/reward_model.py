@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from rewardkit.data.types import Prompt, conversation_from_text, prompt_as_text
-from rewardkit.device import Placement, choose_placement
+from rewardkit.device import Placement, choose_placement, host_side, on_host
 from rewardkit.errors import RewardkitError
 from rewardkit.models import packing
 from rewardkit.models.presets import resolve_model_path
@@ -641,6 +641,7 @@ class RewardModel(nn.Module):
         response_start = len(specials.head) + len(prompt_ids) + len(specials.middle)
         return Encoded(input_ids, token_type_ids, response_start, truncated)
 
+    @host_side  # built on the CPU; the forward moves the batch to the model
     def collate(self, encoded: Sequence[Encoded], padding_side: str | None = None) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest member (dynamic padding).
 
@@ -805,7 +806,8 @@ class RewardModel(nn.Module):
         """
         was_training = self.model.training
         self.model.eval()
-        scores = torch.empty((2, len(encoded)) if with_length else len(encoded), dtype=torch.float32)
+        with on_host():  # rewards are returned on the CPU, in fp32
+            scores = torch.empty((2, len(encoded)) if with_length else len(encoded), dtype=torch.float32)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -817,7 +819,9 @@ class RewardModel(nn.Module):
                     rows = [i for group in rows for i in group]
                 else:
                     batch = self.collate([encoded[i] for i in rows])
-                rewards = self(**batch, with_length=with_length).float().cpu()
+                rewards = self(**batch, with_length=with_length).float()
+                with on_host():
+                    rewards = rewards.cpu()
                 scores[..., rows] = rewards.T if with_length else rewards  # [B, 2] -> [2, B]
                 if bar is not None:
                     bar.update(len(rows))

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import get_cosine_schedule_with_warmup
 
 from rewardkit.data import train_val_split
-from rewardkit.device import placement_of
+from rewardkit.device import on_host, placement_of
 from rewardkit.errors import RewardkitError
 from rewardkit.kinds import kind_named
 from rewardkit.losses import head_orthogonality_loss, length_decorrelation_loss
@@ -193,7 +193,9 @@ class RewardModelTrainer:
         sums = torch.tensor([float(correct.sum()), len(mine), len(rewards), float(rewards.sum()),
                              float((rewards ** 2).sum())], device=self.accelerator.device,
                             dtype=torch.float32 if self.accelerator.device.type == "mps" else torch.float64)
-        sums = (self.accelerator.reduce(sums, reduction="sum") if self.world > 1 else sums).cpu()  # for logging
+        sums = self.accelerator.reduce(sums, reduction="sum") if self.world > 1 else sums
+        with on_host():  # the figures, for the log and the summary
+            sums = sums.cpu()
         self.val_reward_sums = [int(sums[2]), float(sums[3]), float(sums[4])]
         return float(sums[0] / sums[1])
 
@@ -333,7 +335,8 @@ class RewardModelTrainer:
             self._average_gradients()
         if self.world > 1:
             totals = acc.reduce(totals, reduction="sum")
-        totals = totals.cpu()  # the step's figures, for the log: one transfer at the end of the step
+        with on_host():  # the step's figures, for the log: one transfer at the end of the step
+            totals = totals.cpu()
         return float(totals[0]) / len(batch), float(totals[1]) / len(batch), float(totals[2]) / len(batch)
 
     def _training_forward(self):

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from rewardkit.data.types import Prompt
+from rewardkit.device import host_side
 from rewardkit.errors import RewardkitError
 
 # One reference text, or several (BLEU/chrF use them as multiple references; the others take the best match).
@@ -36,6 +37,7 @@ class ResponseError(RewardkitError):
         self.index = index
 
 
+@host_side  # rewards are handed over on the CPU in fp32, whatever computed them
 def as_reward_tensor(values: Any, size: int, where: str) -> torch.Tensor:
     """Validate `values` (list, array or tensor of numbers) as one finite float per response; name `where` if not."""
     try:

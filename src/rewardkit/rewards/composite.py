@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rewardkit.device import on_host
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import ResponseError, RewardFunction
 
@@ -97,7 +98,8 @@ class Normalizer:
             raise RewardkitError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {method!r}")
         self.method = method
         self.running = RunningMeanStd()
-        self.rank_reference = torch.empty(0)
+        with on_host():  # a reward's bookkeeping is on the CPU, as rewards are
+            self.rank_reference = torch.empty(0)
 
     def fit_apply(self, values: torch.Tensor) -> torch.Tensor:
         if self.method == "running":
@@ -161,7 +163,8 @@ class CompositeReward(RewardFunction):
         self.calls_out = any(c.reward.calls_out for c in components)
         self.last_components: dict[str, torch.Tensor] = {}
         self.last_contributions: dict[str, torch.Tensor] = {}
-        self.last_total = torch.empty(0)
+        with on_host():
+            self.last_total = torch.empty(0)
         self.last_token_contributions: dict[str, list[torch.Tensor]] = {}
         self._prefix_contributions: dict[str, torch.Tensor] = {}
         self._gather = None  # every process's values of a batch, when normalizers fit on the whole batch
@@ -247,7 +250,8 @@ class CompositeReward(RewardFunction):
     def _score(self, prompts, responses, references, finished, fields=None):
         raw = self._each_component(lambda c: c.reward(prompts, responses, references, finished=finished,
                                                       fields=fields))
-        every = torch.arange(len(responses))
+        with on_host():
+            every = torch.arange(len(responses))
         total, contributions = self._combine(raw, every)
         self._remember(raw, contributions, total, every)
         return total

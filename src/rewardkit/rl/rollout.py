@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 
 from rewardkit.data.types import Prompt
+from rewardkit.device import host_side
 from rewardkit.rl.losses import entropy_from_logits
 
 
@@ -82,6 +83,7 @@ def prompt_token_ids(tokenizer, prompts: Sequence[Prompt], chat_template: bool =
     return ids, truncated
 
 
+@host_side  # token ids are batched on the CPU; the caller moves them to the policy
 def left_pad(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
