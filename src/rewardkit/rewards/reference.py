@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from rewardkit.device import Placement, choose_placement, on_host
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import RewardFunction, at_least_one, reference_lists
 from rewardkit.rewards.words import WORD_TOKENIZERS, TokenizerWatch, space_cjk
@@ -174,16 +175,20 @@ class Rouge(_ReferenceReward):
 
 
 @lru_cache(maxsize=4)
-def load_encoder(name_or_path: str) -> tuple[Any, Any]:
-    """(tokenizer, model) of a sentence encoder, loaded once per process, in eval mode, fp32."""
+def load_encoder(name_or_path: str, placement: Placement | None = None) -> tuple[Any, Any]:
+    """(tokenizer, model) of a sentence encoder, loaded once per process and placement, in eval mode; None: on the
+    CPU in fp32 (for its embedding table alone)."""
     from transformers import AutoModel, AutoTokenizer
 
     from rewardkit.models.presets import resolve_model_path
 
     path = resolve_model_path(name_or_path)
+    dtype = placement.weights_dtype if placement is not None else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path, dtype=torch.float32, use_safetensors=True).eval()
+        model = AutoModel.from_pretrained(path, dtype=dtype, use_safetensors=True).eval()
+        if placement is not None:
+            model.to(placement.torch_device)
     except OSError as exc:
         raise RewardkitError(f"cannot load encoder {name_or_path!r}: {str(exc).splitlines()[0]}")
     return tokenizer, model
@@ -210,13 +215,16 @@ class _LRU:
 
 class TextEmbedder:
     """Sentence embeddings as sentence-transformers computes them for all-MiniLM-L6-v2: mean of the last hidden
-    states over real tokens, L2-normalized; texts embedded once (LRU cache), new ones batched longest first."""
+    states over real tokens, L2-normalized; texts embedded once (LRU cache), new ones batched longest first. The
+    encoder runs where `placement` says (the rule of `rewardkit.device`); pooling and the vectors are fp32, on the
+    CPU."""
 
     def __init__(self, model: str = "minilm-l6", batch_size: int = 64, max_length: int = 256,
-                 cache_size: int = 100_000):
+                 cache_size: int = 100_000, placement: Placement | None = None):
         self.batch_size = at_least_one(batch_size, "batch_size")
         self.max_length = at_least_one(max_length, "max_length")
-        self.tokenizer, self.model = load_encoder(model)
+        self.placement = placement if placement is not None else choose_placement()
+        self.tokenizer, self.model = load_encoder(model, self.placement)
         self.cache = _LRU(cache_size)
 
     @torch.no_grad()
@@ -226,11 +234,13 @@ class TextEmbedder:
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start:start + self.batch_size]
             batch = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="pt")
-            hidden = self.model(**batch).last_hidden_state
+                                   return_tensors="pt").to(self.placement.torch_device)
+            hidden = self.model(**batch).last_hidden_state.float()
             mask = batch["attention_mask"].unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            fresh.update(zip(chunk, torch.nn.functional.normalize(pooled, dim=-1)))
+            with on_host():  # the vectors are cached and compared on the CPU
+                vectors = torch.nn.functional.normalize(pooled, dim=-1).cpu()
+            fresh.update(zip(chunk, vectors))
         out = []
         for t in texts:  # look up after embedding everything: a small cache may have evicted early entries
             vector = fresh.get(t)
@@ -243,13 +253,14 @@ class TextEmbedder:
 
 
 class EmbeddingSimilarity(_ReferenceReward):
-    """Cosine similarity of the response's and the reference's sentence embeddings, in [−1, 1]."""
+    """Cosine similarity of the response's and the reference's sentence embeddings, in [−1, 1]; the encoder runs on
+    `device` in `precision` (auto: the command's choice)."""
 
     name = "embedding_similarity"
 
     def __init__(self, model: str = "minilm-l6", batch_size: int = 64, max_length: int = 256,
-                 cache_size: int = 100_000):
-        self.embedder = TextEmbedder(model, batch_size, max_length, cache_size)
+                 cache_size: int = 100_000, device: str = "auto", precision: str = "auto"):
+        self.embedder = TextEmbedder(model, batch_size, max_length, cache_size, choose_placement(device, precision))
 
     def score_with_references(self, responses, references):
         hyps = [h for h, refs in zip(responses, references) for _ in refs]
@@ -271,7 +282,8 @@ class TokenSimilarity(_ReferenceReward):
     vectors in the encoder's input embedding matrix (minilm-l6 by default). Static rather than contextual on purpose:
     a word at position i is compared with the word at position i, not with its neighbourhood, and it costs no forward
     pass. Pieces the encoder does not know (its unknown token) are left out of the mean, so that two different
-    unknown words do not look identical; a word with no known piece matches only itself. minilm-l6 knows only 244 Han
+    unknown words do not look identical; a word with no known piece matches only itself. Only the embedding table is
+    read, by lookups on the CPU: there is no forward pass to place on a GPU. minilm-l6 knows only 244 Han
     characters: for Chinese, most characters then count only when they match exactly, and an encoder with a Chinese
     vocabulary (`model:`, any HF encoder folder) gives graded similarities.
     """
