@@ -33,6 +33,7 @@ from rewardkit.rewards.composite import NORMALIZATIONS, Component, CompositeRewa
 from rewardkit.rewards.custom import CustomReward
 from rewardkit.rewards.http import HttpReward
 from rewardkit.rewards.learned import LearnedReward, RemoteReward
+from rewardkit.rewards.likelihood import Likelihood
 from rewardkit.rewards.math_answer import MathAnswer
 from rewardkit.rewards.reference import Bleu, Chrf, EmbeddingSimilarity, Rouge, TokenSimilarity
 from rewardkit.rewards.rules import (Keywords, NoEOSPenalty, OverlongPenalty, RegexMatch, RepetitionPenalty,
@@ -58,6 +59,7 @@ COMPONENT_TYPES: dict[str, type[RewardFunction]] = {
     "custom": CustomReward,
     "math": MathAnswer,
     "code_tests": CodeTests,
+    "likelihood": Likelihood,
     "http": HttpReward,
 }
 COMMON_FIELDS = ("type", "name", "weight", "normalize", "clip")
