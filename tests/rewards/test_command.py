@@ -8,6 +8,7 @@ from rewardkit.config import parse_config
 from rewardkit.errors import RewardkitError
 from rewardkit.models import RewardModel
 from rewardkit.rewards.command import ScoreConfig, run_score
+from tests.conftest import reward_tolerance
 
 RECORDS = [
     {"prompt": "Name a pet.", "response": "A cat is a fine pet.", "reference": "A cat.", "id": "a"},
@@ -36,8 +37,10 @@ def test_score_model_writes_one_score_per_record(tiny_bert_dir, tmp_path, capsys
     lines = [json.loads(line) for line in captured.out.splitlines()]
     expected = RewardModel.from_pretrained(str(tiny_bert_dir)).score([r["prompt"] for r in RECORDS],
                                                                      [r["response"] for r in RECORDS])
-    assert [line["total"] for line in lines] == pytest.approx(expected.tolist(), abs=1e-5)
-    assert [line["components"]["reward_model"] for line in lines] == pytest.approx(expected.tolist(), abs=1e-5)
+    # both sides load the model at --precision auto: compared at that precision's reward tolerance
+    tol = reward_tolerance(expected)
+    assert [line["total"] for line in lines] == pytest.approx(expected.tolist(), abs=tol)
+    assert [line["components"]["reward_model"] for line in lines] == pytest.approx(expected.tolist(), abs=tol)
     assert lines[0]["id"] == "a" and lines[1]["source"] == f"{data}:2"
     assert "responses/s" in captured.err
 

@@ -11,6 +11,7 @@ from rewardkit.models import RewardModel
 from rewardkit.rewards.custom import CustomReward
 from rewardkit.rewards.learned import RemoteReward
 from rewardkit.rewards.spec import build_reward
+from tests.conftest import reward_tolerance
 
 PROMPTS = ["What is 2+2?", [{"role": "user", "content": "Hi"}]]
 RESPONSES = ["4", "Hello! How can I help?"]
@@ -19,8 +20,10 @@ RESPONSES = ["4", "Hello! How can I help?"]
 def test_reward_model_component_scores_like_the_model(tiny_bert_dir):
     reward = build_reward({"components": [{"type": "reward_model", "path": str(tiny_bert_dir), "batch_size": 1}]})
     expected = RewardModel.from_pretrained(str(tiny_bert_dir)).score(PROMPTS, RESPONSES)
-    assert reward(PROMPTS, RESPONSES).tolist() == pytest.approx(expected.tolist(), abs=1e-5)
-    assert reward.last_components["reward_model"].tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    # both load at --precision auto, batched differently (1 text, 2 texts): compared at that precision's tolerance
+    tol = reward_tolerance(expected)
+    assert reward(PROMPTS, RESPONSES).tolist() == pytest.approx(expected.tolist(), abs=tol)
+    assert reward.last_components["reward_model"].tolist() == pytest.approx(expected.tolist(), abs=tol)
 
 
 def test_calibrated_scores_are_divided_by_the_saved_temperature(tiny_bert_dir, tmp_path):
