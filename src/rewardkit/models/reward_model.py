@@ -49,6 +49,7 @@ from rewardkit.device import Placement, choose_placement, host_side, on_host
 from rewardkit.errors import RewardkitError
 from rewardkit.models import packing
 from rewardkit.models.presets import resolve_model_path
+from rewardkit.models.remote_code import write_pooling_code
 from rewardkit.runs import write_text_atomically
 
 METADATA_FILE = "rewardkit.json"
@@ -152,6 +153,21 @@ def pool_padded(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str
         mask = attention_mask * (rank >= response_starts.to(rank.device)[:, None])
     mask = mask.to(hidden.dtype)[..., None]
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def reward_from_pooled(model: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
+    """Rewards [B] from pooled hidden states [B, hidden], through the HF class's own head modules. (Its source is
+    also written into saved folders whose pooling the HF class lacks: see `rewardkit.models.remote_code`.)"""
+    if isinstance(getattr(model, "score", None), nn.Linear):  # a decoder's head reads every position
+        return model.score(pooled)[:, 0]
+    # the HF encoder heads read the first position of a sequence: give each text's pooled state as a sequence
+    pooler = getattr(model, "pooler", None)  # DeBERTa keeps it beside the base model, BERT inside
+    pooler = pooler if pooler is not None else getattr(model.base_model, "pooler", None)
+    if pooler is None:  # RoBERTa-style head: dense + tanh + projection on the sequence output
+        return model.classifier(pooled[:, None, :])[:, 0]
+    pooled = pooler(pooled[:, None, :])  # BERT-style: the pooler, dropout, linear classifier
+    dropout = getattr(model, "dropout", None)
+    return model.classifier(dropout(pooled) if dropout is not None else pooled)[:, 0]
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -420,6 +436,8 @@ class RewardModel(nn.Module):
         self.model.config.label2id = {"reward": 0}
         model = copy.deepcopy(self._lora).merge_and_unload() if self._lora is not None else self.model
         model.save_pretrained(directory, safe_serialization=True)
+        write_pooling_code(directory, model, self.pooling, self.is_decoder,
+                           (last_token_index, pool_padded, reward_from_pooled))
         self.tokenizer.save_pretrained(directory)
         if self.length_head is not None:
             from safetensors.torch import save_model
@@ -779,17 +797,7 @@ class RewardModel(nn.Module):
         return torch.stack([rewards, self._length_rewards()], dim=1)
 
     def _head(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Rewards [B] from pooled hidden states [B, hidden], through the HF class's own head modules."""
-        if self.is_decoder:
-            return self.model.score(pooled)[:, 0]
-        # the HF encoder heads read the first position of a sequence: give each text's pooled state as a sequence
-        pooler = getattr(self.model, "pooler", None)  # DeBERTa keeps it beside the base model, BERT inside
-        pooler = pooler if pooler is not None else getattr(self.model.base_model, "pooler", None)
-        if pooler is None:  # RoBERTa-style head: dense + tanh + projection on the sequence output
-            return self.model.classifier(pooled[:, None, :])[:, 0]
-        pooled = pooler(pooled[:, None, :])  # BERT-style: the pooler, dropout, linear classifier
-        dropout = getattr(self.model, "dropout", None)
-        return self.model.classifier(dropout(pooled) if dropout is not None else pooled)[:, 0]
+        return reward_from_pooled(self.model, pooled)
 
     @property
     def device(self) -> torch.device:
