@@ -3,6 +3,7 @@ location of the shared human-feedback data (read in place, never copied)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -119,13 +120,13 @@ def build_varied_reward_model(seed: int = 1):
 
 
 def save_varied_ensemble(out: Path, members) -> Path:
-    """`members` (reward models of one backbone) saved in `out` as a train-rm --ensemble folder."""
+    """`members` (reward models of one backbone and pooling) saved in `out` as a train-rm --ensemble folder."""
     from rewardkit.models.ensemble import average_state_dicts, member_dir, save_ensemble
 
     folders = [member_dir(out, k) for k in range(len(members))]
     for member, folder in zip(members, folders):
         member.save_pretrained(folder)
-    average = build_varied_reward_model()
+    average = copy.deepcopy(members[0])  # the members' backbone and pooling, with their mean weights
     average.model.load_state_dict(average_state_dicts([m.model.state_dict() for m in members]))
     save_ensemble(out, folders, average)
     return out
@@ -137,3 +138,69 @@ def varied_bert_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("varied-bert-rm")
     build_varied_reward_model().save_pretrained(path)
     return path
+
+
+def build_distinct_reward_model(seed: int = 2, kind: str = "bert"):
+    """A tiny random BERT (or Llama) reading its reward from the mean of its token states, with a head scaled up as
+    the varied model's: its rewards move with the text by a good share of their size, so that texts stay told apart
+    at bf16's `reward_tolerance` (3.1% of the largest |reward|). A random model's CLS or last-token state barely
+    moves with the text: the varied model's rewards differ by about 1% of their size from text to text, less than
+    the bf16 tolerance; a mean over the tokens spreads them over 10-50% of the largest."""
+    import torch
+
+    rm = build_tiny_reward_model(kind, seed=seed, pooling="mean")
+    with torch.no_grad():
+        (rm.model.classifier if kind == "bert" else rm.model.score).weight.mul_(200.0)
+    return rm
+
+
+@pytest.fixture(scope="session")
+def distinct_bert_dir(tmp_path_factory) -> Path:
+    """`build_distinct_reward_model()` saved."""
+    path = tmp_path_factory.mktemp("distinct-bert-rm")
+    build_distinct_reward_model().save_pretrained(path)
+    return path
+
+
+def min_gap(*rewards) -> float:
+    """The smallest difference between two of `rewards` (lists, tensors or floats, pooled): more than twice the
+    `reward_tolerance` tells every text apart from every other however the two scoring paths round."""
+    import torch
+
+    values = torch.cat([torch.as_tensor(r, dtype=torch.float64).reshape(-1) for r in rewards]).sort().values
+    return float(values.diff().min())
+
+
+def outcome_bounds(chosen, rejected, tol: float):
+    """The lowest and the highest per-pair credit (as `metrics.pair_outcomes`: 1, 0.5 on a tie, 0) of rewards that
+    each lie within `tol` of `chosen` and `rejected`: a pair whose margin is within 2 * tol may go either way on
+    another scoring path, every other pair keeps its credit. The accuracy of the other path lies between the means of
+    the two, and so does any figure that grows with the credits (a bootstrap interval's ends); when no pair is that
+    close (fp32, or rewards that differ clearly) the two bounds are the credits themselves."""
+    import numpy as np
+
+    from rewardkit.eval import metrics
+
+    chosen, rejected = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (chosen, rejected))
+    outcomes = metrics.pair_outcomes(chosen, rejected)
+    open_ = np.abs(chosen - rejected) <= 2 * tol
+    return np.where(open_, 0.0, outcomes), np.where(open_, 1.0, outcomes)
+
+
+def rank_correlation_tolerance(scores, tol: float) -> float:
+    """How far a Spearman correlation of `scores` with fixed values can move when each score moves by up to `tol`:
+    0 when no two scores are within 2 * tol (their ranks are settled), else 2 * |rank changes| / |centred ranks|, the
+    rank of a score changing by at most the number of others within 2 * tol of it (the correlation is a cosine of
+    centred ranks: moving one unit vector by d moves its cosine with another by at most d)."""
+    import numpy as np
+
+    from rewardkit.eval import metrics
+
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    close = np.abs(scores[:, None] - scores[None, :]) <= 2 * tol
+    np.fill_diagonal(close, False)
+    moves = close.sum(axis=1)
+    if not moves.any():
+        return 0.0
+    ranks = metrics.average_ranks(scores)
+    return float(2 * np.linalg.norm(moves) / np.linalg.norm(ranks - ranks.mean()))

@@ -13,6 +13,7 @@ import pytest
 
 from rewardkit.errors import RewardkitError
 from rewardkit.serve import RewardClient
+from tests.conftest import inference_precision, min_gap, reward_tolerance
 from tests.serve.conftest import ServerProcess
 
 TOKEN = "test-token-123"
@@ -26,10 +27,12 @@ RESPONSES = [" Paris.", "Hi there, nice to meet you!", " One, two, three.", "A r
              " Blue, like the sky on a clear summer day."]
 
 
+# The distinct model: its rewards differ from text to text by more than bf16's tolerance, so that a mix-up of items
+# shows in bf16 too (the varied model's differ by ~1%).
 @pytest.fixture(scope="module")
-def server(varied_bert_dir, tmp_path_factory):
+def server(distinct_bert_dir, tmp_path_factory):
     proc = ServerProcess("rewardkit.cli", [
-        "serve", str(varied_bert_dir), "--max-items-per-request", str(MAX_ITEMS), "--max-body-bytes", str(MAX_BODY),
+        "serve", str(distinct_bert_dir), "--max-items-per-request", str(MAX_ITEMS), "--max-body-bytes", str(MAX_BODY),
         "--max-wait-ms", "100", "--max-batch-size", "32",
     ], env={"REWARDKIT_API_TOKEN": TOKEN}, log_dir=tmp_path_factory.mktemp("logs"))
     try:
@@ -39,10 +42,11 @@ def server(varied_bert_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def offline(varied_bert_dir):
+def offline(distinct_bert_dir):
+    """The served model as the Python API loads it: at --precision auto, as the server does."""
     from rewardkit.models import RewardModel
 
-    return RewardModel.from_pretrained(str(varied_bert_dir))
+    return RewardModel.from_pretrained(str(distinct_bert_dir))
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +60,13 @@ def _post_items(http, prompts, responses):
 
 
 def test_score_equals_offline_scoring(http, offline):
+    assert http.get("/health").json()["placement"]["precision"] == offline.placement.precision == inference_precision()
     expected = offline.score(PROMPTS, RESPONSES).tolist()
-    gaps = [abs(a - b) for i, a in enumerate(expected) for b in expected[i + 1:]]
-    assert min(gaps) > 1e-3  # the texts really score differently, so a mix-up of items would show
+    tol = reward_tolerance(expected)  # both in the precision auto gives, batched differently
+    assert min_gap(expected) > 2 * tol  # the texts really score differently, so a mix-up of items would show
     response = _post_items(http, PROMPTS, RESPONSES)
     assert response.status_code == 200, response.text
-    assert response.json()["scores"] == pytest.approx(expected, abs=1e-4)
+    assert response.json()["scores"] == pytest.approx(expected, abs=tol)  # at the reward tolerance of that precision
 
 
 def test_get_reward_openrlhf_protocol_splits_prompt_and_response(http, offline):
@@ -75,7 +80,9 @@ def test_get_reward_openrlhf_protocol_splits_prompt_and_response(http, offline):
     assert answer.status_code == 200, answer.text
     result = answer.json()
     expected = offline.score(prompts + [""], responses + ["A query without its prompt"]).tolist()
-    assert result["rewards"] == pytest.approx(expected, abs=1e-4)
+    tol = reward_tolerance(expected)
+    assert min_gap(expected) > 2 * tol  # the three score differently, so a mix-up of items would show
+    assert result["rewards"] == pytest.approx(expected, abs=tol)  # at the reward tolerance of auto's precision
     assert result["scores"] == result["rewards"]
     assert result["extra_logs"] == {"rm_prompt_split": [1.0, 1.0, 0.0]}
 
@@ -203,7 +210,8 @@ def test_client_chunks_under_the_server_limits_and_matches_offline(server, offli
     responses = [f"Answer {i} " + "word " * (i % 7) for i in range(30)] + ["Hi!"]
     with RewardClient(server.url, api_token=TOKEN) as client:
         scores = client.score(prompts, responses)  # 31 items > 8 per request: at least 4 requests
-        assert scores == pytest.approx(offline.score(prompts, responses).tolist(), abs=1e-4)
+        expected = offline.score(prompts, responses).tolist()  # in one batch: compared at auto's reward tolerance
+        assert scores == pytest.approx(expected, abs=reward_tolerance(expected))
         with pytest.raises(RewardkitError, match="over the server's body limit"):
             client.score(["p"], ["z" * MAX_BODY])
         with pytest.raises(RewardkitError, match=r"items\[0\]\.response"):
