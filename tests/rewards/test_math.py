@@ -115,8 +115,9 @@ def test_several_references_any_counts(math_reward):
 
 def test_format_bonus_goes_to_the_first_extractor_right_or_wrong():
     reward = MathAnswer(format_bonus=0.25)
-    scores = reward([""] * 4, [r"\boxed{3}", r"\boxed{2}", "The answer is 3", "3"], ["3"] * 4)
-    assert scores.tolist() == [1.25, 0.25, 1.0, 1.0]
+    scores = reward([""] * 5, [r"\boxed{3}", r"\boxed{2}", "The answer is 3", "3", r"\boxed{3} or \boxed{4}"],
+                    ["3"] * 5)
+    assert scores.tolist() == [1.25, 0.25, 1.0, 1.0, 0.0]  # hedging earns no format bonus
     only_numbers = MathAnswer(extract=["last_number"], format_bonus=0.5)
     assert only_numbers([""], [r"\boxed{3}"], ["3"]).tolist() == [1.5]
 

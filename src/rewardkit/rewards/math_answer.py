@@ -21,7 +21,8 @@ class MathAnswer(RewardFunction):
     `extract`: the extractors to try, in order (boxed, answer_is, hashes, last_number; default boxed, answer_is,
     last_number). `multiple`: reject (default: several different boxed answers score 0) or last. `format_bonus`:
     added to the score (right or wrong) when the answer was found by the first extractor listed, e.g. in a \\boxed{}:
-    a correct boxed answer scores 1 + bonus, a correct one found otherwise 1. `timeout`: seconds for each parse and
+    a correct boxed answer scores 1 + bonus, a correct one found otherwise 1, several different boxed answers 0.
+    `timeout`: seconds for each parse and
     comparison (math-verify's; a comparison that runs over scores 0, with the reason)."""
 
     name = "math"
@@ -61,7 +62,8 @@ class MathAnswer(RewardFunction):
                 correct, why = self.verifier(found.answer, accepted, found.candidates)
             except ValueError as exc:
                 raise ResponseError(f"{self.name}: response {j}: {exc}", j) from None
-            bonus = self.format_bonus if found.extractor == self.extract[0] else 0.0
+            hedged = bool(found.candidates) and not correct  # several different boxed answers: no format bonus
+            bonus = self.format_bonus if found.extractor == self.extract[0] and not hedged else 0.0
             scores.append(float(correct) + bonus)
             reasons.append(why)
         self.last_reasons, self.last_answers = reasons, answers
