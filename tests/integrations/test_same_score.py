@@ -9,6 +9,8 @@ from rewardkit.integrations.openrlhf import make_reward_func
 from rewardkit.integrations.trl import reward_func
 from rewardkit.integrations.verl import make_compute_score, make_compute_score_batch
 from rewardkit.rewards.spec import load_reward
+from tests.conftest import min_gap, reward_tolerance
+from tests.integrations.conftest import InProcessServer
 
 PROMPTS = ["How do I bake bread?", "Name a colour.", "What is 6 x 7?"]
 RESPONSES = ["Mix flour, water and yeast, then bake it.", "Blue.", "The answer is 42"]
@@ -33,14 +35,25 @@ def test_a_spec_scores_the_same_in_every_framework(spec_path):
         assert scores == pytest.approx(expected, abs=1e-6), framework
 
 
-def test_a_model_and_its_server_score_the_same_in_every_framework(varied_bert_dir, server):
+@pytest.fixture(scope="module")
+def distinct_server(distinct_bert_dir):
+    """`rewardkit serve` of the distinct model (its texts score apart by more than bf16's tolerance) on loopback."""
+    running = InProcessServer(distinct_bert_dir)
+    yield running
+    running.stop()
+
+
+def test_a_model_and_its_server_score_the_same_in_every_framework(distinct_bert_dir, distinct_server):
     import httpx
 
-    expected = load_reward(str(varied_bert_dir))(PROMPTS, RESPONSES).tolist()
-    assert len(set(expected)) == 3  # the scores differ, so a mix-up would show
-    for source in (str(varied_bert_dir), server.url):
+    expected = load_reward(str(distinct_bert_dir))(PROMPTS, RESPONSES).tolist()
+    # every framework loads the model at --precision auto, batching it its own way (verl's one at a time): compared at
+    # the reward tolerance of that precision, which the three scores are further apart than, so a mix-up would show
+    tol = reward_tolerance(expected)
+    assert min_gap(expected) > 2 * tol
+    for source in (str(distinct_bert_dir), distinct_server.url):
         for framework, scores in every_framework(source).items():
-            assert scores == pytest.approx(expected, abs=1e-5), (source, framework)
-    http = httpx.post(server.url + "/get_reward", json={"query": [p + r for p, r in zip(PROMPTS, RESPONSES)],
-                                                        "prompts": PROMPTS, "labels": REFERENCES}).json()
-    assert http["rewards"] == pytest.approx(expected, abs=1e-5)
+            assert scores == pytest.approx(expected, abs=tol), (source, framework)
+    http = httpx.post(distinct_server.url + "/get_reward", json={
+        "query": [p + r for p, r in zip(PROMPTS, RESPONSES)], "prompts": PROMPTS, "labels": REFERENCES}).json()
+    assert http["rewards"] == pytest.approx(expected, abs=tol)  # at auto's reward tolerance
