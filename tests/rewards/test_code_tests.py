@@ -357,3 +357,17 @@ def test_score_names_the_record_with_bad_or_missing_tests(tmp_path, record, mess
     records = [first, record] if "response" in record else [record]
     with pytest.raises(RewardkitError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_score_command(tmp_path, "components:\n  - {type: code_tests, isolation: none}\n", records)
+
+
+def test_score_dense_passes_the_tests_to_the_whole_responses_only(tmp_path):
+    """--dense: the fields reach code_tests through per_token; it runs each whole response once (no prefix runs) and
+    its reward sits on the last token."""
+    records = [{"prompt": "p", "response": "x = 1\ny = 2\n", "tests": "assert x == 1\nassert y == 3\n"}]
+    isolation = "" if NAMESPACES is not None else ", isolation: none"
+    lines, _ = run_score_command(tmp_path, f"mode: dense\ncomponents:\n  - {{type: code_tests{isolation}}}\n",
+                                 records, ["--tokenizer", "smollm2-135m"])
+    (line,) = lines
+    assert line["total"] == pytest.approx(0.5)
+    assert line["token_rewards"][:-1] == [0.0] * (len(line["token_rewards"]) - 1)
+    assert line["token_rewards"][-1] == pytest.approx(0.5)
+    assert line["reasons"]["code_tests"].startswith("1 of 2 tests passed")
