@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 import torch
 
 from rewardkit.models.ensemble import RewardEnsemble
 from rewardkit.serve import RewardClient
-from tests.conftest import build_varied_reward_model, save_varied_ensemble
+from tests.conftest import build_distinct_reward_model, reward_tolerance, save_varied_ensemble
 from tests.integrations.test_openrlhf import experience_info
 from tests.serve.conftest import ServerProcess
 from tests.serve.test_app import serving
@@ -22,7 +23,9 @@ RESPONSES = ["Hi there, nice to meet you!", " Blue, like the sky.", "A response 
 
 @pytest.fixture(scope="module")
 def members():
-    return [build_varied_reward_model(seed) for seed in (1, 2, 3)]
+    """Three distinct models: they disagree on each item, by amounts that differ from item to item by more than
+    bf16's reward tolerance (the varied models' CLS rewards differ by an offset, the same on every item)."""
+    return [build_distinct_reward_model(seed) for seed in (1, 2, 3)]
 
 
 def members_mean_and_std(members, prompts, responses) -> tuple[list[float], list[float]]:
@@ -121,16 +124,25 @@ def ensemble_dir(members, tmp_path_factory):
     return save_varied_ensemble(tmp_path_factory.mktemp("ensemble-rm"), members)
 
 
-def test_rewardkit_serve_loads_an_ensemble_folder_and_the_client_reports_its_disagreement(
-        ensemble_dir, expected, tmp_path):
+def test_rewardkit_serve_loads_an_ensemble_folder_and_the_client_reports_its_disagreement(ensemble_dir, tmp_path):
+    from rewardkit.models import RewardModel
+    from rewardkit.models.ensemble import member_dir
+
+    # the members as the Python API loads them, in the precision the server loads them in (auto)
+    loaded = [RewardModel.from_pretrained(str(member_dir(ensemble_dir, k))) for k in range(3)]
+    mean, std = members_mean_and_std(loaded, PROMPTS, RESPONSES)
+    # each member's reward moves by at most tol between the server's batches and these, so a mean or a population
+    # std over members moves by at most tol too; the members disagree, by item, by more than that
+    tol = reward_tolerance(torch.stack([m.score(PROMPTS, RESPONSES) for m in loaded]))
+    assert min(std) > 2 * tol and max(std) - min(std) > 2 * tol
     server = ServerProcess("rewardkit.cli", ["serve", str(ensemble_dir), "--max-items-per-request", "2"],
                            log_dir=tmp_path).wait_ready()
     try:
         with RewardClient(server.url) as client:
+            assert httpx.get(server.url + "/health").json()["placement"]["precision"] == loaded[0].placement.precision
             scores, spreads = client.score_with_spread(PROMPTS, RESPONSES)  # 5 items, 2 per request: 3 requests
-            assert client.score(PROMPTS, RESPONSES) == scores
+            assert client.score(PROMPTS, RESPONSES) == scores  # the same server, the same batches: exact
     finally:
         server.stop()
-    mean, std = expected
-    assert scores == pytest.approx(mean, abs=1e-4)
-    assert spreads == pytest.approx(std, abs=1e-4)
+    assert scores == pytest.approx(mean, abs=tol)  # at auto's reward tolerance
+    assert spreads == pytest.approx(std, abs=tol)
