@@ -103,7 +103,7 @@ class CodeTests(CallingReward):
     name = "code_tests"
     needs_fields = ("tests",)
 
-    def __init__(self, language: str = "python", time_limit: float = 5.0, memory_mb: int = 1024, processes: int = 32,
+    def __init__(self, language: str = "python", time_limit: float = 5.0, memory_mb: int = 1024, processes: int = 16,
                  file_mb: int = 16, tmp_mb: int = 64, hide: list[str] | None = None, isolation: str = "namespaces",
                  block: str = "last", concurrency: int = 4, retries: int = 1, backoff: float = 0.5,
                  cache: bool | str = True, on_failure: str = "error", neutral: float = 0.0):

@@ -62,7 +62,7 @@ class SandboxError(Exception):
 class Limits:
     time_s: float = 5.0        # wall clock for the code and all its tests, from the moment the code starts
     memory_mb: int = 1024      # address space of each process, and memory of the whole tree where cgroups allow
-    processes: int = 32        # processes and threads at once
+    processes: int = 16        # processes and threads at once
     file_mb: int = 16          # the largest file it may write
     tmp_mb: int = 64           # its /tmp (the work directory lives there)
     files: int = 256           # open files per process
@@ -243,6 +243,8 @@ class Sandbox:
             os.chmod(host_dir, 0o711)  # the sandbox's uid passes through to its own work directory
             workdir = os.path.join(host_dir, "work")
         cgroups = _Cgroups.create(self.limits)
+        if cgroups is None:
+            _warn_without_cgroups(self.limits)
         python_dir = os.path.dirname(sys.executable)
         env = {"PATH": f"{python_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
                "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
@@ -378,6 +380,18 @@ class Sandbox:
 
 class SandboxUnavailable(Exception):
     """The namespaces cannot be made on this machine (the message says why)."""
+
+
+_warned: list[bool] = []
+
+
+def _warn_without_cgroups(limits: Limits) -> None:
+    if not _warned:
+        _warned.append(True)
+        import warnings
+
+        warnings.warn(f"code_tests: no writable cgroup here, so the sandbox's memory is bounded per process only: "
+                      f"in all by processes x memory_mb = {limits.processes} x {limits.memory_mb} MB", stacklevel=3)
 
 
 def _user_tasks() -> int:
