@@ -182,10 +182,12 @@ def test_an_ensemble_folder_orders_the_queue_by_its_members_disagreement(tmp_pat
     import numpy as np
 
     from rewardkit.label.selection import disagreement_priority, selection_order
-    from tests.conftest import build_varied_reward_model, save_varied_ensemble
+    from rewardkit.models import RewardModel
+    from rewardkit.models.ensemble import load_reward_model, member_dir
+    from tests.conftest import build_distinct_reward_model, reward_tolerance, save_varied_ensemble
 
-    members = [build_varied_reward_model(seed) for seed in (1, 2, 3)]
-    ensemble = save_varied_ensemble(tmp_path / "ensemble-rm", members)
+    # distinct members: their rewards, and so their disagreement, move with the text by more than bf16's tolerance
+    ensemble = save_varied_ensemble(tmp_path / "ensemble-rm", [build_distinct_reward_model(s) for s in (1, 2, 3)])
     answers = ["Yes.", "No, never.", "Blue like the sky", "Paris is lovely", "1 2 3", "It depends on the weather!",
                "Maybe later", "A cat."]
     pairs = write_jsonl(tmp_path / "varied.jsonl", [{"prompt": f"Question {i}?", "chosen": answers[i],
@@ -194,9 +196,23 @@ def test_an_ensemble_folder_orders_the_queue_by_its_members_disagreement(tmp_pat
     _import(db, pairs, "--order", "disagreement", "--reward-model", ensemble)
     items = Store(db).items()
     by_source = sorted(items, key=lambda i: int(i.source.rsplit(":", 1)[1]))
-    # one row of scores per member, each scored on its own
-    scores = [np.stack([m.score([i.prompt] * 2, i.responses).numpy() for m in members]) for i in by_source]
-    priorities = disagreement_priority(scores)
+    prompts = [i.prompt for i in by_source for _ in i.responses]
+    responses = [r for i in by_source for r in i.responses]
+    # the import scores every item's responses in one batch, one row per member: the same batch through the Python
+    # API, in the same precision (auto), gives the same scores exactly
+    loaded = load_reward_model(str(ensemble))
+    batch = loaded.member_scores_encoded(loaded.encode_many(prompts, responses)).numpy()
+    # each member loaded and scored on its own, item by item, agrees at auto's reward tolerance; the members' rows
+    # differ by more than twice that, so a mix-up of members would show
+    members = [RewardModel.from_pretrained(str(member_dir(ensemble, k))) for k in range(3)]
+    own = np.stack([np.concatenate([m.score([i.prompt] * 2, i.responses).numpy() for i in by_source])
+                    for m in members])
+    tol = reward_tolerance(own)
+    assert own == pytest.approx(batch, abs=tol)
+    assert all(np.abs(own[a] - own[b]).max() > 2 * tol for a, b in ((0, 1), (0, 2), (1, 2)))
+    # the order, from the import's own scores (a priority moves by up to 2 * tol between batchings, more than the
+    # gaps between these): exact
+    priorities = disagreement_priority([batch[:, 2 * k:2 * k + 2] for k in range(len(by_source))])
     assert np.diff(np.sort(priorities)).min() > 1e-5  # the members disagree by different amounts: one order
     expected = selection_order(priorities, 6)
     assert [(by_source[i].id, how) for i, how in expected] == [(i.id, i.selected_by) for i in items]
