@@ -50,9 +50,14 @@ def test_code_tests_section_record_and_example_files():
     assert scores.tolist() == pytest.approx([1.0, 2 / 3, 0.0, 0.0])  # the length term is 0 inside its tolerance
 
 
-def test_slow_components_section_spec_builds():
+def test_slow_components_section_specs_build(monkeypatch):
     section = readme_section("### Slow components: concurrency, timeouts, retries, cache")
-    (spec,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    spec, judge = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    monkeypatch.setenv("JUDGE_API_KEY", "test-key")
+    (entry,) = yaml.safe_load("components:\n" + judge)["components"]
+    entry["cache"] = True
+    judged = build_reward({"components": [entry]}).components[0]
+    assert (judged.weight, judged.reward.model, judged.reward.policy.concurrency) == (0.5, "Qwen2.5-7B-Instruct", 16)
     spec = yaml.safe_load(spec)
     spec["components"][0]["cache"] = True  # (the README's SQLite file would be created under runs/)
     if sandbox.namespace_prefix()[0] is None:

@@ -29,8 +29,8 @@ Components (spec `type:` → class; see spec.py for the YAML and each class for 
 reward_model (LearnedReward), remote (RemoteReward), length (TargetLength), regex (RegexMatch), repetition
 (RepetitionPenalty), keywords (Keywords), no_eos (NoEOSPenalty), overlong (OverlongPenalty), bleu (Bleu), chrf (Chrf),
 rouge (Rouge), embedding_similarity (EmbeddingSimilarity), token_similarity (TokenSimilarity), custom (CustomReward),
-math (MathAnswer), code_tests (CodeTests), likelihood (Likelihood), http (HttpReward).
-Components that call out (http, code_tests) are `CallingReward`s: one call per response, run concurrently with a
+math (MathAnswer), code_tests (CodeTests), likelihood (Likelihood), http (HttpReward), judge (LLMJudge).
+Components that call out (http, judge, code_tests) are `CallingReward`s: one call per response, run concurrently with a
 limit, timeouts, retries with backoff, a result cache and an explicit failure policy (`rewardkit.rewards.calls`).
 A component that reads a record field besides the reference (code_tests: `tests`) names it in `needs_fields` and is
 passed `fields=` (one mapping per response).
@@ -60,6 +60,7 @@ _EXPORTS = {
     "TokenSimilarity": "reference",
     "CustomReward": "custom",
     "MathAnswer": "math_answer", "CodeTests": "code", "Likelihood": "likelihood", "HttpReward": "http",
+    "LLMJudge": "judge",
     "CallingReward": "calls", "CallPolicy": "calls", "ResponseError": "base",
     "sparse_on_last_token": "dense", "resolve_token_ends": "dense",
 }

@@ -15,8 +15,8 @@ Dense: each of the LM's tokens adds its log-probability to the potential of ever
 token's last character (`rewardkit.rewards.dense`'s rule for a character split across tokens), so the policy token
 that completes an LM token carries that token's log-probability (divided by the response's token count for `mean`):
 the per-token rewards are the LM's per-token log-probabilities laid on the policy's tokens, and they sum to the
-sparse reward. (For `neg_perplexity`, Φ(prefix) = −exp(−S/N) with S the log-probabilities so far; the sum is still the
-sparse reward.)
+sparse reward. (For `neg_perplexity`, Φ(prefix) = −exp(−S/N) with S the log-probabilities so far; the sum is still
+the sparse reward.)
 """
 
 from __future__ import annotations

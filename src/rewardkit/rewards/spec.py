@@ -11,8 +11,8 @@
 
 Every component takes `weight` (default 1), `normalize` (none | running | rank | rank_centered), `clip: [lo, hi]`,
 an optional `name` (default: its type, numbered when repeated) and the keyword arguments of its class (the class
-docstrings in rules.py, reference.py, learned.py, custom.py, math_answer.py, code.py, likelihood.py and http.py
-document them). Errors name the file, the line, the component's 1-based index and type:
+docstrings in rules.py, reference.py, learned.py, custom.py, math_answer.py, code.py, likelihood.py, http.py
+and judge.py document them). Errors name the file, the line, the component's 1-based index and type:
 `spec.yaml:7: component 2 (rouge): unknown field 'varient'`.
 """
 
@@ -32,6 +32,7 @@ from rewardkit.rewards.code import CodeTests
 from rewardkit.rewards.composite import NORMALIZATIONS, Component, CompositeReward
 from rewardkit.rewards.custom import CustomReward
 from rewardkit.rewards.http import HttpReward
+from rewardkit.rewards.judge import LLMJudge
 from rewardkit.rewards.learned import LearnedReward, RemoteReward
 from rewardkit.rewards.likelihood import Likelihood
 from rewardkit.rewards.math_answer import MathAnswer
@@ -61,6 +62,7 @@ COMPONENT_TYPES: dict[str, type[RewardFunction]] = {
     "code_tests": CodeTests,
     "likelihood": Likelihood,
     "http": HttpReward,
+    "judge": LLMJudge,
 }
 COMMON_FIELDS = ("type", "name", "weight", "normalize", "clip")
 TOP_LEVEL_FIELDS = ("components", "mode", "shaping", "step_separator", "clip")
