@@ -14,6 +14,7 @@ from rewardkit.models.ensemble import (RewardEnsemble, average_state_dicts, load
                                        member_dir)
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.trainer import train_reward_model
+from tests.conftest import inference_precision, outcome_bounds, reward_tolerance
 from tests.models.test_trainer import write_pairs
 
 
@@ -42,10 +43,12 @@ def test_mean_and_spread_over_members():
 
 
 @pytest.fixture(scope="module")
-def trained_ensemble(tmp_path_factory, tiny_bert_dir):
+def trained_ensemble(tmp_path_factory, distinct_bert_dir):
+    # from the distinct model: its rewards (about 1, not 0.01) keep the pairs' margins far above fp32's reward
+    # tolerance and most above bf16's, so that comparing its scores across batchings still tells pairs apart
     root = tmp_path_factory.mktemp("ensemble")
     data = write_pairs(root / "pairs.jsonl", n=48)
-    cfg = TrainRMConfig(model=str(tiny_bert_dir), data=[str(data)], output_dir=str(root / "rm"), max_length=64,
+    cfg = TrainRMConfig(model=str(distinct_bert_dir), data=[str(data)], output_dir=str(root / "rm"), max_length=64,
                         batch_size=8, learning_rate=1e-3, max_steps=4, save_every=0, progress=False,
                         tensorboard=False, num_threads=1, ensemble=2)
     assert train_reward_model(cfg) == 0
@@ -118,7 +121,8 @@ def test_eval_rm_scores_an_ensemble_by_its_mean_and_reports_whether_disagreement
                                                                                                tmp_path, capsys):
     from rewardkit.config import parse_config
     from rewardkit.eval import metrics
-    from rewardkit.eval.command import EvalConfig, run_eval
+    from rewardkit.eval.command import EvalConfig, load_dataset, run_eval, score_dataset
+    from rewardkit.eval.scoring import ScoreStats
 
     out, data = trained_ensemble
     rows = [json.loads(line) for line in data.read_text().splitlines()]
@@ -127,17 +131,34 @@ def test_eval_rm_scores_an_ensemble_by_its_mean_and_reports_whether_disagreement
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text("".join(json.dumps(r) + "\n" for r in rows))
     argv = [str(out), str(mixed), "--json", "--no-progress", "--bootstrap-resamples", "50"]
-    assert run_eval(parse_config(EvalConfig, argv)) == 0
+    cfg = parse_config(EvalConfig, argv)
+    assert run_eval(cfg) == 0
     result = json.loads(capsys.readouterr().out)
     entry = result["datasets"]["mixed"]
     assert result["models"][0]["ensemble"] == 2
+    assert result["models"][0]["placement"]["precision"] == inference_precision()
+    # each member loaded and scored on its own, in the precision eval-rm loads it in (auto), other batches
     prompts = [r["prompt"] for r in rows]
     members = [RewardModel.from_pretrained(str(member_dir(out, k))) for k in range(2)]
     chosen = torch.stack([m.score(prompts, [r["chosen"] for r in rows]) for m in members]).double()
     rejected = torch.stack([m.score(prompts, [r["rejected"] for r in rows]) for m in members]).double()
-    assert entry["accuracy"] == pytest.approx(metrics.pairwise_accuracy(chosen.mean(0), rejected.mean(0)))
-    expected = metrics.disagreement_figures((chosen - rejected).std(0, unbiased=False).numpy(),
-                                            metrics.pair_outcomes(chosen.mean(0), rejected.mean(0)))
+    tol = reward_tolerance(chosen, rejected)
+    # a member's reward moves by up to tol between the two batchings, so a mean margin by up to 2 * tol: only pairs
+    # closer than that may count differently (here none in fp32, where the bounds are this accuracy exactly)
+    low, high = outcome_bounds(chosen.mean(0), rejected.mean(0), tol)
+    assert low.mean() - 1e-12 <= entry["accuracy"] <= high.mean() + 1e-12
+    # eval-rm's own scoring of the same data (score_dataset: its batches, its precision) gives the scores its figures
+    # come from exactly; they lie within the reward tolerance of the members' own (a std over members moves by no
+    # more than the margins: 2 * tol). The disagreement figures rank pairs by disagreement, an order that two
+    # batchings need not share, so they are compared with the figures of eval-rm's own scores
+    same = score_dataset(load_dataset(str(mixed), None, "mixed", cfg), [load_reward_model(str(out))], cfg,
+                         [ScoreStats()])
+    (same_chosen, same_rejected), same_disagreement = same.scores[0], same.disagreement[0]
+    assert same_chosen == pytest.approx(chosen.mean(0).numpy(), abs=tol)
+    assert same_rejected == pytest.approx(rejected.mean(0).numpy(), abs=tol)
+    assert same_disagreement == pytest.approx((chosen - rejected).std(0, unbiased=False).numpy(), abs=2 * tol)
+    assert entry["accuracy"] == pytest.approx(metrics.pairwise_accuracy(same_chosen, same_rejected))
+    expected = metrics.disagreement_figures(same_disagreement, metrics.pair_outcomes(same_chosen, same_rejected))
     assert entry["disagreement_auc"] is not None  # the ensemble got some pairs wrong and some right
     for key, value in expected.items():
         assert entry[key] == pytest.approx(value, abs=1e-6), key
@@ -150,6 +171,7 @@ def test_a_conservative_reward_subtracts_the_members_disagreement(trained_ensemb
     prompts, responses = ["question: the cat?", "question: a sky?"], ["the cat thanks", "a sky red"]
     mean, std = load_reward_model(str(out)).score_with_spread(prompts, responses)
     plain = LearnedReward(str(out))
+    # the component loads the folder as load_reward_model does (auto) and scores the same batch: exact in any precision
     assert torch.allclose(plain(prompts, responses), mean, atol=1e-6)
     assert torch.allclose(plain.last_spread, std)
     conservative = LearnedReward(str(out), conservative=2.0)
@@ -169,8 +191,11 @@ def test_score_reports_the_disagreement_of_every_response(trained_ensemble, tmp_
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
     assert run_score(parse_config(ScoreConfig, [str(out), "--input", str(data), "--no-progress"])) == 0
     first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
-    mean, std = load_reward_model(str(out)).score_with_spread(
-        ["question: the cat?", "question: a sky?"], ["the cat thanks", "a sky red"])
+    # score loads the folder as load_reward_model does (auto) and scores the records' four responses in one call: the
+    # same batch through the Python API gives the same mean and std exactly, in any precision
+    prompts = [r["prompt"] for r in records for _ in range(2)]
+    responses = [r[side] for r in records for side in ("chosen", "rejected")]
+    mean, std = load_reward_model(str(out)).score_with_spread(prompts, responses)
     assert first["chosen"]["total"] == pytest.approx(float(mean[0]), abs=1e-6)
     assert first["chosen"]["disagreement"] == {"reward_model": pytest.approx(float(std[0]), abs=1e-6)}
-    assert second["rejected"]["disagreement"] == {"reward_model": pytest.approx(float(std[1]), abs=1e-6)}
+    assert second["rejected"]["disagreement"] == {"reward_model": pytest.approx(float(std[3]), abs=1e-6)}
