@@ -172,3 +172,33 @@ def test_group_length_is_the_attention_row_width(llama, bert):
     assert llama.group_length(pair) == k + sum(len(e.input_ids) - k for e in pair) < 2 * len(pair[1].input_ids)
     bert_pair = [bert.encode(PROMPTS[0], r) for r in RESPONSES[0]]
     assert bert.group_length(bert_pair) == max(len(e.input_ids) for e in bert_pair)
+
+
+def test_attention_runs_in_whichever_precision_was_measured_faster(monkeypatch):
+    from rewardkit.models import packing
+
+    seconds = {torch.bfloat16: 2.0, torch.float32: 1.0}
+    monkeypatch.setattr(packing, "_time_attention", lambda dtype, *args: seconds[dtype])
+    packing.attention_dtype.cache_clear()
+    assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 64, True) == torch.float32
+    seconds[torch.bfloat16] = 0.5
+    assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 64, True) == torch.float32  # cached per process
+    assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 128, True) == torch.bfloat16  # another shape
+    assert packing.attention_dtype(torch.float32, "cpu", 4, 4, 8, 64, True) == torch.float32
+    packing.attention_dtype.cache_clear()
+
+
+def test_packed_bf16_attention_upcast_to_fp32_matches_the_fp32_attention(monkeypatch):
+    from rewardkit.models import packing
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 10, 8) for _ in range(3))
+    layout = packing.row_layout(torch.tensor([4, 6]), None)
+    expected, _ = packing.packed_attention(None, q, k, v, None, **{packing.LAYOUT_KWARG: layout})
+    for chosen in (torch.float32, torch.bfloat16):
+        monkeypatch.setattr(packing, "attention_dtype", lambda *args, chosen=chosen: chosen)
+        got, _ = packing.packed_attention(None, *(t.bfloat16() for t in (q, k, v)), None,
+                                          **{packing.LAYOUT_KWARG: layout})
+        assert got.dtype == torch.bfloat16
+        # inputs rounded to bf16 (2^-9 relative), attention in fp32 or bf16, output rounded: within 2^-5 of max
+        assert torch.allclose(got.float(), expected, atol=2 ** -5 * float(expected.abs().max()))

@@ -15,6 +15,7 @@ hidden states are the same in every text of the group, so the prompt is encoded 
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Sequence
 
 import torch
@@ -172,15 +173,57 @@ def row_layout(row_lengths: torch.Tensor, segments: torch.Tensor | None,
     return lengths, [tree_mask(row.to(device)) if int(row[0]) == 0 else None for row in segments.split(lengths)], True
 
 
+def _time_attention(dtype: torch.dtype, device: str, heads: int, kv_heads: int, dim: int, length: int,
+                    backward: bool, repeats: int = 5) -> float:
+    """Seconds per SDPA call (forward, and backward when training) on random [1, heads, length, dim] inputs in
+    `dtype`, the best of `repeats` after two warm-up calls (the first allocates)."""
+    import time
+
+    shapes = [(1, heads, length, dim), (1, kv_heads, length, dim), (1, kv_heads, length, dim)]
+    inputs = [torch.randn(shape, device=device, dtype=dtype, requires_grad=backward) for shape in shapes]
+    best = float("inf")
+    for attempt in range(repeats + 2):
+        started = time.perf_counter()
+        with torch.enable_grad() if backward else torch.no_grad():
+            out = F.scaled_dot_product_attention(*inputs, enable_gqa=kv_heads != heads)
+            if backward:
+                out.sum().backward()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if attempt >= 2:
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
+@functools.lru_cache(maxsize=64)
+def attention_dtype(dtype: torch.dtype, device: str, heads: int, kv_heads: int, dim: int, length: int,
+                    backward: bool) -> torch.dtype:
+    """The faster of `dtype` and fp32 for attention on inputs in `dtype` (bf16/fp16), measured once per process for
+    each shape (rows bucketed to a power of two) on this machine: CPU attention kernels are not always faster in bf16
+    (on an AMX Xeon, MiniLM's 32-wide heads ran SDPA's backward slower in bf16 than in fp32, and upcasting q, k, v took
+    a bf16 training step from 14.1 to 18.6 pairs/s), while a GPU's flash kernel is."""
+    if dtype == torch.float32:
+        return dtype
+    args = (device, heads, kv_heads, dim, length, backward)
+    low, full = _time_attention(dtype, *args), _time_attention(torch.float32, *args)
+    return dtype if low <= full else torch.float32
+
+
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """Attention for a packed sequence [1, heads, N, dim]: SDPA on each row's view, no padding. Registered with
-    transformers as ATTENTION_NAME; the layout (`row_layout`) arrives as the LAYOUT_KWARG keyword."""
+    transformers as ATTENTION_NAME; the layout (`row_layout`) arrives as the LAYOUT_KWARG keyword. In bf16/fp16 it
+    runs in the faster of that precision and fp32 on this machine (`attention_dtype`)."""
     lengths, masks, causal = kwargs[LAYOUT_KWARG]
     grouped = key.shape[1] != query.shape[1]  # grouped-query attention: each key/value head serves several heads
+    compute = attention_dtype(query.dtype, str(query.device), query.shape[1], key.shape[1], query.shape[-1],
+                              1 << max(max(lengths) - 1, 1).bit_length(), torch.is_grad_enabled())
+    # each row's output as [1, length, heads, dim], joined along the sequence: the result is contiguous in the layout
+    # transformers reshapes it to, where joining [1, heads, length, dim] rows needed another copy (fwd+bwd of 32 HH
+    # rows with MiniLM's 12 heads: 490 instead of 670 ms on a 2-core AMD EPYC)
     outputs = [F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling,
-                                              is_causal=causal and mask is None, enable_gqa=grouped)
-               for q, k, v, mask in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2), masks)]
-    return torch.cat(outputs, 2).transpose(1, 2), None  # [1, N, heads, dim]
+                                              is_causal=causal and mask is None, enable_gqa=grouped).transpose(1, 2)
+               for q, k, v, mask in zip(*(t.to(compute).split(lengths, 2) for t in (query, key, value)), masks)]
+    return torch.cat(outputs, 1).to(query.dtype), None  # [1, N, heads, dim]
 
 
 @contextlib.contextmanager

@@ -355,11 +355,10 @@ class RewardModelTrainer:
         for p, grad in zip(params, flat.split([p.numel() for p in params])):
             p.grad.copy_(grad.view_as(p))
 
-    def train(self) -> dict:
+    def setup_training(self, total_steps: int) -> None:
+        """The optimizer, its schedule over `total_steps`, the model on its device (DDP-wrapped, or with bf16
+        working weights) and the gradient-clipping groups."""
         cfg, acc = self.cfg, self.accelerator
-        lengths = [self.reward_model.group_length(e.encoded) for e in self.train_examples]
-        steps_per_epoch = math.ceil(len(self.train_examples) / cfg.batch_size)
-        total_steps = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
         self.optimizer = self._optimizer()
         # warmup steps rounded up, as transformers' Trainer does: a short run still starts gently
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, math.ceil(cfg.warmup_ratio * total_steps),
@@ -371,6 +370,38 @@ class RewardModelTrainer:
             self.working = WorkingWeights(self.reward_model, torch.bfloat16)
         else:
             self.reward_model, self.optimizer = acc.prepare(self.reward_model, self.optimizer)
+        # ODIN's length head is clipped on its own: its correlation gradient grows as 1/std of its outputs, which start
+        # tiny, and in one global norm it shrank every other gradient ~30-fold (measured: the HH loss stayed at log 2)
+        self.length_head = acc.unwrap_model(self.reward_model).length_head
+        own = {id(p) for p in self.length_head.parameters()} if self.length_head is not None else set()
+        self.clipped_together = [p for p in self.reward_model.parameters() if id(p) not in own]
+
+    def optimizer_step(self) -> float | None:
+        """Clip, step the optimizer and its schedule, clear the gradients, refresh the working weights; the gradient
+        norm before clipping (None without clipping)."""
+        self.scaler.unscale_(self.optimizer)  # no-ops unless fp16 scales the loss
+        grad_norm = None
+        if self.cfg.max_grad_norm > 0:
+            grad_norm = self.accelerator.clip_grad_norm_(self.clipped_together, self.cfg.max_grad_norm)
+            if self.length_head is not None:
+                torch.nn.utils.clip_grad_norm_(self.length_head.parameters(), self.cfg.max_grad_norm)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        # an fp16 step skipped for inf/nan gradients lowers the scale: the schedule waits for a real step
+        if scale is None or self.scaler.get_scale() >= scale:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.working is not None:
+            self.working.refresh()
+        return float(grad_norm) if grad_norm is not None else None
+
+    def train(self) -> dict:
+        cfg, acc = self.cfg, self.accelerator
+        lengths = [self.reward_model.group_length(e.encoded) for e in self.train_examples]
+        steps_per_epoch = math.ceil(len(self.train_examples) / cfg.batch_size)
+        total_steps = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
+        self.setup_training(total_steps)
 
         state = {"step": 0, "best_accuracy": None, "evals_without_improvement": 0, "train_seconds": 0.0,
                  "examples_seen": 0}
@@ -392,11 +423,6 @@ class RewardModelTrainer:
 
         model = self.reward_model
         model.train()
-        # ODIN's length head is clipped on its own: its correlation gradient grows as 1/std of its outputs, which start
-        # tiny, and in one global norm it shrank every other gradient ~30-fold (measured: the HH loss stayed at log 2)
-        length_head = acc.unwrap_model(model).length_head
-        own = {id(p) for p in length_head.parameters()} if length_head is not None else set()
-        clipped_together = [p for p in model.parameters() if id(p) not in own]
         eval_every = cfg.eval_every or steps_per_epoch
         stopped_early = False
         window_start, window_examples = time.perf_counter(), 0
@@ -414,21 +440,7 @@ class RewardModelTrainer:
                     raise RewardkitError(f"loss became {batch_loss} at step {step + 1}; stopped. "
                                          f"Last good checkpoint: {last[-1] if last else 'none'} "
                                          f"(try a lower --learning-rate)")
-                self.scaler.unscale_(self.optimizer)  # no-ops unless fp16 scales the loss
-                grad_norm = None
-                if cfg.max_grad_norm > 0:
-                    grad_norm = acc.clip_grad_norm_(clipped_together, cfg.max_grad_norm)
-                    if length_head is not None:
-                        torch.nn.utils.clip_grad_norm_(length_head.parameters(), cfg.max_grad_norm)
-                scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                # an fp16 step skipped for inf/nan gradients lowers the scale: the schedule waits for a real step
-                if scale is None or self.scaler.get_scale() >= scale:
-                    self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.working is not None:
-                    self.working.refresh()
+                grad_norm = self.optimizer_step()
                 step += 1
                 state["step"] = step
                 state["examples_seen"] += len(batch)
@@ -444,7 +456,7 @@ class RewardModelTrainer:
                                      **({"length_decorrelation": batch_decorrelation}
                                         if cfg.length_decorrelation else {}),
                                      "learning_rate": self.scheduler.get_last_lr()[0],
-                                     "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                                     "grad_norm": grad_norm,
                                      "examples_per_second": window_examples / max(now - window_start, 1e-9),
                                      "epoch": step / steps_per_epoch}, prefix="train")
                     window_start, window_examples = now, 0
