@@ -31,7 +31,7 @@ def kill_once_written(argv: list[str], ready: Path, timeout: float = 180, **pope
 
 def inference_precision() -> str:
     """The precision `--precision auto` gives on this machine: what `RewardModel.from_pretrained` and every command
-    score in (bf16 under REWARDKIT_CPU_BF16_UNITS=1 or on an AMX CPU, fp32 on other CPUs)."""
+    score in (bf16 where the CPU has bf16 units or under REWARDKIT_CPU_BF16_UNITS=1, fp32 under =0 or without)."""
     from rewardkit.device import choose_placement
 
     return choose_placement("cpu").precision
@@ -169,6 +169,13 @@ def min_gap(*rewards) -> float:
 
     values = torch.cat([torch.as_tensor(r, dtype=torch.float64).reshape(-1) for r in rewards]).sort().values
     return float(values.diff().min())
+
+
+def figure_tolerance(bound: float, fp32: float) -> float:
+    """Tolerance for a figure (a mean, a std) computed from the rewards of two scoring paths: `bound`, how far the
+    reward tolerance lets the figure move, in bf16; in fp32 the tighter `fp32` the test has always used (two fp32
+    paths differ by summation order only, far less than the reward tolerance's floor of 1e-5)."""
+    return fp32 if inference_precision() == "fp32" else bound
 
 
 def outcome_bounds(chosen, rejected, tol: float):

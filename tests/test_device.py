@@ -69,10 +69,37 @@ def test_placement_dtypes_and_autocast():
     assert bf16.as_dict() == {"device": "cpu", "precision": "bf16", "reason": "as asked"}
 
 
-def test_cpu_bf16_units_are_read_from_the_amx_flag():
+def test_cpu_bf16_units_are_read_from_the_flags():
     assert cpu_has_bf16_units("processor : 0\nflags : fpu sse2 avx2 amx_bf16 amx_tile amx_int8\n")
-    assert not cpu_has_bf16_units("flags : fpu sse2 avx2 avx512f avx512_bf16\n")   # bf16 dot products, no tiles
+    assert cpu_has_bf16_units("flags : fpu sse2 avx2 avx512f avx512_bf16\n")   # bf16 dot products (AMD EPYC Zen 4)
+    assert not cpu_has_bf16_units("flags : fpu sse2 avx2 avx512f\n")
     assert not cpu_has_bf16_units("model name : AMD EPYC\n")
+
+
+def test_the_cpu_bf16_choice_is_a_measurement_kept_per_machine(tmp_path, monkeypatch):
+    from rewardkit import device
+
+    seconds = {"torch.float32": 4.0, "torch.bfloat16": 1.0}
+    monkeypatch.setattr(device, "_time_matmul", lambda dtype: seconds[str(dtype)])
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path))
+    monkeypatch.delenv(device.CPU_BF16_ENV, raising=False)
+    device.cpu_bf16_speedup.cache_clear()
+    try:
+        assert device.cpu_bf16_speedup() == 4.0 and device.cpu_has_bf16_units()
+        device.cpu_bf16_speedup.cache_clear()
+        seconds["torch.bfloat16"] = 8.0  # a later process reads the machine's measurement, it does not measure again
+        assert device.cpu_bf16_speedup() == 4.0
+        (tmp_path / "cpu_bf16.json").unlink()
+        device.cpu_bf16_speedup.cache_clear()
+        assert device.cpu_bf16_speedup() == 0.5 and not device.cpu_has_bf16_units()
+        seconds["torch.bfloat16"] = 2.5  # 1.6x: below the margin, fp32 stays
+        (tmp_path / "cpu_bf16.json").unlink()
+        device.cpu_bf16_speedup.cache_clear()
+        assert not device.cpu_has_bf16_units()
+        monkeypatch.setenv(device.CPU_BF16_ENV, "1")
+        assert device.cpu_has_bf16_units()
+    finally:
+        device.cpu_bf16_speedup.cache_clear()
 
 
 @pytest.mark.parametrize("command", ["train-rm", "eval-rm", "score", "serve", "rl", "best-of-n"])

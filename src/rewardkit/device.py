@@ -3,17 +3,20 @@
 
 `--device auto|cpu|cuda[:N]|mps` and `--precision auto|fp32|bf16|fp16` resolve to a `Placement`:
 - device `auto` is CUDA when a GPU is visible, else the CPU (MPS only when asked for: not every op has an MPS kernel);
-- precision `auto` is bf16 on a GPU that supports it, else fp16 (with loss scaling) on a GPU; on a CPU it is bf16 only
-  where the CPU has bf16 matrix units (Intel AMX: a 2048^3 matmul ran at ~2,100 GFLOP/s in bf16 against ~330 in fp32),
-  else fp32, because without them bf16 runs slower than fp32 (AMD EPYC with AVX2 only); on MPS it is fp32.
+- precision `auto` is bf16 on a GPU that supports it, else fp16 (with loss scaling) on a GPU; on a CPU it is bf16
+  where a matmul, measured once per machine, runs at least twice as fast in bf16 as in fp32 (`cpu_bf16_speedup`:
+  Intel Xeon with AMX, 2048^3 at ~2,100 GFLOP/s in bf16 against ~330 in fp32; AMD EPYC with AVX512-BF16, 1024^3 at
+  954 against 147), else fp32, because without bf16 units bf16 runs slower than fp32 (AMD EPYC with AVX2 only); on
+  MPS it is fp32.
 
 The hardware is read at run time through `Hardware.detect()`, and every function takes a `Hardware` so that each
 branch can be tested on any machine. Nothing here imports torch at module level: the CLI builds its parsers from the
 config dataclasses without loading torch.
 
-Training keeps fp32 master weights and optimizer state and runs the forward and backward under autocast
-(`Placement.autocast`); inference loads the weights directly in the chosen dtype (`Placement.weights_dtype`). Losses,
-log-sigmoids and reward comparisons are always computed in fp32 by their callers.
+Training keeps fp32 master weights and optimizer state; in bf16 the forward and backward run on a bf16 working copy
+of the weights (`rewardkit.models.precision`), in fp16 under autocast (`Placement.autocast`) with a loss scale.
+Inference loads the weights directly in the chosen dtype (`Placement.weights_dtype`). Losses, log-sigmoids and reward
+comparisons are always computed in fp32 by their callers.
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ class DeviceOptions:
     device: str = option("auto", "where models run: auto (a CUDA GPU when present, else the CPU), cpu, cuda, "
                                  "cuda:N or mps")
     precision: str = option("auto", "number format: auto (bf16 on a GPU that has it, else fp16 on a GPU; on a CPU "
-                                    "bf16 only where it has bf16 matrix units such as AMX, else fp32), fp32, bf16 or "
-                                    "fp16. Training keeps fp32 weights and runs autocast; inference loads the weights "
-                                    "in this format", choices=PRECISIONS)
+                                    "bf16 where its bf16 units (AMX, AVX512-BF16) make a matmul at least twice as "
+                                    "fast as in fp32, measured once per machine, else fp32), fp32, bf16 or fp16. "
+                                    "Training keeps fp32 master weights (bf16 trains on a bf16 copy of them, fp16 "
+                                    "under autocast); inference loads the weights in this format", choices=PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class Hardware:
     cuda_devices: int = 0
     cuda_bf16: bool = False          # the GPU computes bf16 natively (Ampere and later)
     mps: bool = False
-    cpu_bf16_units: bool = False     # the CPU has bf16 matrix units (AMX), where bf16 beats fp32
+    cpu_bf16_units: bool = False     # the CPU computes bf16 matmuls clearly faster than fp32 (AMX, AVX512-BF16)
     cpu_name: str = "CPU"
 
     @classmethod
@@ -70,30 +74,80 @@ class Hardware:
                    cpu_name=cpu_model_name())
 
 
+# bf16 must beat fp32 by this factor on a matmul for `auto` to pick it on a CPU: bf16 units make it 5-7x (AMX, and
+# AVX512-BF16 on AMD EPYC: 954 against 147 GFLOP/s on 2 cores), a CPU without them makes it slower than fp32, so the
+# margin keeps timing noise from ever flipping the choice.
+CPU_BF16_SPEEDUP_NEEDED = 2.0
+
+
 def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU has AMX bf16 tiles: torch's own probe when it has one (it also checks that the OS enabled
-    them), else the `amx_bf16` flag in /proc/cpuinfo. AVX512-BF16 alone does not count: it speeds up dot products,
-    not matrix tiles, and was not measured here to beat fp32.
+    """Whether this CPU computes bf16 matmuls clearly faster than fp32 (bf16 units: AMX tiles, AVX512-BF16 dot
+    products), by a measurement (`cpu_bf16_speedup`) made once per machine and kept in rewardkit's cache folder.
 
-    `REWARDKIT_CPU_BF16_UNITS=1` makes the probe report bf16 units on any CPU (so `auto` picks bf16, as on an AMX
-    machine: bf16 runs on an AVX2 CPU, only slowly), and `=0` reports none; the test suite runs under both in CI."""
-    if cpuinfo is None:
-        override = os.environ.get(CPU_BF16_ENV, "").strip()
-        if override in ("0", "1"):
-            return override == "1"
-        import torch
+    With `cpuinfo` (the text of /proc/cpuinfo) only its flags are read: amx_bf16 or avx512_bf16.
+    `REWARDKIT_CPU_BF16_UNITS=1` makes any CPU count as one (so `auto` picks bf16 as it would there: bf16 runs on
+    any CPU, only slowly without the units), and `=0` as one without; CI runs the suite under both."""
+    if cpuinfo is not None:
+        flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+        return bool(flags & {"amx_bf16", "avx512_bf16"})
+    override = os.environ.get(CPU_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return override == "1"
+    return cpu_bf16_speedup() >= CPU_BF16_SPEEDUP_NEEDED
 
-        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        if probe is not None:
-            try:
-                return bool(probe())
-            except RuntimeError:
-                pass
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return False
-    return any(line.startswith("flags") and "amx_bf16" in line.split() for line in cpuinfo.splitlines())
+
+def _time_matmul(dtype, size: int = 1024, repeats: int = 3) -> float:
+    """Seconds for one size^3 matmul in `dtype` on the CPU, the best of `repeats` after a warm-up."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(size, size, device="cpu").to(dtype), torch.randn(size, size, device="cpu").to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_speedup() -> float:
+    """How many times faster a 1024^3 matmul runs in bf16 than in fp32 on this CPU (with this torch). Measured once
+    per machine (~0.1 s) and kept in `$REWARDKIT_CACHE/cpu_bf16.json` (default ~/.cache/rewardkit), so that every
+    command and process on the machine makes the same choice."""
+    import json
+
+    import torch
+
+    key = f"{cpu_model_name()} | {cpu_flags_digest()} | torch {torch.__version__}"
+    path = Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit"), "cpu_bf16.json")
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), (int, float)):
+        return float(known[key])
+    speedup = round(_time_matmul(torch.float32) / _time_matmul(torch.bfloat16), 2)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**(known if isinstance(known, dict) else {}), key: speedup}, indent=1))
+    except OSError:  # a read-only home: measured again by the next process, with the same margin
+        pass
+    return speedup
+
+
+def cpu_flags_digest() -> str:
+    """A short digest of the CPU's flags: two machines with one model name but other instruction sets differ."""
+    import hashlib
+
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+                      if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:12]
 
 
 def cpu_model_name() -> str:
@@ -200,8 +254,8 @@ def choose_placement(device: str = "auto", precision: str = "auto", hardware: Ha
     if device_type == "mps":
         return Placement(device, "fp32", "auto: fp32 on MPS")
     if hw.cpu_bf16_units:
-        return Placement(device, "bf16", f"auto: {hw.cpu_name} has bf16 matrix units (AMX)")
-    return Placement(device, "fp32", f"auto: {hw.cpu_name} has no bf16 matrix units, where bf16 is slower than fp32")
+        return Placement(device, "bf16", f"auto: {hw.cpu_name} computes bf16 matmuls faster than fp32")
+    return Placement(device, "fp32", f"auto: {hw.cpu_name} has no bf16 units, where bf16 is slower than fp32")
 
 
 def placement_of(options: DeviceOptions, command: str | None = None,
