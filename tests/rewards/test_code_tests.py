@@ -22,6 +22,9 @@ from rewardkit.rewards.spec import build_reward
 
 NAMESPACES, WHY_NOT = sandbox_module.namespace_prefix()
 needs_sandbox = pytest.mark.skipif(NAMESPACES is None, reason=f"no Linux namespaces here: {WHY_NOT}")
+# isolation: none as root runs the code as a fresh uid, which must be able to read the Python installation
+CLOSED = sandbox_module._closed_to_others(os.path.dirname(os.__file__)) if os.geteuid() == 0 else None
+ISOLATION = "namespaces" if NAMESPACES is not None else "none"
 
 ADD_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\nassert add(2, 2) == 5\n"
 
@@ -97,6 +100,11 @@ def test_without_namespaces_it_refuses_with_a_clear_error(monkeypatch):
 
 
 def test_isolation_none_is_explicit_and_runs_with_rlimits_only():
+    if CLOSED is not None:  # e.g. root with Python under /root: refused, saying why
+        with pytest.raises(RewardkitError, match=f"isolation: none cannot run here: .*cannot read this Python "
+                                                 f"installation \\({CLOSED} is closed to other users\\)"):
+            CodeTests(isolation="none")
+        return
     reward = CodeTests(isolation="none", time_limit=5)
     scores = reward(["", ""], ["def add(a, b):\n    return a + b\n", "def add(a, b):\n    return 3\n"],
                     fields=[{"tests": ADD_TESTS}] * 2)
@@ -104,7 +112,9 @@ def test_isolation_none_is_explicit_and_runs_with_rlimits_only():
 
 
 def test_missing_tests_name_the_response():
-    reward = CodeTests(isolation="none")
+    if ISOLATION == "none" and CLOSED is not None:
+        pytest.skip(f"neither namespaces ({WHY_NOT}) nor isolation: none ({CLOSED} is closed) work here")
+    reward = CodeTests(isolation=ISOLATION)
     with pytest.raises(ResponseError, match="needs the record's 'tests' field; response 1 has none"):
         reward(["", ""], ["x = 1", "x = 2"], fields=[{"tests": "assert x == 1"}, {}])
     with pytest.raises(ResponseError, match="none were given"):
@@ -356,7 +366,7 @@ def test_score_names_the_record_with_bad_or_missing_tests(tmp_path, record, mess
     first = {"prompt": "p", "response": "x = 1", "tests": "assert x == 1"}
     records = [first, record] if "response" in record else [record]
     with pytest.raises(RewardkitError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        run_score_command(tmp_path, "components:\n  - {type: code_tests, isolation: none}\n", records)
+        run_score_command(tmp_path, f"components:\n  - {{type: code_tests, isolation: {ISOLATION}}}\n", records)
 
 
 def test_score_dense_passes_the_tests_to_the_whole_responses_only(tmp_path):

@@ -134,6 +134,8 @@ class CodeTests(CallingReward):
         try:
             self.sandbox = Sandbox(self.limits, isolation, tuple(hide))
         except SandboxUnavailable as exc:
+            if isolation == "none":
+                raise RewardkitError(f"isolation: none cannot run here: {exc}")
             raise RewardkitError(f"cannot isolate the code it runs: {exc}. It runs untrusted code, so it refuses to "
                                  "run it without a network and PID namespace; `isolation: none` runs it anyway, with "
                                  "rlimits only (the network and your files within its reach)")

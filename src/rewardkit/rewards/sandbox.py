@@ -213,6 +213,12 @@ class Sandbox:
                 raise SandboxUnavailable(why)
             self.prefix = prefix
         self.keep = _python_paths_under(list(self.hide)) if isolation == "namespaces" else []
+        if isolation == "none" and os.geteuid() == 0:
+            closed = _closed_to_others(os.path.dirname(os.__file__))
+            if closed is not None:
+                raise SandboxUnavailable(f"without namespaces the code runs as a fresh unprivileged uid, which cannot "
+                                         f"read this Python installation ({closed} is closed to other users); run "
+                                         "it with a Python that other users can read, or where namespaces work")
 
     def _job(self, code: str, steps: list[dict], nonce: str, uid: int | None, workdir: str,
              cgroups: _Cgroups | None) -> dict:
@@ -392,6 +398,17 @@ def _warn_without_cgroups(limits: Limits) -> None:
 
         warnings.warn(f"code_tests: no writable cgroup here, so the sandbox's memory is bounded per process only: "
                       f"in all by processes x memory_mb = {limits.processes} x {limits.memory_mb} MB", stacklevel=3)
+
+
+def _closed_to_others(path: str) -> str | None:
+    """The first directory on the way to `path` (included) that other users cannot enter or read, or None."""
+    current = "/"
+    for part in Path(os.path.realpath(path)).parts[1:]:
+        current = os.path.join(current, part)
+        mode = os.stat(current).st_mode
+        if not mode & 0o001 or (current == os.path.realpath(path) and not mode & 0o004):
+            return current
+    return None
 
 
 def _user_tasks() -> int:
