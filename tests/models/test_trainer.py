@@ -387,3 +387,20 @@ def test_length_head_without_decorrelation_is_refused(tmp_path, tiny_bert_dir):
     data = write_pairs(tmp_path / "pairs.jsonl")
     with pytest.raises(RewardkitError, match="--length-decorrelation"):
         RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, length_head=True))
+
+
+def test_a_sharded_launch_is_refused_in_one_line(tmp_path, tiny_bert_dir, monkeypatch):
+    # Accelerate shards only on GPUs (on a CPU it ignores ACCELERATE_USE_FSDP): the launch's type is set by hand
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    from rewardkit.errors import RewardkitError
+    from rewardkit.models import trainer as trainer_module
+
+    class ShardedAccelerator(Accelerator):
+        distributed_type = DistributedType.FSDP
+
+    monkeypatch.setattr(trainer_module, "Accelerator", ShardedAccelerator)
+    data = write_pairs(tmp_path / "pairs.jsonl", n=16)
+    with pytest.raises(RewardkitError, match="this launch asks for FSDP"):
+        RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data))

@@ -1,4 +1,5 @@
-"""`rewardkit train-rm`: train a reward model on feedback files, on Accelerate (1 process, DDP, FSDP or DeepSpeed).
+"""`rewardkit train-rm`: train a reward model on feedback files, on Accelerate (1 process or DDP; sharded launches,
+FSDP and DeepSpeed, are refused: checkpoints and saved folders read whole state dicts).
 
 The loop is deliberately plain. Global batches are built on every process from the seed and the epoch (length-grouped,
 then shuffled); each process takes its share of every global batch, so N processes compute the same optimizer step as
@@ -102,6 +103,10 @@ class RewardModelTrainer:
         self.accelerator = Accelerator(cpu=self.placement.device_type == "cpu")
         self.scaler = torch.amp.GradScaler(self.placement.device_type, enabled=self.placement.loss_scaling)
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        sharded = self.accelerator.distributed_type.value
+        if sharded in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+            raise RewardkitError(f"train-rm runs on one process or data-parallel (DDP) processes; this launch asks for "
+                                 f"{sharded}, whose sharded weights its checkpoints and saved folders cannot read")
         if self.accelerator.is_main_process:
             self.placement.announce("train-rm")
         if self.placement.device_type == "cpu":
