@@ -73,7 +73,12 @@ def test_slow_components_section_specs_build(monkeypatch):
 def test_likelihood_section_example_spec_scores_as_stated():
     section = readme_section("### Likelihood under a language model: `likelihood`")
     (spec,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
-    reward = build_reward(yaml.safe_load(spec))
-    reward(["Tell me about Paris."] * 2, ["Paris is the capital of France.", "capital France the Paris of is."])
-    assert reward.last_components["likelihood"].tolist() == pytest.approx([-2.19, -8.09], abs=0.01)
-    assert reward.components[0].reward.tokenizer is not None
+    texts = ["Paris is the capital of France.", "capital France the Paris of is."]
+    for precision, stated in (("fp32", [-2.19, -8.09]), ("bf16", [-2.18, -8.08])):
+        entry = {**yaml.safe_load(spec)["components"][0], "precision": precision}
+        reward = build_reward({"components": [entry]})
+        reward(["Tell me about Paris."] * 2, texts)
+        assert reward.last_components["likelihood"].tolist() == pytest.approx(stated, abs=0.006)
+    as_written = build_reward(yaml.safe_load(spec))  # auto: whichever of the two this machine picks
+    as_written(["Tell me about Paris."] * 2, texts)
+    assert as_written.last_components["likelihood"].tolist() == pytest.approx([-2.19, -8.09], abs=0.02)
