@@ -162,7 +162,7 @@ class PeakMemory:
 
 @lru_cache(maxsize=None)
 def cli_help(command: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "rewardkit.cli", command, "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "rewardkit.cli", *command.split(), "--help"], capture_output=True, text=True,
                          env={**os.environ, "COLUMNS": "200"})
     return out.stdout
 
@@ -224,7 +224,7 @@ class CliRun:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             self._started = time.perf_counter()
-            self.process = subprocess.Popen([sys.executable, "-m", "rewardkit.cli", self.command, *self.argv],
+            self.process = subprocess.Popen([sys.executable, "-m", "rewardkit.cli", *self.command.split(), *self.argv],
                                             stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         _LIVE.add(self.process)
         self._memory = PeakMemory(self.process.pid, self.gpu)

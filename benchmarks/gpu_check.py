@@ -1,6 +1,7 @@
 """Check every rewardkit command on one device: wall time, throughput and peak memory of each, as the real CLI.
 
-train-rm (full and LoRA), eval-rm, score, serve and rl, each run in a subprocess one after the other.
+train-rm (full and LoRA), eval-rm, score, serve, rl, best-of-n, label import, an ensemble and fp16 training (on a
+GPU), each run in a subprocess one after the other.
 
     python benchmarks/gpu_check.py                              # on one GPU (H200: well under 8 minutes)
     python benchmarks/gpu_check.py --device cpu --quick         # CPU smoke test: tiny sizes, ~3 minutes on 2 cores
@@ -16,6 +17,10 @@ Steps, on the HH data at ../shared/data/hh-rlhf and the smollm2-135m preset (--m
   serve         on a free port: wait for /health, one POST /score of --serve-items items, then SIGTERM
   rl            --rl-steps (5) PPO steps of a LoRA policy (--lora-rank 8) against the trained reward model, on HH
                 prompts
+  best-of-n     4 samples per prompt of --policy on rl's prompts, ranked by the trained model
+  label-import  a labelling database filled by sampling --policy, items ordered by the trained model
+  train-rm-ensemble, eval-rm-ensemble   a 2-member ensemble (--steps / 10 steps each), then eval-rm on it
+  train-rm-fp16 on a GPU only: --precision fp16 (loss scaling), --steps / 10 steps
 Later steps use the full fine-tuned model; if that step failed, the LoRA one; if both failed, the untrained preset.
 
 Prints the machine (GPU via nvidia-smi, CPU model), then one table row per step: status, wall seconds (the whole
@@ -209,8 +214,59 @@ def check(args, out: Path) -> int:
         step.note = f"{len(rows)} steps, proxy reward {rows[0]['reward/proxy']:+.2f} -> {rows[-1]['reward/proxy']:+.2f}"
     print(step.row(), flush=True)
 
+    more_steps(args, model, placement, out, attempt, records)
     report(steps, gpu)
     return 0 if all(s.status == "ok" for s in steps) else 1
+
+
+def more_steps(args, model: str, placement: list[str], out: Path, attempt, records) -> None:
+    """best-of-n, label import with a policy and a reward model, a 2-member ensemble (train-rm, then eval-rm on it),
+    and fp16 training on a GPU: the paths a GPU run has not otherwise crossed."""
+    prompts = out / "bon_prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in hh_prompts(args.rl_prompts_per_step)))
+    step = Step("best-of-n", "best-of-n")
+    if attempt(step, ["--policy", args.policy, "--prompts", str(prompts), "--reward", model, "--n", "4",
+                      "--max-new-tokens", str(args.rl_new_tokens), "--output-dir", str(out / "bon"),
+                      "--bootstrap-samples", "50", "--no-progress", *placement]):
+        step.note = f"{args.rl_prompts_per_step} prompts x 4 samples"
+    print(step.row(), flush=True)
+
+    step = Step("label-import", "label import")
+    if attempt(step, [str(out / "labels.sqlite"), "--policy", args.policy, "--prompts", str(prompts),
+                      "--samples-per-prompt", "2", "--max-new-tokens", str(args.rl_new_tokens), "--reward-model",
+                      model, *placement]):
+        step.note = "items sampled by the policy, ordered by the reward model"
+    print(step.row(), flush=True)
+
+    ensemble = out / "ensemble"
+    step = Step("train-rm-ensemble", "train-rm")
+    argv = ["--model", args.model, "--data", str(HH_DIR), "--output-dir", str(ensemble), "--ensemble", "2",
+            "--max-steps", str(max(1, args.steps // 10)), "--batch-size", str(args.batch_size), "--max-length",
+            str(args.max_length), "--val-fraction", str(args.val_fraction), "--save-every", "0", "--no-tensorboard",
+            "--no-progress", *placement]
+    if attempt(step, argv):
+        summary = json.loads((ensemble / "train_summary.json").read_text())
+        step.note = f"ensemble val acc {summary.get('val_accuracy') or float('nan'):.3f}"
+        step.recorded = summary.get("placement")
+        evaluated = Step("eval-rm-ensemble", "eval-rm")
+        if attempt(evaluated, [str(ensemble), f"{HH_DIR}@validation", "--json", "--val-fraction",
+                               str(args.val_fraction), "--no-progress", "--bootstrap-resamples", "50", *placement]):
+            evaluated.note = "members' mean and disagreement"
+        print(step.row(), flush=True)
+        print(evaluated.row(), flush=True)
+    else:
+        print(step.row(), flush=True)
+
+    if args.device.startswith("cuda") or (args.device == "auto" and measures_gpu(args.device)):
+        step = Step("train-rm-fp16", "train-rm")
+        argv = ["--model", args.model, "--data", str(HH_DIR), "--output-dir", str(out / "fp16"), "--max-steps",
+                str(max(1, args.steps // 10)), "--batch-size", str(args.batch_size), "--max-length",
+                str(args.max_length), "--val-fraction", str(args.val_fraction), "--save-every", "0",
+                "--no-tensorboard", "--no-progress", "--device", args.device, "--precision", "fp16"]
+        if attempt(step, argv):
+            summary = json.loads((out / "fp16" / "train_summary.json").read_text())
+            step.note = f"fp16 with loss scaling, val acc {summary.get('val_accuracy') or float('nan'):.3f}"
+        print(step.row(), flush=True)
 
 
 def hh_records(n: int) -> list[tuple[str, str]]:

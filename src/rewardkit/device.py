@@ -58,6 +58,7 @@ class Hardware:
     cuda_bf16: bool = False          # the GPU computes bf16 natively (Ampere and later)
     mps: bool = False
     cpu_bf16_units: bool = False     # the CPU computes bf16 matmuls clearly faster than fp32 (AMX, AVX512-BF16)
+    cpu_bf16_evidence: str = ""      # how that was known: the measured speed-up, or the override
     cpu_name: str = "CPU"
 
     @classmethod
@@ -71,6 +72,7 @@ class Hardware:
                    cuda_bf16=bool(cuda) and torch.cuda.is_bf16_supported(including_emulation=False),
                    mps=bool(mps_backend is not None and mps_backend.is_available()),
                    cpu_bf16_units=cpu_has_bf16_units(),
+                   cpu_bf16_evidence=cpu_bf16_evidence(),
                    cpu_name=cpu_model_name())
 
 
@@ -94,6 +96,14 @@ def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
     if override in ("0", "1"):
         return override == "1"
     return cpu_bf16_speedup() >= CPU_BF16_SPEEDUP_NEEDED
+
+
+def cpu_bf16_evidence() -> str:
+    """How `cpu_has_bf16_units` knew, for the placement's reason: the override, or the measured speed-up."""
+    override = os.environ.get(CPU_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return f"{CPU_BF16_ENV}={override}"
+    return f"bf16 matmuls measured {cpu_bf16_speedup():.1f}x as fast as fp32"
 
 
 def _time_matmul(dtype, size: int = 1024, repeats: int = 3) -> float:
@@ -253,9 +263,11 @@ def choose_placement(device: str = "auto", precision: str = "auto", hardware: Ha
         return Placement(device, "fp16", "auto: the GPU has no bf16, fp16 with loss scaling")
     if device_type == "mps":
         return Placement(device, "fp32", "auto: fp32 on MPS")
+    evidence = f"; {hw.cpu_bf16_evidence}" if hw.cpu_bf16_evidence else ""
     if hw.cpu_bf16_units:
-        return Placement(device, "bf16", f"auto: {hw.cpu_name} computes bf16 matmuls faster than fp32")
-    return Placement(device, "fp32", f"auto: {hw.cpu_name} has no bf16 units, where bf16 is slower than fp32")
+        return Placement(device, "bf16", f"auto: {hw.cpu_name} has bf16 units{evidence}")
+    return Placement(device, "fp32", f"auto: {hw.cpu_name} has no bf16 units, where bf16 is slower than "
+                                     f"fp32{evidence}")
 
 
 def placement_of(options: DeviceOptions, command: str | None = None,

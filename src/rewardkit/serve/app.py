@@ -205,8 +205,11 @@ def _special_tokens(scorer: Any, policy_tokenizer: str | None) -> tuple[str, ...
 def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None,
                placement: Placement | None = None) -> FastAPI:
     """An app serving `scorer` (anything with `score(prompts, responses)`; see `ScorerAdapter`) under `settings`;
-    `/health` reports `placement` (where the model runs) when given."""
+    `/health` reports `placement` (where the model runs): as given, else the model's own (a loaded `RewardModel`'s,
+    an ensemble's first member's), else null (a scorer that is no model)."""
     check_limits(settings)
+    members = getattr(scorer, "members", None)
+    where = placement or getattr(members[0] if members else scorer, "placement", None)
     metrics = ServeMetrics(settings.max_batch_size, settings.max_batch_tokens)
     batcher = MicroBatcher(scorer, max_batch_size=settings.max_batch_size,
                            max_batch_tokens=settings.max_batch_tokens, max_wait_s=settings.max_wait_ms / 1000,
@@ -297,7 +300,7 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
         status = 200 if batcher.running else 503
         return JSONResponse({"status": "ok" if status == 200 else "unavailable", "model": model_name,
                              "ensemble": batcher.adapter.members,
-                             "placement": placement.as_dict() if placement is not None else None,
+                             "placement": where.as_dict() if where is not None else None,
                              "limits": limits, "normalization": normalize.describe()}, status_code=status)
 
     @app.get("/metrics")
