@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from rewardkit.device import choose_placement
 from rewardkit.errors import RewardkitError
 from rewardkit.models import RewardModel
 from rewardkit.models.reward_model import (LENGTH_HEAD_FILE, _truncate_left, final_linear, last_token_index,
@@ -111,7 +112,7 @@ def test_encoder_uses_sentence_pairs():
 @pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_llama_dir"])
 def test_saved_model_loads_in_plain_transformers_with_identical_scores(fixture, request):
     path = request.getfixturevalue(fixture)
-    rm = RewardModel.from_pretrained(str(path))
+    rm = RewardModel.from_pretrained(str(path), placement=choose_placement("cpu", "fp32"))  # plain HF loads fp32
     ours = rm.score(PROMPTS, RESPONSES)
     hf_model = AutoModelForSequenceClassification.from_pretrained(path).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -273,7 +274,7 @@ def test_length_head_reads_the_reward_heads_features_and_survives_save(kind, tmp
                                    atol=1e-5, rtol=1e-4)
     rm.save_pretrained(tmp_path)
     assert (tmp_path / LENGTH_HEAD_FILE).exists()
-    again = RewardModel.from_pretrained(str(tmp_path)).eval()
+    again = RewardModel.from_pretrained(str(tmp_path), placement=choose_placement("cpu", "fp32")).eval()  # as saved
     with torch.no_grad():
         torch.testing.assert_close(again(**again.collate(encoded), with_length=True), both, atol=1e-5, rtol=1e-4)
     # plain transformers loads the reward head alone: one label, the reward without the length head
