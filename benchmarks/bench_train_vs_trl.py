@@ -7,10 +7,10 @@
 
 Runs (--runs; default: trl-fp32 trl-bf16 rewardkit-fp32 rewardkit-auto, less the duplicates): TRL in fp32, TRL with
 `bf16=True` (transformers' mixed precision: bf16 autocast over fp32 weights; on the CPU with `use_cpu=True`),
-rewardkit in fp32, rewardkit in bf16 (autocast, fp32 master weights) and rewardkit with `--precision auto`, which is
-what `rewardkit train-rm` picks on this machine (rewardkit.device: bf16 only on a CPU with bf16 matrix units such as
-AMX, else fp32). Where auto is the same precision as another rewardkit run it is not trained twice: the script says
-so and skips it. Everything runs on the CPU (TRL with `use_cpu=True`, rewardkit with `device="cpu"`).
+rewardkit in fp32, rewardkit in bf16 (a bf16 working copy of fp32 master weights) and rewardkit with `--precision
+auto`, which is what `rewardkit train-rm` picks on this machine (rewardkit.device: bf16 where the CPU's bf16 units,
+AMX or AVX512-BF16, make a matmul at least twice as fast as fp32, else fp32). Where auto is the same precision as
+another rewardkit run it is not trained twice: the script says so and skips it. Everything runs on the CPU (TRL with `use_cpu=True`, rewardkit with `device="cpu"`).
 
 Every run gets the same backbone, the same max_length, batch size, learning rate, schedule (10% warmup, cosine),
 weight decay, clipping and number of optimizer steps, dropout off, and the same training pairs: one epoch over
@@ -376,7 +376,7 @@ def main() -> int:
                         help="the model every run fine-tunes (default: minilm-l6)")
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(DEFAULT_RUNS), metavar="RUN",
                         help=f"which trainings to run, each in its own worker ({', '.join(RUNS)}); rewardkit-auto is "
-                             f"`--precision auto` (fp32 on a CPU without bf16 matrix units) and is skipped where it "
+                             f"`--precision auto` (fp32 on a CPU without bf16 units) and is skipped where it "
                              f"repeats another rewardkit run (default: {' '.join(DEFAULT_RUNS)})")
     parser.add_argument("--steps", type=int, help="optimizer steps for each trainer (default per backbone)")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per optimizer step")
