@@ -324,6 +324,24 @@ def policy_kwargs(concurrency, timeout, retries, backoff, cache, on_failure, neu
                       on_failure=on_failure, neutral=neutral)
 
 
+def json_client(policy: CallPolicy, headers: dict[str, str] | None = None, token_env: str | None = None):
+    """An HTTP client for a component that posts JSON: the policy's timeout, as many connections as its
+    concurrency, and a bearer token read from the environment variable `token_env` when one is named."""
+    import os
+
+    import httpx
+
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if token_env:
+        token = os.environ.get(token_env)
+        if not token:
+            raise RewardkitError(f"token_env: the environment variable {token_env} is not set")
+        sent["Authorization"] = f"Bearer {token}"
+    return httpx.Client(timeout=policy.timeout, headers=sent,
+                        limits=httpx.Limits(max_connections=policy.concurrency,
+                                            max_keepalive_connections=policy.concurrency))
+
+
 class CallingReward(RewardFunction):
     """A reward whose responses are scored one call each, through a `CallRunner` (see the module docstring).
 

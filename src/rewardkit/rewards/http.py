@@ -11,11 +11,11 @@ response. (`remote` is for `rewardkit serve`, which takes whole batches.)
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 from rewardkit.errors import RewardkitError
-from rewardkit.rewards.calls import CallingReward, CallItem, Outcome, TransientError, policy_kwargs
+from rewardkit.rewards.calls import (CallingReward, CallItem, Outcome, TransientError, json_client,
+                                     policy_kwargs)
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -32,24 +32,14 @@ class HttpReward(CallingReward):
     def __init__(self, url: str, score_key: str = "score", headers: dict | None = None, token_env: str | None = None,
                  concurrency: int = 8, timeout: float = 30.0, retries: int = 2, backoff: float = 0.5,
                  cache: bool | str = True, on_failure: str = "error", neutral: float = 0.0):
-        import httpx
-
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise RewardkitError(f"url must start with http:// or https://, got {url!r}")
         if headers is not None and not (isinstance(headers, dict)
                                         and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
             raise RewardkitError(f"headers must map header names to text, got {headers!r}")
         self.url, self.score_key = url, score_key
-        sent = {"Content-Type": "application/json", **(headers or {})}
-        if token_env:
-            token = os.environ.get(token_env)
-            if not token:
-                raise RewardkitError(f"token_env: the environment variable {token_env} is not set")
-            sent["Authorization"] = f"Bearer {token}"
         policy = policy_kwargs(concurrency, timeout, retries, backoff, cache, on_failure, neutral)
-        self._http = httpx.Client(timeout=policy.timeout, headers=sent,
-                                  limits=httpx.Limits(max_connections=policy.concurrency,
-                                                      max_keepalive_connections=policy.concurrency))
+        self._http = json_client(policy, headers, token_env)
         super().__init__(policy)
 
     def identity(self) -> Any:

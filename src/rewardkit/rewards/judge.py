@@ -13,13 +13,13 @@ words are kept in the reason.
 from __future__ import annotations
 
 import math
-import os
 import re
 from typing import Any
 
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import finite_float
-from rewardkit.rewards.calls import CallingReward, CallItem, Outcome, TransientError, policy_kwargs
+from rewardkit.rewards.calls import (CallingReward, CallItem, Outcome, TransientError, json_client,
+                                     policy_kwargs)
 
 DEFAULT_RUBRIC = """Rate how well the response answers the user's request: correct, helpful, honest and clear.
 
@@ -69,8 +69,6 @@ class LLMJudge(CallingReward):
                  scale: list[float] | None = None, temperature: float = 0.0, max_tokens: int = 512,
                  token_env: str | None = None, concurrency: int = 8, timeout: float = 60.0, retries: int = 2,
                  backoff: float = 1.0, cache: bool | str = True, on_failure: str = "error", neutral: float = 0.0):
-        import httpx
-
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise RewardkitError(f"url must start with http:// or https://, got {url!r}")
         if "{response}" not in rubric:
@@ -90,16 +88,8 @@ class LLMJudge(CallingReward):
         self.model, self.rubric, self.system, self.lo, self.hi = model, rubric, system, lo, hi
         self.temperature = finite_float(temperature, "temperature")
         self.max_tokens = int(max_tokens)
-        headers = {"Content-Type": "application/json"}
-        if token_env:
-            token = os.environ.get(token_env)
-            if not token:
-                raise RewardkitError(f"token_env: the environment variable {token_env} is not set")
-            headers["Authorization"] = f"Bearer {token}"
         policy = policy_kwargs(concurrency, timeout, retries, backoff, cache, on_failure, neutral)
-        self._http = httpx.Client(timeout=policy.timeout, headers=headers,
-                                  limits=httpx.Limits(max_connections=policy.concurrency,
-                                                      max_keepalive_connections=policy.concurrency))
+        self._http = json_client(policy, token_env=token_env)
         super().__init__(policy)
 
     def identity(self) -> Any:
