@@ -31,17 +31,8 @@ ADD_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\nassert add(2, 2) == 
 
 def sandbox_uids() -> list[int]:
     """Processes still running as a sandbox's uid (2,000,000 and up): there must be none after a run."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                status = Path(entry.path, "status").read_text()
-            except OSError:
-                continue
-            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-            if uid >= 2_000_000:
-                found.append(uid)
-    return found
+    uids = [int(fields["Uid"].split()[0]) for fields in sandbox_module.process_statuses() if "Uid" in fields]
+    return [uid for uid in uids if uid >= 2_000_000]
 
 
 def our_cgroups() -> list[str]:

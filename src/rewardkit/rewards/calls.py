@@ -342,6 +342,28 @@ def json_client(policy: CallPolicy, headers: dict[str, str] | None = None, token
                                             max_keepalive_connections=policy.concurrency))
 
 
+# statuses a server answers when it is overloaded or restarting: the call is worth another try
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def post_json(client, url: str, body: dict, timeout: float):
+    """POST `body` to `url` and return the answer: no answer, a dropped connection or a retryable status raise
+    `TransientError` (retried with backoff); another error status is a `RewardkitError` naming the url."""
+    import httpx
+
+    try:
+        answer = client.post(url, json=body, timeout=timeout)
+    except httpx.TimeoutException:
+        raise TransientError(f"{url}: no answer within {timeout:g} s")
+    except httpx.TransportError as exc:
+        raise TransientError(f"{url}: {type(exc).__name__}: {exc}")
+    if answer.status_code in RETRY_STATUS:
+        raise TransientError(f"{url}: HTTP {answer.status_code}")
+    if answer.is_error:
+        raise RewardkitError(f"{url}: HTTP {answer.status_code}: {answer.text[:200]}")
+    return answer
+
+
 class CallingReward(RewardFunction):
     """A reward whose responses are scored one call each, through a `CallRunner` (see the module docstring).
 

@@ -14,10 +14,8 @@ import math
 from typing import Any
 
 from rewardkit.errors import RewardkitError
-from rewardkit.rewards.calls import (CallingReward, CallItem, Outcome, TransientError, json_client,
-                                     policy_kwargs)
-
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+from rewardkit.rewards.calls import (CallingReward, CallItem, Outcome, json_client, policy_kwargs,
+                                     post_json)
 
 
 class HttpReward(CallingReward):
@@ -46,21 +44,10 @@ class HttpReward(CallingReward):
         return ["http", self.url, self.score_key]
 
     def call(self, item: CallItem, timeout: float) -> Outcome:
-        import httpx
-
         body: dict[str, Any] = {"prompt": item.prompt, "response": item.response}
         if item.reference is not None:
             body["reference"] = item.reference
-        try:
-            answer = self._http.post(self.url, json=body, timeout=timeout)
-        except httpx.TimeoutException:
-            raise TransientError(f"{self.url}: no answer within {timeout:g} s")
-        except httpx.TransportError as exc:
-            raise TransientError(f"{self.url}: {type(exc).__name__}: {exc}")
-        if answer.status_code in _RETRY_STATUS:
-            raise TransientError(f"{self.url}: HTTP {answer.status_code}")
-        if answer.is_error:
-            raise RewardkitError(f"{self.url}: HTTP {answer.status_code}: {answer.text[:200]}")
+        answer = post_json(self._http, self.url, body, timeout)
         try:
             data = answer.json()
             value = data[self.score_key]

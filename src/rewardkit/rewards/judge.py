@@ -19,7 +19,7 @@ from typing import Any
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import finite_float
 from rewardkit.rewards.calls import (CallingReward, CallItem, Outcome, TransientError, json_client,
-                                     policy_kwargs)
+                                     policy_kwargs, post_json)
 
 DEFAULT_RUBRIC = """Rate how well the response answers the user's request: correct, helpful, honest and clear.
 
@@ -35,8 +35,6 @@ DEFAULT_RUBRIC = """Rate how well the response answers the user's request: corre
 Explain briefly, then end with a line "Score: N", where N is a whole number from 1 (useless) to 10 (excellent)."""
 _SCORE = re.compile(r"score\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
 
 def prompt_text(prompt: Any) -> str:
     if isinstance(prompt, str):
@@ -103,21 +101,10 @@ class LLMJudge(CallingReward):
             {"role": "user", "content": user}]
 
     def call(self, item: CallItem, timeout: float) -> Outcome:
-        import httpx
-
         body = {"model": self.model, "messages": self.messages(item), "temperature": self.temperature,
                 "max_tokens": self.max_tokens}
         endpoint = f"{self.url}/chat/completions"
-        try:
-            answer = self._http.post(endpoint, json=body, timeout=timeout)
-        except httpx.TimeoutException:
-            raise TransientError(f"{endpoint}: no answer within {timeout:g} s")
-        except httpx.TransportError as exc:
-            raise TransientError(f"{endpoint}: {type(exc).__name__}: {exc}")
-        if answer.status_code in _RETRY_STATUS:
-            raise TransientError(f"{endpoint}: HTTP {answer.status_code}")
-        if answer.is_error:
-            raise RewardkitError(f"{endpoint}: HTTP {answer.status_code}: {answer.text[:200]}")
+        answer = post_json(self._http, endpoint, body, timeout)
         try:
             reply = answer.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):

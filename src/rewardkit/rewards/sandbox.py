@@ -411,19 +411,24 @@ def _closed_to_others(path: str) -> str | None:
     return None
 
 
-def _user_tasks() -> int:
-    """Tasks (threads) this user runs now: RLIMIT_NPROC counts them all, so without a uid of its own the sandbox's
-    limit is this many plus its own allowance."""
-    uid, count = str(os.getuid()), 0
+def process_statuses():
+    """The fields of /proc/PID/status of every process running now (one that ends while being read is left out)."""
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 status = Path(entry.path, "status").read_text()
             except OSError:
                 continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            if fields.get("Uid", "").split()[:1] == [uid]:
-                count += int(fields.get("Threads", "1").strip() or 1)
+            yield dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+
+
+def _user_tasks() -> int:
+    """Tasks (threads) this user runs now: RLIMIT_NPROC counts them all, so without a uid of its own the sandbox's
+    limit is this many plus its own allowance."""
+    uid, count = str(os.getuid()), 0
+    for fields in process_statuses():
+        if fields.get("Uid", "").split()[:1] == [uid]:
+            count += int(fields.get("Threads", "1").strip() or 1)
     return count
 
 
