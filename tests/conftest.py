@@ -108,15 +108,19 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     return path
 
 
+def _with_scaled_head(rm, factor: float = 200.0):
+    """`rm` with its reward head's output layer scaled by `factor`: rewards spread beyond a random head's ~0.01."""
+    import torch
+
+    with torch.no_grad():
+        (rm.model.score if rm.is_decoder else rm.model.classifier).weight.mul_(factor)
+    return rm
+
+
 def build_varied_reward_model(seed: int = 1):
     """The tiny random BERT with a scaled-up head, so that different texts get clearly different scores (and models
     of different seeds clearly different scores for one text)."""
-    import torch
-
-    rm = build_tiny_reward_model("bert", seed=seed)
-    with torch.no_grad():
-        rm.model.classifier.weight.mul_(200.0)
-    return rm
+    return _with_scaled_head(build_tiny_reward_model("bert", seed=seed))
 
 
 def save_varied_ensemble(out: Path, members) -> Path:
@@ -146,12 +150,7 @@ def build_distinct_reward_model(seed: int = 2, kind: str = "bert"):
     at bf16's `reward_tolerance` (3.1% of the largest |reward|). A random model's CLS or last-token state barely
     moves with the text: the varied model's rewards differ by about 1% of their size from text to text, less than
     the bf16 tolerance; a mean over the tokens spreads them over 10-50% of the largest."""
-    import torch
-
-    rm = build_tiny_reward_model(kind, seed=seed, pooling="mean")
-    with torch.no_grad():
-        (rm.model.classifier if kind == "bert" else rm.model.score).weight.mul_(200.0)
-    return rm
+    return _with_scaled_head(build_tiny_reward_model(kind, seed=seed, pooling="mean"))
 
 
 @pytest.fixture(scope="session")
