@@ -27,7 +27,7 @@ def _kept_in_fp32(model: nn.Module) -> set[int]:
     from rewardkit.models.reward_model import head_modules
 
     hf_model = getattr(model, "model", model)
-    kept = [m for m in head_modules(hf_model)]
+    kept = list(head_modules(hf_model))
     if getattr(model, "length_head", None) is not None:
         kept.append(model.length_head)
     names = getattr(hf_model, "_keep_in_fp32_modules", None) or ()
