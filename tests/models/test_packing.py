@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rewardkit.models.packing import pack, row_layout, row_width, shared_prefix_length, shared_prefix_pays
+from rewardkit.models.packing import pack, pool_packed, row_layout, row_width, shared_prefix_length, shared_prefix_pays
 from tests.conftest import build_tiny_reward_model
 
 PROMPTS = [
@@ -202,3 +202,26 @@ def test_packed_bf16_attention_upcast_to_fp32_matches_the_fp32_attention(monkeyp
         assert got.dtype == torch.bfloat16
         # inputs rounded to bf16 (2^-9 relative), attention in fp32 or bf16, output rounded: within 2^-5 of max
         assert torch.allclose(got.float(), expected, atol=2 ** -5 * float(expected.abs().max()))
+
+
+def test_mean_pooling_of_a_long_packed_bf16_text_sums_in_fp32():
+    # 300 states of 1.0 + i/1000 in bf16: their mean, summed at bf16's 8 bits one addition at a time, drifted by over
+    # 10%; summed in fp32 it is the mean of the bf16 values, rounded once to bf16 (relative error <= 2^-8)
+    hidden = (1.0 + torch.arange(300, dtype=torch.float32)[:, None] / 1000).expand(300, 4).to(torch.bfloat16)
+    index, owner = torch.arange(300), torch.zeros(300, dtype=torch.long)
+    pooled = pool_packed(hidden, index, owner)
+    expected = hidden.float().mean(0)
+    assert pooled.dtype == torch.bfloat16
+    assert torch.allclose(pooled.float(), expected, rtol=2 ** -8, atol=0)
+
+
+def test_a_bf16_training_forward_keeps_packing_on():
+    # the check compares pooled states relative to their norm, so bf16 rounding passes it (the old check compared a
+    # fresh head's near-zero rewards and turned packing off for minilm-l6 in every bf16 train-rm)
+    from rewardkit.models.precision import WorkingWeights
+
+    model = build_tiny_reward_model("bert")
+    model.pooling = "mean"
+    encoded = model.encode_many(["a question about cats"] * 4, ["cats sleep a lot " * 8, "no", "they purr " * 5, "?"])
+    with WorkingWeights(model, torch.bfloat16).in_use():  # the bf16 training forward's weights
+        assert model._packing_works([encoded[:2], encoded[2:]])

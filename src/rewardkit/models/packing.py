@@ -146,10 +146,13 @@ def pool_packed(hidden: torch.Tensor, pool_index: torch.Tensor, pool_owner: torc
     """[texts, hidden]: per text, the mean of the packed hidden states [N, hidden] at its `pool_index` positions
     (one position for "cls" and "last" pooling, so the mean is that state)."""
     texts = int(pool_owner[-1]) + 1
-    counts = torch.zeros(texts, device=hidden.device, dtype=hidden.dtype).index_add_(
-        0, pool_owner, torch.ones_like(pool_owner, dtype=hidden.dtype))
-    summed = hidden.new_zeros(texts, hidden.shape[-1]).index_add_(0, pool_owner, hidden[pool_index])
-    return summed / counts[:, None]
+    # summed in fp32: index_add_ accumulates in its output's dtype, and a bf16 sum of a few hundred states rounds at
+    # every addition (a 289-token mean was off by 12% of its norm; a padded batch's `sum` accumulates in fp32)
+    counts = torch.zeros(texts, device=hidden.device).index_add_(
+        0, pool_owner, torch.ones_like(pool_owner, dtype=torch.float32))
+    summed = torch.zeros(texts, hidden.shape[-1], device=hidden.device).index_add_(
+        0, pool_owner, hidden[pool_index].float())
+    return (summed / counts[:, None]).to(hidden.dtype)
 
 
 def tree_mask(segments: torch.Tensor) -> torch.Tensor:
