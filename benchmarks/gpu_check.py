@@ -233,8 +233,8 @@ def more_steps(args, model: str, placement: list[str], out: Path, attempt, recor
 
     step = Step("label-import", "label import")
     if attempt(step, [str(out / "labels.sqlite"), "--policy", args.policy, "--prompts", str(prompts),
-                      "--samples-per-prompt", "2", "--max-new-tokens", str(args.rl_new_tokens), "--reward-model",
-                      model, *placement]):
+                      "--samples-per-prompt", "2", "--max-new-tokens", str(args.rl_new_tokens), "--order", "margin",
+                      "--reward-model", model, *placement]):
         step.note = "items sampled by the policy, ordered by the reward model"
     print(step.row(), flush=True)
 
