@@ -196,8 +196,10 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
     wanted = [kind.texts(record) for record in records]
     prompts = [record.prompt for record, (texts, _) in zip(records, wanted) for _ in texts]
     responses = [text for texts, _ in wanted for text in texts]
+    from rewardkit.eval.views import view_of
     lengths = response_lengths(responses)
     all_scores, disagreement, length_scores = [], [], []
+    view = view_of(kind)
     for m, rm in enumerate(models):
         with_length = getattr(rm, "has_length_head", False)
         scores = score_texts(rm, prompts, responses, batch_size=cfg.batch_size, progress=cfg.progress,
@@ -207,18 +209,18 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
             scores, length_rewards = np.moveaxis(scores, -2, 0)
             if length_rewards.ndim == 2:  # an ensemble's: the members' mean, as its reward
                 length_rewards = length_rewards.mean(axis=0)
-            length_scores.append(kind.arrange(length_rewards, records))
+            length_scores.append(view.layout(length_rewards, records))
         else:
             length_scores.append(None)
         _refuse_non_finite(scores, records, wanted, data.name, m)
         if scores.ndim == 2:  # an ensemble's members: its reward is their mean
-            disagreement.append(kind.disagreement(scores, records))
+            disagreement.append(view.disagreement(scores, records))
             scores = scores.mean(axis=0)
         else:
             disagreement.append(None)
         all_scores.append(scores)
-    return ScoredDataset(data.name, kind, [r.subset for r in records], kind.arrange(lengths, records),
-                         [kind.arrange(scores, records) for scores in all_scores], targets=kind.targets(records),
+    return ScoredDataset(data.name, kind, [r.subset for r in records], view.layout(lengths, records),
+                         [view.layout(scores, records) for scores in all_scores], targets=view.targets(records),
                          sources=data.sources, disagreement=disagreement, length_scores=length_scores)
 
 
@@ -263,13 +265,16 @@ def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalCon
     parts = {name: _select(data, rows) for name, rows in subsets.items()}
 
     def summary(part: ScoredDataset, model: int) -> dict:
-        figures = data.kind.summarize(part, model, temperatures[model], cfg)
+        figures = view.summarize(part, model, temperatures[model], cfg)
+    from rewardkit.eval.views import view_of
+
+    view = view_of(data.kind)
         length_scores = part.length_scores[model] if part.length_scores else None
         if length_scores is not None:  # ODIN: the length head should follow length, the reward should not
             from rewardkit.eval.metrics import length_correlation
 
-            figures["length_head_correlation"] = length_correlation(part.kind.flat(length_scores),
-                                                                   part.kind.flat(part.lengths))
+            figures["length_head_correlation"] = length_correlation(view.all_values(length_scores),
+                                                                   view.all_values(part.lengths))
         return figures
 
     def block(model: int) -> dict:
@@ -281,9 +286,9 @@ def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalCon
     entry = {"kind": data.kind.name, "sources": data.sources, **block(0)}
     if len(data.scores) == 2:
         entry["model2"] = block(1)
-        entry["difference"] = data.kind.compare(data, cfg)
+        entry["difference"] = view.compare(data, cfg)
         if parts:
-            entry["difference"]["subsets"] = {name: data.kind.compare(part, cfg) for name, part in parts.items()}
+            entry["difference"]["subsets"] = {name: view.compare(part, cfg) for name, part in parts.items()}
     return entry
 
 
@@ -293,9 +298,10 @@ def pooled_reward_stats(scored: list[ScoredDataset], model: int) -> dict:
 
     from rewardkit.models.reward_model import reward_statistics
 
-    rewards = np.concatenate([data.kind.flat(data.scores[model]) for data in scored]).astype(np.float64)
+    rewards = np.concatenate([view_of(data.kind).all_values(data.scores[model]) for data in scored]).astype(np.float64)
     return reward_statistics(len(rewards), float(rewards.sum()), float((rewards ** 2).sum()),
                              data=", ".join(data.name for data in scored))
+    from rewardkit.eval.views import view_of
 
 
 def pooled_temperature(scored: list[ScoredDataset], model: int) -> float | None:
@@ -304,10 +310,11 @@ def pooled_temperature(scored: list[ScoredDataset], model: int) -> float | None:
 
     from rewardkit.eval.metrics import fit_temperature
 
-    pairs = [data.kind.calibration_scores(data.scores[model]) for data in scored]
+    pairs = [view_of(data.kind).calibration_scores(data.scores[model]) for data in scored]
     pairs = [pair for pair in pairs if pair is not None]
     if not pairs:
         return None
+    from rewardkit.eval.views import view_of
     return fit_temperature(np.concatenate([c for c, _ in pairs]), np.concatenate([r for _, r in pairs]))
 
 

@@ -1,6 +1,6 @@
 """How eval-rm shows each kind of feedback: table columns and cells, plots, captions, summary sentences.
 
-`rewardkit.kinds` points each kind of feedback at its functions here; `eval.report` assembles the page from them.
+`rewardkit.eval.views` points each kind of feedback at its functions here; `eval.report` assembles the page from them.
 Plots return PNG bytes (`rewardkit.pages.png`); captions state what a plot shows with this run's numbers.
 """
 

@@ -1,8 +1,8 @@
 """`eval-rm --report DIR`: one self-contained HTML page (plots embedded as base64 PNG) plus Markdown with PNG files.
 
 The page is a list of `rewardkit.pages` blocks rendered to both formats, so the two always say the same thing. What
-differs between kinds of feedback (table columns, figures, summary sentences) comes from `rewardkit.kinds`; every plot
-has a caption in plain language that states what it shows with the numbers of this run ("the model gives the longer
+differs between kinds of feedback (table columns, figures, summary sentences) comes from `rewardkit.eval.views`; every
+plot has a caption in plain language that states what it shows with the numbers of this run ("the model gives the longer
 answer the higher reward in 64% of pairs ...").
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rewardkit.eval.presentation import model_figures
 from rewardkit.eval.scoring import ScoredDataset
+from rewardkit.eval.views import view_of
 from rewardkit.kinds import KINDS, FeedbackKind, kind_named
 from rewardkit.pages import Block, Heading, Paragraph, Table, fmt, render_text, write_pages
 
@@ -22,10 +23,10 @@ from rewardkit.pages import Block, Heading, Paragraph, Table, fmt, render_text, 
 
 def kind_table(kind: FeedbackKind, first_column: str, rows: list[tuple[str, dict]], model_names: list[str]) -> Table:
     """A table of `kind` figures: one row per (label, entry) and model (a model column only with two models)."""
-    two = len(model_names) > 1
-    body = [[label] + ([model] if two else []) + kind.cells(model_figures(entry, m))
+    two, view = len(model_names) > 1, view_of(kind)
+    body = [[label] + ([model] if two else []) + view.cells(model_figures(entry, m))
             for label, entry in rows for m, model in enumerate(model_names)]
-    return Table([first_column or kind.title] + (["model"] if two else []) + kind.columns(), body,
+    return Table([first_column or kind.title] + (["model"] if two else []) + view.columns, body,
                  text_columns=1 + two)
 
 
@@ -79,7 +80,7 @@ def summary_blocks(results: dict, model_names: list[str]) -> list[Block]:
 def summary_sentences(results: dict, model_names: list[str]) -> list[Block]:
     """Plain sentences on each dataset whose kind has more to say than its table row, and on length heads."""
     blocks = [block for name, entry in results["datasets"].items()
-              for block in kind_named(entry["kind"]).sentences(name, entry, model_names)]
+              for block in view_of(kind_named(entry["kind"])).sentences(name, entry, model_names)]
     return blocks + length_head_sentences(results, model_names)
 
 
@@ -124,7 +125,7 @@ def build_blocks(results: dict, scored: list[ScoredDataset], model_names: list[s
             blocks.append(table)
         if "difference" in entry:
             blocks += difference_table(results, model_names, data.name)
-        blocks += data.kind.figures(data, entry, model_names, temperatures, n_bins)
+        blocks += view_of(data.kind).figures(data, entry, model_names, temperatures, n_bins)
     return blocks
 
 

@@ -1,4 +1,4 @@
-"""The training tasks: a loss and a validation accuracy for each kind of feedback (`rewardkit.kinds` picks one).
+"""The training tasks: a loss and a validation accuracy for each kind of feedback (`task_for` picks one).
 
 A training example is a few encoded texts (a pair, a ranked group, or one rated/judged response) plus its target.
 All texts of a micro-batch go through the model in one forward pass; the task then splits the flat scores back into
@@ -7,14 +7,19 @@ examples. Losses come back per example so the trainer can normalize by the globa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from rewardkit.losses import (binary_cross_entropy_loss, bradley_terry_loss, center_rewards_penalty,
                               normalize_ratings, plackett_luce_loss, rating_mse_loss)
 from rewardkit.models.reward_model import Encoded
+
+if TYPE_CHECKING:
+    from rewardkit.kinds import FeedbackKind
+    from rewardkit.models.config import TrainRMConfig
 
 
 @dataclass(slots=True)
@@ -123,3 +128,25 @@ def binary_task() -> Task:
         return ((scores > 0).float() == labels(scores, examples)).float()
 
     return Task("binary", loss, correct)
+
+
+def _rating_task_for(cfg: TrainRMConfig, train_records: Sequence) -> Task:
+    # z-scored with the training ratings' statistics (population std, as normalize_ratings expects)
+    ratings = [r.score for r in train_records]
+    mean = sum(ratings) / len(ratings)
+    std = math.sqrt(sum((x - mean) ** 2 for x in ratings) / len(ratings))
+    return rating_task(mean, std, normalize=cfg.normalize_ratings)
+
+
+# each kind of feedback's task, from train-rm's options and training records
+_TASKS: dict[str, Callable[..., Task]] = {
+    "pairs": lambda cfg, train_records: pair_task(cfg.use_margin, cfg.center_rewards_coefficient),
+    "rankings": lambda cfg, train_records: ranking_task(),
+    "ratings": _rating_task_for,
+    "binary": lambda cfg, train_records: binary_task(),
+}
+
+
+def task_for(kind: FeedbackKind, cfg: TrainRMConfig, train_records: Sequence) -> Task:
+    """The loss and validation accuracy train-rm optimizes for `kind`, with the options of `cfg`."""
+    return _TASKS[kind.name](cfg, train_records)

@@ -164,7 +164,7 @@ class RewardModelTrainer:
     def _prepare_data(self, train_records: list, val_records: list):
         """The loss task and the encoded training and validation examples."""
         cfg = self.cfg
-        task = self.kind.task(cfg, train_records)
+        task = tasks.task_for(self.kind, cfg, train_records)
         train, val = self._encode(train_records), self._encode(val_records)
         truncated = sum(e.truncated for e in train)
         self._log(f"train-rm: {len(train)} training and {len(val)} validation {self.kind.unit}; "
