@@ -122,30 +122,44 @@ def _time_matmul(dtype, size: int = 1024, repeats: int = 3) -> float:
     return best
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_bf16_speedup() -> float:
-    """How many times faster a 1024^3 matmul runs in bf16 than in fp32 on this CPU (with this torch). Measured once
-    per machine (~0.1 s) and kept in `$REWARDKIT_CACHE/cpu_bf16.json` (default ~/.cache/rewardkit), so that every
-    command and process on the machine makes the same choice."""
+def measured_once(name: str, key: str, measure):
+    """`measure()` (a JSON number or string), taken once per machine and kept under `key` in
+    `$REWARDKIT_CACHE/NAME.json` (default ~/.cache/rewardkit), so that every command and process on the machine, a
+    resumed run included, makes the same choice from it. The key is prefixed with the machine (CPU model and flags)
+    and the torch version."""
     import json
+    import tempfile
 
     import torch
 
-    key = f"{cpu_model_name()} | {cpu_flags_digest()} | torch {torch.__version__}"
-    path = Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit"), "cpu_bf16.json")
+    key = f"{cpu_model_name()} | {cpu_flags_digest()} | torch {torch.__version__} | {key}"
+    path = Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit"), f"{name}.json")
     try:
         known = json.loads(path.read_text())
     except (OSError, ValueError):
         known = {}
-    if isinstance(known, dict) and isinstance(known.get(key), (int, float)):
-        return float(known[key])
-    speedup = round(_time_matmul(torch.float32) / _time_matmul(torch.bfloat16), 2)
+    known = known if isinstance(known, dict) else {}
+    if key in known:
+        return known[key]
+    value = measure()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**(known if isinstance(known, dict) else {}), key: speedup}, indent=1))
-    except OSError:  # a read-only home: measured again by the next process, with the same margin
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+            json.dump({**known, key: value}, f, indent=1)
+        os.replace(f.name, path)  # whole or not at all: a reader never sees half a file
+    except OSError:  # a read-only home: measured again by the next process
         pass
-    return speedup
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_speedup() -> float:
+    """How many times faster a 1024^3 matmul runs in bf16 than in fp32 on this CPU (with this torch), measured once
+    per machine (~0.1 s, `measured_once`)."""
+    import torch
+
+    return float(measured_once("cpu_bf16", "matmul 1024",
+                               lambda: round(_time_matmul(torch.float32) / _time_matmul(torch.bfloat16), 2)))
 
 
 def cpu_flags_digest() -> str:

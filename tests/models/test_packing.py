@@ -174,18 +174,25 @@ def test_group_length_is_the_attention_row_width(llama, bert):
     assert bert.group_length(bert_pair) == max(len(e.input_ids) for e in bert_pair)
 
 
-def test_attention_runs_in_whichever_precision_was_measured_faster(monkeypatch):
+def test_attention_runs_in_whichever_precision_was_measured_faster(monkeypatch, tmp_path):
     from rewardkit.models import packing
 
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path))
     seconds = {torch.bfloat16: 2.0, torch.float32: 1.0}
     monkeypatch.setattr(packing, "_time_attention", lambda dtype, *args: seconds[dtype])
     packing.attention_dtype.cache_clear()
-    assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 64, True) == torch.float32
-    seconds[torch.bfloat16] = 0.5
-    assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 64, True) == torch.float32  # cached per process
-    assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 128, True) == torch.bfloat16  # another shape
-    assert packing.attention_dtype(torch.float32, "cpu", 4, 4, 8, 64, True) == torch.float32
-    packing.attention_dtype.cache_clear()
+    try:
+        assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 64, True) == torch.float32
+        seconds[torch.bfloat16] = 0.5
+        assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 64, True) == torch.float32  # this process
+        packing.attention_dtype.cache_clear()
+        # a later process (a resumed run) reads the machine's measurement instead of timing again
+        assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 64, True) == torch.float32
+        assert packing.attention_dtype(torch.bfloat16, "cpu", 4, 4, 8, 128, True) == torch.bfloat16  # another shape
+        assert packing.attention_dtype(torch.float32, "cpu", 4, 4, 8, 64, True) == torch.float32
+        assert (tmp_path / "attention_dtype.json").exists()
+    finally:
+        packing.attention_dtype.cache_clear()
 
 
 def test_packed_bf16_attention_upcast_to_fp32_matches_the_fp32_attention(monkeypatch):

@@ -201,15 +201,23 @@ def _time_attention(dtype: torch.dtype, device: str, heads: int, kv_heads: int, 
 @functools.lru_cache(maxsize=64)
 def attention_dtype(dtype: torch.dtype, device: str, heads: int, kv_heads: int, dim: int, length: int,
                     backward: bool) -> torch.dtype:
-    """The faster of `dtype` and fp32 for attention on inputs in `dtype` (bf16/fp16), measured once per process for
-    each shape (rows bucketed to a power of two) on this machine: CPU attention kernels are not always faster in bf16
-    (on an AMX Xeon, MiniLM's 32-wide heads ran SDPA's backward slower in bf16 than in fp32, and upcasting q, k, v took
-    a bf16 training step from 14.1 to 18.6 pairs/s), while a GPU's flash kernel is."""
+    """The faster of `dtype` and fp32 for attention on inputs in `dtype` (bf16/fp16), for each shape (rows bucketed to
+    a power of two), measured once per machine and kept (`measured_once`): CPU attention kernels are not always
+    faster in bf16 (on an AMX Xeon, MiniLM's 32-wide heads ran SDPA's backward slower in bf16 than in fp32, and
+    upcasting q, k, v took a bf16 training step from 14.1 to 18.6 pairs/s), while a GPU's flash kernel is. Kept, not
+    re-timed in each process: two timings can choose differently, and a run resumed from a checkpoint must compute as
+    the uninterrupted run did."""
     if dtype == torch.float32:
         return dtype
+    from rewardkit.device import measured_once
+
     args = (device, heads, kv_heads, dim, length, backward)
-    low, full = _time_attention(dtype, *args), _time_attention(torch.float32, *args)
-    return dtype if low <= full else torch.float32
+    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else device
+    key = f"{where} {str(dtype).removeprefix('torch.')} heads {heads}/{kv_heads} dim {dim} length {length}" \
+          f"{' backward' if backward else ''}"
+    faster = measured_once("attention_dtype", key, lambda: "low" if _time_attention(dtype, *args) <=
+                           _time_attention(torch.float32, *args) else "fp32")
+    return dtype if faster == "low" else torch.float32
 
 
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
