@@ -68,13 +68,13 @@ class LearnedReward(RewardFunction):
 
 class RemoteReward(RewardFunction):
     """Scores from a `rewardkit serve` server at `url` (its base URL or .../score), through
-    `rewardkit.serve.client.RewardClient`: chunked under the server's limits, transient failures retried `retries`
+    `rewardkit.rewards.serve_client.RewardClient`: chunked under the server's limits, transient failures retried `retries`
     times with backoff, bearer token from $REWARDKIT_API_TOKEN when set."""
 
     name = "remote"
 
     def __init__(self, url: str, timeout: float = 30.0, retries: int = 3):
-        from rewardkit.serve.client import RewardClient
+        from rewardkit.rewards.serve_client import RewardClient
 
         if not url.startswith(("http://", "https://")):
             raise RewardkitError(f"url must start with http:// or https://, got {url!r}")
