@@ -151,3 +151,83 @@ def test_every_kind_can_be_labelled():
     from rewardkit.label.tasks import LABEL_TASKS
 
     assert list(LABEL_TASKS) == list(KINDS.values())
+
+
+# ----------------------------------------------------------------------------------------------------- the floors
+# A module imports only modules on its own floor or below. Here every import counts, TYPE_CHECKING ones too: an arrow
+# that climbs, even one only a type checker follows, is a module reaching above its layer. The floors, bottom up, are
+# written here; a new top-level module or package must be given one (a test checks).
+SOURCE_TREE = SOURCE  # the installed package: this checkout, installed editable
+
+FLOORS: list[tuple[str, ...]] = [
+    ("errors",),
+    ("config", "runs", "pages", "device", "tracking", "web"),  # plumbing every command shares
+    ("data", "kinds"),  # records, and what each kind of feedback is
+    ("losses",),
+    ("models",),  # reward models, training
+    ("rewards", "eval"),  # reward functions; evaluation of reward models
+    ("rl", "serve", "integrations"),  # what uses rewards: policy optimization, serving, other frameworks
+    ("label",),  # the labelling app, on top of everything it fills queues with
+    ("cli", "__init__", "__main__"),
+]
+FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
+
+
+def floor_imports(source: str) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import of a rewardkit module in `source`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] if node.module != "rewardkit" else [f"rewardkit.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found += [(node.lineno, name) for name in names if name.startswith("rewardkit.")]
+    return found
+
+
+def upward_imports(package: Path) -> list[str]:
+    """`file:line -> module` for every import of a module on a higher floor than the importing one's."""
+    climbs = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        floor = FLOOR[relative.parts[0].removesuffix(".py")]
+        for line, module in floor_imports(path.read_text()):
+            target = module.split(".")[1]
+            if FLOOR.get(target, -1) > floor:
+                climbs.append(f"{relative}:{line} -> {module}")
+    return climbs
+
+
+def test_every_top_level_module_has_a_floor():
+    names = {p.name.removesuffix(".py") for p in SOURCE_TREE.iterdir()
+             if (p.suffix == ".py" or (p / "__init__.py").exists())}
+    assert names - set(FLOOR) == set()
+
+
+def test_no_module_imports_one_on_a_higher_floor():
+    assert upward_imports(SOURCE_TREE) == []
+
+
+def test_an_upward_import_is_caught(tmp_path):
+    # a copy of two floors, then data (floor 2) importing eval (floor 5) inside a function, as kinds.py used to
+    package = tmp_path / "rewardkit"
+    for name in ("data", "eval"):
+        (package / name).mkdir(parents=True)
+        (package / name / "__init__.py").write_text("")
+    (package / "eval" / "metrics.py").write_text("from rewardkit.data import load_pairs\n")
+    assert upward_imports(package) == []
+    (package / "data" / "loaders.py").write_text("def summary():\n    from rewardkit.eval.metrics import x\n")
+    assert upward_imports(package) == ["data/loaders.py:2 -> rewardkit.eval.metrics"]
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("import rewardkit.models.trainer", ["rewardkit.models.trainer"]),
+    ("from rewardkit import eval", ["rewardkit.eval"]),
+    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from rewardkit.rl.config import RLConfig",
+     ["rewardkit.rl.config"]),
+    ("from . import sibling\nimport torch", []),
+])
+def test_floor_imports_are_read_at_module_level_in_functions_and_for_type_checking(source, expected):
+    assert [module for _, module in floor_imports(source)] == expected

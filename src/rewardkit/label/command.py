@@ -52,7 +52,7 @@ def _links(cfg: LabelConfig, tokens: dict[str, str], admin_token: str) -> dict:
 
 def run_label(cfg: LabelConfig) -> int:
     from rewardkit.label.app import create_app
-    from rewardkit.serve.command import is_loopback
+    from rewardkit.web import is_loopback
 
     store = Store(cfg.db)
     if store.task is None:

@@ -6,20 +6,11 @@ No torch, transformers or web framework at module level: they are imported when 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 
 from rewardkit.serve.config import TOKEN_ENV, ServeConfig, check_limits
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from rewardkit.web import is_loopback
 
 
 def run_serve(cfg: ServeConfig) -> int:
