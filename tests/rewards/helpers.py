@@ -1,9 +1,11 @@
-"""Test helpers: custom reward functions importable by path, a tiny byte-level BPE policy tokenizer, a char counter."""
+"""Test helpers: custom reward functions importable by path, a tiny byte-level BPE policy tokenizer, a char counter,
+a scripted stand-in for a judge's causal LM."""
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from types import SimpleNamespace
 
 import torch
 
@@ -66,3 +68,34 @@ def not_numbers(prompts, responses, references):
 
 
 NOT_CALLABLE = 3
+
+
+class ScriptedLM(torch.nn.Module):
+    """A stand-in causal LM: at the last position of each row, `probabilities(text)` ({text of a token: probability})
+    sets the next token's distribution (every other token gets none); `generate` appends `reply(text)`."""
+
+    def __init__(self, tokenizer, probabilities=None, reply=None):
+        super().__init__()
+        self.tokenizer, self.probabilities, self.reply = tokenizer, probabilities, reply
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.texts = []
+
+    def forward(self, input_ids, attention_mask):
+        logits = torch.full((*input_ids.shape, len(self.tokenizer)), -1e4)
+        for r, (ids, mask) in enumerate(zip(input_ids, attention_mask)):
+            text = self.tokenizer.decode(ids[mask.bool()])
+            self.texts.append(text)
+            for token, p in self.probabilities(text).items():
+                (token_id,) = self.tokenizer(token, add_special_tokens=False).input_ids
+                logits[r, int(mask.sum()) - 1, token_id] = math.log(p)
+        return SimpleNamespace(logits=logits)
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, **kwargs):
+        text = self.tokenizer.decode(input_ids[0])
+        self.texts.append(text)
+        reply = self.tokenizer(self.reply(text), add_special_tokens=False, return_tensors="pt").input_ids
+        return torch.cat([input_ids, reply[:, :max_new_tokens]], dim=1)
+
+
+def shown_as_a(text):
+    return text.split("[Response A]\n", 1)[1].split("\n\n", 1)[0]

@@ -106,11 +106,11 @@ import math  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
 
 import torch  # noqa: E402
 
 from rewardkit.rewards.judge import default_template, read_choice, read_template  # noqa: E402
+from tests.rewards.helpers import ScriptedLM, shown_as_a  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -120,37 +120,6 @@ def tokenizer():
     from rewardkit.models.presets import resolve_tokenizer_path
 
     return AutoTokenizer.from_pretrained(resolve_tokenizer_path("smollm2-135m"))
-
-
-class ScriptedLM(torch.nn.Module):
-    """A stand-in causal LM: at the last position of each row, `probabilities(text)` ({text of a token: probability})
-    sets the next token's distribution (every other token gets none); `generate` appends `reply(text)`."""
-
-    def __init__(self, tokenizer, probabilities=None, reply=None):
-        super().__init__()
-        self.tokenizer, self.probabilities, self.reply = tokenizer, probabilities, reply
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.texts = []
-
-    def forward(self, input_ids, attention_mask):
-        logits = torch.full((*input_ids.shape, len(self.tokenizer)), -1e4)
-        for r, (ids, mask) in enumerate(zip(input_ids, attention_mask)):
-            text = self.tokenizer.decode(ids[mask.bool()])
-            self.texts.append(text)
-            for token, p in self.probabilities(text).items():
-                (token_id,) = self.tokenizer(token, add_special_tokens=False).input_ids
-                logits[r, int(mask.sum()) - 1, token_id] = math.log(p)
-        return SimpleNamespace(logits=logits)
-
-    def generate(self, input_ids, attention_mask, max_new_tokens, **kwargs):
-        text = self.tokenizer.decode(input_ids[0])
-        self.texts.append(text)
-        reply = self.tokenizer(self.reply(text), add_special_tokens=False, return_tensors="pt").input_ids
-        return torch.cat([input_ids, reply[:, :max_new_tokens]], dim=1)
-
-
-def shown_as_a(text):
-    return text.split("[Response A]\n", 1)[1].split("\n\n", 1)[0]
 
 
 def test_a_judge_that_always_says_a_averages_to_exactly_one_half(tokenizer):

@@ -84,6 +84,11 @@ class EvalConfig(DeviceOptions):
     on_bad_record: str = option("fail", "what to do with a malformed record: stop with its file:line, or skip it "
                                         "and say how many were skipped", choices=("fail", "skip"))
     progress: bool = option(True, "show a progress bar on stderr while scoring (only when stderr is a terminal)")
+    judge: str | None = option(None, "evaluate an LLM judge instead of a reward model: a causal LM (preset such as "
+                                     "smollm2-135m, folder, hub id) or a YAML file of a judge's fields (url, model, "
+                                     "template, method); every PATH is then data. Each pair is judged in both orders "
+                                     "and averaged; the report adds position bias (rewardkit.eval.judging)",
+                               metavar="SPEC_OR_PRESET")
 
 
 SPLIT_SIDES = {"train": "train", "validation": "validation", "val": "validation"}
@@ -321,6 +326,10 @@ def pooled_temperature(scored: list[ScoredDataset], model: int) -> float | None:
 # ------------------------------------------------------------------------------------------------------------- run
 
 def run_eval(cfg: EvalConfig) -> int:
+    if cfg.judge:
+        from rewardkit.eval.judging import run_judge_eval
+
+        return run_judge_eval(cfg)
     model_paths, data_paths = split_arguments(cfg.paths)
     if cfg.batch_size < 1:
         raise RewardkitError("--batch-size must be at least 1")
