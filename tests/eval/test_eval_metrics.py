@@ -104,9 +104,11 @@ def test_fit_temperature_recovers_the_calibrating_temperature():
     chosen, rejected = [2.0, 2.0, 2.0, 0.0], [0.0, 0.0, 0.0, 2.0]
     temperature = M.fit_temperature(chosen, rejected)
     assert temperature == pytest.approx(2 / math.log(3), rel=1e-6)
-    nll = M.preference_nll(chosen, rejected, temperature)
-    assert nll < M.preference_nll(chosen, rejected, temperature * 1.1)
-    assert nll < M.preference_nll(chosen, rejected, temperature / 1.1)
+
+    def nll(t):  # the Bradley-Terry loss -log σ((r_c − r_r)/T), by hand
+        return sum(math.log1p(math.exp(-(c - r) / t)) for c, r in zip(chosen, rejected)) / len(chosen)
+
+    assert nll(temperature) < nll(temperature * 1.1) and nll(temperature) < nll(temperature / 1.1)
 
 
 def test_fit_temperature_on_synthetic_bradley_terry_data():
@@ -146,10 +148,11 @@ def test_ranking_metrics_by_hand():
     assert M.ranking_kendall_tau([3, 2, 1]) == 1.0
     assert M.ranking_kendall_tau([1, 2, 3]) == -1.0
     assert M.ranking_kendall_tau([2, 2, 2]) == 0.0  # no ordering information
-    result = M.ranking_metrics([[3, 1, 2], [1, 3, 2], [5], [2, 2]])
-    assert result.n_groups == 3  # the single-response group is skipped
-    assert result.top1_accuracy == pytest.approx((1 + 0 + 0.5) / 3)
-    assert result.mean_kendall_tau == pytest.approx((1 / 3 - 1 / 3 + 0) / 3)
+    groups = [[3, 1, 2], [1, 3, 2], [5], [2, 2]]
+    result = M.summarize_rankings(groups, [[0] * len(g) for g in groups], n_resamples=10)
+    assert result["n"] == 3  # the single-response group is skipped
+    assert result["top1_accuracy"] == pytest.approx((1 + 0 + 0.5) / 3)
+    assert result["mean_kendall_tau"] == pytest.approx((1 / 3 - 1 / 3 + 0) / 3)
 
 
 def test_ranking_tau_matches_scipy_against_human_order():
@@ -159,14 +162,14 @@ def test_ranking_tau_matches_scipy_against_human_order():
     assert M.ranking_kendall_tau(scores) == pytest.approx(expected)
 
 
-def test_binary_accuracy_and_f1_at_logit_zero():
+def test_binary_correctness_and_f1_at_logit_zero():
     scores, labels = [2.0, -1.0, 0.5, -3.0, 0.0], [1, 1, 0, 0, 1]
     # predictions (r > 0): 1, 0, 1, 0, 0 → correct on items 0 and 3
-    assert M.binary_accuracy(scores, labels) == pytest.approx(0.4)
+    assert M.binary_correct(scores, labels).tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
     # TP = 1 (item 0), FP = 1 (item 2), FN = 2 (items 1, 4) → F1 = 2 / (2 + 3)
     assert M.binary_f1(scores, labels) == pytest.approx(0.4)
     # threshold −2: predictions 1, 1, 1, 0, 1 → only item 2 is wrong
-    assert M.binary_accuracy(scores, labels, threshold=-2.0) == pytest.approx(0.8)
+    assert M.binary_correct(scores, labels, threshold=-2.0).tolist() == [1.0, 1.0, 0.0, 1.0, 1.0]
     assert M.binary_f1([-1.0, -2.0], [0, 0]) == 0.0
 
 

@@ -224,12 +224,6 @@ def expected_calibration_error(chosen_scores: Any, rejected_scores: Any, tempera
     return reliability_diagram(chosen_scores, rejected_scores, temperature, n_bins).ece
 
 
-def preference_nll(chosen_scores: Any, rejected_scores: Any, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood −log σ((r_c − r_r)/T) of the observed preferences (the Bradley–Terry loss)."""
-    chosen, rejected = _paired(chosen_scores, rejected_scores)
-    return float(np.logaddexp(0.0, -(chosen - rejected) / temperature).mean())
-
-
 def fit_temperature(chosen_scores: Any, rejected_scores: Any, max_ratio: float = 1e4) -> float:
     """The temperature T > 0 minimizing the preference NLL, i.e. the one that calibrates σ((r_c − r_r)/T).
 
@@ -295,22 +289,6 @@ def ranking_kendall_tau(scores_best_first: Any) -> float:
     return 0.0 if np.isnan(tau) else tau
 
 
-@dataclass(frozen=True)
-class RankingMetrics:
-    n_groups: int
-    top1_accuracy: float
-    mean_kendall_tau: float
-
-
-def ranking_metrics(groups: Sequence[Any]) -> RankingMetrics:
-    """Top-1 accuracy and mean Kendall τ-b over groups of rewards listed best first (groups of < 2 are skipped)."""
-    groups = [as_float_array(g) for g in groups]
-    groups = [g for g in groups if g.size >= 2]
-    top1 = np.array([ranking_top1_credit(g) for g in groups])
-    taus = np.array([ranking_kendall_tau(g) for g in groups])
-    return RankingMetrics(len(groups), _mean(top1), _mean(taus))
-
-
 # ---------------------------------------------------------------------------------------------------- binary feedback
 
 def binary_predictions(scores: Any, threshold: float = 0.0) -> np.ndarray:
@@ -318,10 +296,11 @@ def binary_predictions(scores: Any, threshold: float = 0.0) -> np.ndarray:
     return (as_float_array(scores) > threshold).astype(np.float64)
 
 
-def binary_accuracy(scores: Any, labels: Any, threshold: float = 0.0) -> float:
-    """Fraction of responses whose prediction (reward > threshold) matches the 0/1 label."""
+def binary_correct(scores: Any, labels: Any, threshold: float = 0.0) -> np.ndarray:
+    """Per response, 1.0 where its prediction (reward > threshold) matches its 0/1 label, else 0.0: their mean is
+    the accuracy."""
     predictions, labels = _paired(binary_predictions(scores, threshold), labels)
-    return _mean((predictions == labels).astype(np.float64))
+    return (predictions == labels).astype(np.float64)
 
 
 def binary_f1(scores: Any, labels: Any, threshold: float = 0.0) -> float:
@@ -501,7 +480,7 @@ def summarize_pairs(chosen_scores: Any, rejected_scores: Any, chosen_lengths: An
         "accuracy": _mean(outcomes),
         "ci95": list(bootstrap_ci(outcomes, n_resamples=n_resamples, seed=seed)),
         "length_baseline": length_baseline_accuracy(chosen_lengths, rejected_lengths),
-        "debiased_accuracy": _mean(outcomes[debiased]),
+        "debiased_accuracy": length_debiased_accuracy(chosen, rejected, chosen_lengths, rejected_lengths),
         "debiased_n": int(debiased.sum()),
         "prefers_longer": longer_preferred_rate(chosen, rejected, chosen_lengths, rejected_lengths),
         "length_correlation": length_correlation(np.concatenate([chosen, rejected]),
@@ -591,7 +570,7 @@ def summarize_binary(scores: Any, labels: Any, lengths: Any, threshold: float = 
     """Thumbs up/down figures: accuracy and F1 at `threshold` on the reward (σ(r) > 0.5 for 0), and ROC AUC, which
     needs no threshold; `length_baseline_auc` is the AUC of length alone."""
     scores, labels = _paired(scores, labels)
-    correct = (binary_predictions(scores, threshold) == labels).astype(np.float64)
+    correct = binary_correct(scores, labels, threshold)
     return json_ready({
         "n": int(scores.size),
         "positive_rate": _mean(labels),
@@ -611,7 +590,7 @@ def compare_binary(scores_a: Any, scores_b: Any, labels: Any, threshold: float =
                    seed: int = 0) -> dict[str, Any]:
     """Accuracy and ROC AUC of model A minus model B on the same responses (paired bootstrap)."""
     scores_a, scores_b, labels = as_float_array(scores_a), as_float_array(scores_b), as_float_array(labels)
-    correct = [(binary_predictions(s, threshold) == labels).astype(np.float64) for s in (scores_a, scores_b)]
+    correct = [binary_correct(s, labels, threshold) for s in (scores_a, scores_b)]
     auc = paired_statistic_difference(lambda idx: roc_auc(scores_a[idx], labels[idx]),
                                       lambda idx: roc_auc(scores_b[idx], labels[idx]), labels.size,
                                       n_resamples=n_resamples, seed=seed)

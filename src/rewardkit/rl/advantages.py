@@ -44,14 +44,11 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return advantages, returns
 
 
-def reinforce_advantages(returns: torch.Tensor, mask: torch.Tensor, values: torch.Tensor | None = None,
+def reinforce_advantages(returns: torch.Tensor, mask: torch.Tensor,
                          mean_return: torch.Tensor | None = None) -> torch.Tensor:
-    """REINFORCE with a baseline: A_t = G_t − b, where b is the value V_t when given, else the batch's mean return
-    (`mean_return` when given: the mean over every process's share of the batch)."""
-    if values is not None:
-        baseline = values
-    else:
-        baseline = mean_return if mean_return is not None else masked_mean(returns, mask)
+    """REINFORCE with the batch's mean return as its baseline: A_t = G_t − mean G (`mean_return` when given: the
+    mean over every process's share of the batch). A learned baseline is actor-critic's GAE."""
+    baseline = mean_return if mean_return is not None else masked_mean(returns, mask)
     return (returns - baseline) * mask
 
 
