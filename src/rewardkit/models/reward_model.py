@@ -1,7 +1,7 @@
 """The reward model: a Hugging Face sequence-classification model with one output, plus the one tokenization rule.
 
-Training, evaluation, scoring, serving and RL all go through `RewardModel.encode`, so a text is scored the same way
-everywhere:
+Training, evaluation, scoring, serving and RL all encode texts through `RewardModel.encode_many` (`encode` for one),
+so a text is scored the same way everywhere:
 - Decoders (models whose classification head is `.score`, e.g. Llama, GPT-2, Qwen) read the prompt rendered by the
   chat template when the tokenizer has one (else plain concatenation), and the reward is read at the last real token,
   found from the attention mask, so left or right padding and pad == eos give the same score.

@@ -73,7 +73,7 @@ def shard(batch: list[int], rank: int, world: int, micro_batches: int) -> list[l
 
 
 def _write_summary(output_dir: Path, summary: dict) -> None:
-    """OUTPUT/train_summary.json, of one model or of an ensemble (a NaN, e.g. the loss of a run that diverged, as
+    """OUTPUT/train_summary.json, of one model or of an ensemble (a NaN, e.g. the accuracy of an empty validation, as
     null)."""
     write_text_atomically(output_dir / "train_summary.json", json.dumps(json_ready(summary), indent=2) + "\n")
 

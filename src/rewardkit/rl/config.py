@@ -107,7 +107,8 @@ class RLConfig(PolicySampling):
     lora_dropout: float = option(0.0, "LoRA dropout")
     lora_targets: str = option("all-linear", "LoRA target modules: all-linear or comma-separated module names")
     seed: int = option(0, "Random seed (sampling, prompt order, initialisation)")
-    num_threads: int = option(0, "torch CPU threads (0: torch's default, one per core)")
+    num_threads: int = option(0, "torch CPU threads per process (0: torch's default, one per core; with several "
+                                 "processes, the cores divided among them)")
 
     # ------------------------------------------------------------------ watch, logging, checkpoints
     watch_window: int = option(10, "Steps per window of the reward-hacking watch")
