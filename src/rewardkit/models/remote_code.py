@@ -13,6 +13,10 @@ The file holds the source of the very functions rewardkit scores with (`pool_pad
 `reward_from_pooled`), copied at save time, so the two cannot drift apart. `response` pooling needs to know where the
 response starts: an encoder reads it from the token types (the second segment); a decoder cannot, and its folder gets
 no code (plain transformers cannot compute that pooling).
+
+A `train-rm --frozen` model may also read the mean of a range of layers (`rewardkit_feature_layers` in config.json)
+and score through an MLP head (`rewardkit_head`: the class builds the module, transformers loads its saved weights);
+either gets the file whatever the pooling.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from torch import nn
 
 MODULE_FILE = "modeling_rewardkit.py"
 CONFIG_KEY = "rewardkit_pooling"
+LAYERS_KEY = "rewardkit_feature_layers"
+HEAD_KEY = "rewardkit_head"
 
 _HEADER = '''"""Written by rewardkit: {arch} reading its reward with rewardkit's pooling ({pooling}).
 
@@ -50,13 +56,22 @@ def response_starts_from_types(token_type_ids, attention_mask):
 
 
 class Rewardkit{arch}({arch}):
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        head = getattr(config, "{head_key}", None)
+        if head:  # an MLP head; its weights are in the folder's safetensors
+            self.rewardkit_head = mlp_head(config.hidden_size, head["width"])
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, **kwargs):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         extra = {{"token_type_ids": token_type_ids}} if token_type_ids is not None else {{}}
         if isinstance(getattr(self, "score", None), nn.Linear):  # a decoder: positions over real tokens
             extra = {{"position_ids": (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)}}
-        hidden = self.base_model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        layers = getattr(self.config, "{layers_key}", None)
+        output = self.base_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=bool(layers),
+                                 **extra)
+        hidden = mean_of_layers(output.hidden_states, layers) if layers else output.last_hidden_state
         pooling = self.config.{key}
         starts = response_starts_from_types(token_type_ids, attention_mask) if pooling == "response" else None
         pooled = pool_padded(hidden, attention_mask, pooling, starts)
@@ -75,24 +90,32 @@ def plain_transformers_can_pool(pooling: str, is_decoder: bool) -> bool:
 
 
 def write_pooling_code(directory: Path, model: nn.Module, pooling: str, is_decoder: bool,
-                       functions: Sequence[Callable]) -> bool:
+                       functions: Sequence[Callable], feature_layers: Sequence[int] | None = None,
+                       head: dict | None = None) -> bool:
     """After `model.save_pretrained(directory)`: write the file (with the source of `functions`: rewardkit's
-    `last_token_index`, `pool_padded` and `reward_from_pooled`) and point config.json's auto_map at it when the pooling
-    is not the HF class's own (and can be computed from the inputs); True when it was written."""
+    `last_token_index`, `pool_padded`, `mean_of_layers`, `mlp_head` and `reward_from_pooled`) and point config.json's
+    auto_map at it when the pooling is not the HF class's own, or the reward reads a range of layers or an MLP head
+    (and the pooling can be computed from the inputs); True when it was written."""
     import json
 
     config_path = directory / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     # a model loaded from such a folder carries the keys in its config: a save with the native pooling drops them
-    config.pop(CONFIG_KEY, None)
-    config.pop("auto_map", None)
+    for key in (CONFIG_KEY, LAYERS_KEY, HEAD_KEY, "auto_map"):
+        config.pop(key, None)
     (directory / MODULE_FILE).unlink(missing_ok=True)
-    written = pooling != native_pooling(is_decoder) and plain_transformers_can_pool(pooling, is_decoder)
+    written = (pooling != native_pooling(is_decoder) or bool(feature_layers) or bool(head)) \
+        and plain_transformers_can_pool(pooling, is_decoder)
     if written:
         arch = type(model).__name__
         source = _HEADER.format(arch=arch, pooling=pooling) + "\n\n".join(inspect.getsource(f) for f in functions)
-        (directory / MODULE_FILE).write_text(source + _CLASS.format(arch=arch, key=CONFIG_KEY), encoding="utf-8")
+        (directory / MODULE_FILE).write_text(source + _CLASS.format(arch=arch, key=CONFIG_KEY, layers_key=LAYERS_KEY,
+                                                                    head_key=HEAD_KEY), encoding="utf-8")
         config[CONFIG_KEY] = pooling
+        if feature_layers:
+            config[LAYERS_KEY] = list(feature_layers)
+        if head:
+            config[HEAD_KEY] = head
         config["auto_map"] = {"AutoModelForSequenceClassification": f"{MODULE_FILE[:-3]}.Rewardkit{arch}"}
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return written

@@ -55,6 +55,7 @@ from rewardkit.runs import write_text_atomically
 METADATA_FILE = "rewardkit.json"
 LENGTH_HEAD_FILE = "length_head.safetensors"
 POOLINGS = ("cls", "mean", "response", "last")
+MLP_HEAD = "rewardkit_head"  # the attribute of a HF model that holds a `train-rm --frozen --head mlp` head
 
 
 def read_metadata(directory: str | Path) -> dict:
@@ -161,9 +162,25 @@ def pool_padded(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
+def mean_of_layers(hidden_states, layers) -> torch.Tensor:
+    """The mean of the hidden states of layers `layers` = (first, last), inclusive: 0 is the embeddings' output, k
+    the k-th transformer layer's (the entries of a HF model's `hidden_states`)."""
+    first, last = layers
+    return torch.stack(tuple(hidden_states[first:last + 1])).mean(dim=0)
+
+
+def mlp_head(hidden_size: int, width: int) -> nn.Module:
+    """A small MLP reward head (`train-rm --frozen --head mlp`): hidden -> width -> GELU -> 1."""
+    return nn.Sequential(nn.Linear(hidden_size, width), nn.GELU(), nn.Linear(width, 1))
+
+
 def reward_from_pooled(model: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
-    """Rewards [B] from pooled hidden states [B, hidden], through the HF class's own head modules. (Its source is
-    also written into saved folders whose pooling the HF class lacks: see `rewardkit.models.remote_code`.)"""
+    """Rewards [B] from pooled hidden states [B, hidden], through the HF class's own head modules, or an MLP head
+    where one was trained (`model.rewardkit_head`). (Its source is also written into saved folders whose pooling the
+    HF class lacks: see `rewardkit.models.remote_code`.)"""
+    mlp = getattr(model, "rewardkit_head", None)
+    if mlp is not None:
+        return mlp(pooled)[:, 0]
     if isinstance(getattr(model, "score", None), nn.Linear):  # a decoder's head reads every position
         return model.score(pooled)[:, 0]
     # the HF encoder heads read the first position of a sequence: give each text's pooled state as a sequence
@@ -189,7 +206,7 @@ def is_decoder_head(model: nn.Module) -> bool:
 def head_modules(model: nn.Module) -> list[nn.Module]:
     """The modules between the backbone's last hidden state and the reward: the decoder's `.score`, or the encoder's
     pooler (BERT keeps it in the base model, DeBERTa beside it) and `.classifier`."""
-    names = ("score", "pooler", "classifier")
+    names = (MLP_HEAD, "score", "pooler", "classifier")
     found = [getattr(model, name) for name in names if isinstance(getattr(model, name, None), nn.Module)]
     base_pooler = getattr(getattr(model, "base_model", None), "pooler", None)
     if isinstance(base_pooler, nn.Module) and base_pooler is not model:
@@ -314,15 +331,28 @@ def load_with_reward_head(path: str, config, **kwargs) -> nn.Module:
     head_names = [name for name, module in model.named_modules() if id(module) in heads]
     missing = set(info.get("missing_keys", ()))
     new_head = sorted({name for name in head_names for key in missing if key.startswith(name + ".")})
-    head_only = (new_head and not info.get("unexpected_keys") and not info.get("mismatched_keys")
+    # an MLP head's weights are rewardkit's own: from_pretrained reads them after the load (`attach_mlp_head`)
+    unexpected = [key for key in info.get("unexpected_keys", ()) if not key.startswith(MLP_HEAD + ".")]
+    clean = not unexpected and not info.get("mismatched_keys")
+    head_only = (new_head and clean
                  and all(any(key.startswith(name + ".") for name in new_head) for key in missing))
-    if not head_only:
+    if not head_only and not (clean and not missing):
         for record in held.records:
             logging.getLogger("transformers.modeling_utils").handle(record)
     if new_head:
         logging.getLogger(__name__).warning(f"rewardkit: {path} has no reward head; initialized a new one "
                                             f"({', '.join(new_head)}), random until trained")
     return model
+
+
+def attach_mlp_head(model: nn.Module, width: int) -> nn.Module:
+    """Give a HF model an MLP reward head (`mlp_head`, fp32) as its `rewardkit_head`, which `reward_from_pooled` then
+    reads instead of the HF class's head; saved with the model's weights, and loaded by the folder's
+    modeling_rewardkit.py in plain transformers (trust_remote_code=True)."""
+    head = mlp_head(model.config.hidden_size, int(width)).to(device=next(model.parameters()).device,
+                                                              dtype=torch.float32)
+    setattr(model, MLP_HEAD, head)
+    return head
 
 
 def _disable_dropout(config) -> None:
@@ -335,9 +365,12 @@ class RewardModel(nn.Module):
     """A scalar-output sequence classifier plus its tokenizer and the rule that turns (prompt, response) into tokens."""
 
     def __init__(self, model: nn.Module, tokenizer, max_length: int = 512, temperature: float = 1.0,
-                 use_chat_template: bool | None = None, pooling: str | None = None):
+                 use_chat_template: bool | None = None, pooling: str | None = None,
+                 feature_layers: tuple[int, int] | None = None):
         super().__init__()
         keep_head_in_fp32(model)
+        # (first, last): the reward reads the mean of these layers' hidden states, pooled (None: the last layer's)
+        self.feature_layers = tuple(feature_layers) if feature_layers else None
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
@@ -408,7 +441,9 @@ class RewardModel(nn.Module):
             placement = placement if placement is not None else choose_placement()
             dtype = torch.float32 if train else placement.weights_dtype
             model = load_with_reward_head(path, config, dtype=dtype, use_safetensors=True, **model_kwargs)
-            if dtype != torch.float32 and local.is_dir():
+            if metadata.get("head", {}).get("type") == "mlp":
+                attach_mlp_head(model, metadata["head"]["width"])
+            if (dtype != torch.float32 or metadata.get("head")) and local.is_dir():
                 _load_head_unrounded(model, local)
             tokenizer = AutoTokenizer.from_pretrained(path)
         except OSError as exc:
@@ -419,7 +454,8 @@ class RewardModel(nn.Module):
                      max_length=max_length or metadata.get("max_length", 512),
                      temperature=metadata.get("temperature", 1.0),
                      use_chat_template=metadata.get("use_chat_template"),
-                     pooling=pooling or metadata.get("pooling") or trained_pooling(local))
+                     pooling=pooling or metadata.get("pooling") or trained_pooling(local),
+                     feature_layers=metadata.get("feature_layers"))
         loaded.reward_stats = metadata.get("reward_stats")
         loaded.placement = placement
         if metadata.get("length_head"):
@@ -443,7 +479,8 @@ class RewardModel(nn.Module):
         model = copy.deepcopy(self._lora).merge_and_unload() if self._lora is not None else self.model
         model.save_pretrained(directory, safe_serialization=True)
         write_pooling_code(directory, model, self.pooling, self.is_decoder,
-                           (last_token_index, pool_padded, reward_from_pooled))
+                           (last_token_index, pool_padded, mean_of_layers, mlp_head, reward_from_pooled),
+                           feature_layers=self.feature_layers, head=self.head_spec)
         self.tokenizer.save_pretrained(directory)
         if self.length_head is not None:
             from safetensors.torch import save_model
@@ -456,9 +493,19 @@ class RewardModel(nn.Module):
         metadata = {"max_length": self.max_length, "temperature": self.temperature,
                     "use_chat_template": self.use_chat_template, "pooling": self.pooling,
                     "length_head": self.length_head is not None}
+        if self.feature_layers:
+            metadata["feature_layers"] = list(self.feature_layers)
+        if self.head_spec:
+            metadata["head"] = self.head_spec
         if self.reward_stats is not None:
             metadata["reward_stats"] = self.reward_stats
         write_text_atomically(Path(directory, METADATA_FILE), json.dumps(metadata, indent=2) + "\n")
+
+    @property
+    def head_spec(self) -> dict | None:
+        """{"type": "mlp", "width": W} for an MLP head (`attach_mlp_head`), None for the HF class's own head."""
+        mlp = getattr(self.model, MLP_HEAD, None)
+        return None if mlp is None else {"type": "mlp", "width": mlp[0].out_features}
 
     # ---------------------------------------------------------------- the length head
     def add_length_head(self) -> None:
@@ -773,7 +820,8 @@ class RewardModel(nn.Module):
                 response_starts: torch.Tensor | None = None, with_length: bool = False) -> torch.Tensor:
         """Rewards [B] with gradients: the training forward, for a batch from `collate` or `collate_groups`.
         `with_length` (a model with a length head): [B, 2], the reward and the length head's output."""
-        if row_lengths is None and not self.is_decoder and self.pooling == "cls":
+        if row_lengths is None and not self.is_decoder and self.pooling == "cls" and not self.feature_layers \
+                and self.head_spec is None:
             # exactly what plain transformers computes
             kwargs = {"token_type_ids": token_type_ids.to(self.device)} if token_type_ids is not None else {}
             rewards = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
@@ -801,14 +849,23 @@ class RewardModel(nn.Module):
         if row_lengths is not None:
             kwargs[packing.LAYOUT_KWARG] = packing.row_layout(row_lengths, segments, device)
             with packing.packed_attention_for(self.model.config):
-                hidden = self.model.base_model(input_ids=input_ids, position_ids=position_ids.to(device),
-                                               **kwargs).last_hidden_state
+                hidden = self._hidden(self.model.base_model(input_ids=input_ids, position_ids=position_ids.to(device),
+                                                            **self._layer_kwargs(kwargs)))
             return packing.pool_packed(hidden[0], pool_index.to(device), pool_owner.to(device))
         attention_mask = attention_mask.to(device)
         if self.is_decoder:
             kwargs["position_ids"] = position_ids_from_mask(attention_mask)
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        hidden = self._hidden(self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                                    **self._layer_kwargs(kwargs)))
         return pool_padded(hidden, attention_mask, self.pooling, response_starts)
+
+    def _layer_kwargs(self, kwargs: dict) -> dict:
+        return {**kwargs, "output_hidden_states": True} if self.feature_layers else kwargs
+
+    def _hidden(self, output) -> torch.Tensor:
+        """The hidden states the pooling reads: the last layer's, or the mean of `feature_layers`."""
+        return mean_of_layers(output.hidden_states, self.feature_layers) if self.feature_layers \
+            else output.last_hidden_state
 
     def _head(self, pooled: torch.Tensor) -> torch.Tensor:
         return reward_from_pooled(self.model, pooled)
