@@ -91,3 +91,21 @@ class TrainRMConfig(DeviceOptions):
     num_threads: int = option(0, "torch CPU threads per process (0: cores divided by processes)")
     tensorboard: bool = option(True, "also write metrics for TensorBoard in output_dir/tensorboard")
     progress: bool = option(True, "show a progress bar")
+    # ---- frozen-feature reward models (train-rm --frozen: rewardkit.models.frozen and rewardkit.models.features)
+    frozen: bool = option(False, "keep the backbone frozen: compute each text's pooled features once, in inference "
+                                 "precision, cache them on disk (--feature-cache), and train only a reward head on "
+                                 "them with the same loss (seconds per epoch); saved as a normal reward-model folder")
+    head: str = option("linear", "with --frozen, the reward head trained on the features: linear (the HF class's own "
+                                 "head modules: plain transformers loads the folder with its own pooling), or mlp "
+                                 "(hidden -> --head-width -> GELU -> 1; plain transformers needs trust_remote_code)",
+                       choices=("linear", "mlp"))
+    head_width: int = option(256, "with --head mlp, the width of its hidden layer")
+    feature_layers: str = option("", "with --frozen, read the mean of a range of layers' hidden states before "
+                                     "pooling: FIRST-LAST (e.g. 4-6; 0 is the embeddings, N the last layer) or one "
+                                     "layer N; empty: the last layer's")
+    feature_cache: str = option("auto", "with --frozen, the folder of cached features, keyed by backbone weights, "
+                                        "token ids, pooling, layers and precision: auto ($REWARDKIT_CACHE/features, "
+                                        "default ~/.cache/rewardkit/features), a folder, or off")
+    head_epochs: int = option(30, "with --frozen, passes of the head over the cached features")
+    head_learning_rate: float = option(1e-3, "with --frozen, the head's AdamW learning rate (constant)")
+    head_batch_size: int = option(64, "with --frozen, examples per head step (0: the whole training set at once)")

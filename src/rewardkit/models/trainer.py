@@ -575,7 +575,13 @@ def train_reward_model(cfg: TrainRMConfig) -> int:
     """CLI entry: train (one model or an ensemble), save to cfg.output_dir, print the validation accuracy."""
     if cfg.ensemble < 1:
         raise RewardkitError(f"--ensemble must be at least 1, got {cfg.ensemble}")
-    if cfg.ensemble > 1:
+    if cfg.frozen or cfg.head != "linear" or cfg.feature_layers:  # a head on a frozen backbone's cached features
+        from rewardkit.models.frozen import FrozenHeadTrainer, check_frozen_options
+
+        check_frozen_options(cfg)
+        trainer = FrozenHeadTrainer(cfg)
+        summary = trainer.train()
+    elif cfg.ensemble > 1:
         trainer, summary = train_ensemble(cfg)
     else:
         trainer = RewardModelTrainer(cfg)

@@ -1,0 +1,230 @@
+"""`train-rm --frozen`: a reward head trained on the cached features of a frozen backbone.
+
+The data, the split, the tokenization and the loss are train-rm's own (this trainer is a `RewardModelTrainer` that
+replaces only the training loop): each text's features are computed once by the frozen backbone in inference precision
+and cached (`rewardkit.models.features`), then the head trains on them with the kind's task (Bradley-Terry with
+margin, Plackett-Luce, MSE on ratings, binary cross-entropy from `rewardkit.models.tasks`) by AdamW for
+`--head-epochs`, in seconds. Validation scores the held-out texts' features with the head, which is what `score`,
+`serve` and `eval-rm` compute with the saved folder on this machine (same precision; texts batched otherwise).
+
+The head is the HF class's own head modules (`--head linear`: a decoder's linear `score`, BERT's pooler and
+classifier), so a folder whose pooling is the class's own (cls for BERT, last for decoders) is a plain HF folder; or
+an MLP (`--head mlp`), which the saved folder's modeling_rewardkit.py builds for plain transformers
+(trust_remote_code=True), as it does for another pooling or a range of layers (`--feature-layers`).
+
+Ratings with several columns (several objectives) are not supported: a rating record holds one score.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from rewardkit.device import on_host
+from rewardkit.errors import RewardkitError
+from rewardkit.models.config import TrainRMConfig
+from rewardkit.models.features import cache_root_of, extract_features, parse_feature_layers
+from rewardkit.models.reward_model import (MLP_HEAD, attach_mlp_head, head_modules, keep_head_in_fp32,
+                                           reward_from_pooled, reward_statistics)
+from rewardkit.models.trainer import RewardModelTrainer, _write_summary
+from rewardkit.runs import progress_bar
+from rewardkit.tracking import MetricsLog
+
+# train-rm options that change the backbone's training, which a frozen backbone does not have: refused with --frozen
+_NOT_WITH_FROZEN = {"lora_r": 0, "length_head": False, "length_decorrelation": 0.0, "gradient_checkpointing": False,
+                    "ensemble": 1, "resume": False}
+
+
+def check_frozen_options(cfg: TrainRMConfig) -> None:
+    """One-line errors for options that mean nothing (or something else) with, or without, --frozen."""
+    if not cfg.frozen:
+        if cfg.head != "linear" or cfg.feature_layers:
+            option = "--head mlp" if cfg.head != "linear" else "--feature-layers"
+            raise RewardkitError(f"{option} trains a head on frozen features: add --frozen")
+        return
+    for name, off in _NOT_WITH_FROZEN.items():
+        if getattr(cfg, name) != off:
+            raise RewardkitError(f"--{name.replace('_', '-')} does not apply to --frozen (only a head trains, in "
+                                 f"seconds, on cached features)")
+    if cfg.head_epochs < 1:
+        raise RewardkitError(f"--head-epochs must be at least 1, got {cfg.head_epochs}")
+    if cfg.head_batch_size < 0:
+        raise RewardkitError(f"--head-batch-size must be 0 (all at once) or more, got {cfg.head_batch_size}")
+    if cfg.head == "mlp" and cfg.head_width < 1:
+        raise RewardkitError(f"--head-width must be at least 1, got {cfg.head_width}")
+    if cfg.head_learning_rate <= 0:
+        raise RewardkitError(f"--head-learning-rate must be above 0, got {cfg.head_learning_rate}")
+
+
+class FrozenHeadTrainer(RewardModelTrainer):
+    """train-rm's data, split, tokenization and task, with a frozen backbone: `train()` extracts (or reads) the
+    features, trains the head on them, saves the folder and returns train-rm's summary."""
+
+    def __init__(self, cfg: TrainRMConfig):
+        check_frozen_options(cfg)
+        super().__init__(cfg)
+        if self.world > 1:
+            raise RewardkitError("--frozen runs on one process (its head trains in seconds); launch it without "
+                                 "torchrun or accelerate launch")
+        model = self.reward_model
+        model.feature_layers = parse_feature_layers(cfg.feature_layers, model.model.config.num_hidden_layers)
+        model.model.requires_grad_(False)
+        if cfg.head == "mlp":
+            torch.manual_seed(cfg.seed)
+            attach_mlp_head(model.model, cfg.head_width)
+            keep_head_in_fp32(model.model)
+            self.head_params = list(getattr(model.model, MLP_HEAD).parameters())
+        else:
+            self.head_params = [p for module in head_modules(model.model) for p in module.parameters()]
+        for p in self.head_params:
+            p.requires_grad_(True)
+        self.reward_model = model.to(self.accelerator.device)
+        self.train_features: torch.Tensor | None = None  # [texts, hidden] fp32 on the device, after `features()`
+        self.val_features: torch.Tensor | None = None
+        self.extraction = None  # the `ExtractionStats` of the features
+
+    # -------------------------------------------------------------- features
+    def features(self) -> None:
+        """Every training and validation text's features, read from the cache or computed (and cached)."""
+        cfg, model = self.cfg, self.reward_model
+        texts = [t for e in self.train_examples for t in e.encoded]
+        val_texts = [t for e in self.val_examples for t in e.encoded]
+        features, stats = extract_features(model, texts + val_texts, self.placement, batch_size=cfg.eval_batch_size,
+                                           cache_root=cache_root_of(cfg.feature_cache),
+                                           progress=cfg.progress and self.accelerator.is_main_process)
+        self._log(f"train-rm --frozen: {stats.describe()}")
+        features = features.to(self.accelerator.device)
+        self.train_features, self.val_features = features[:len(texts)], features[len(texts):]
+        self.extraction = stats
+
+    @staticmethod
+    def _rows(examples) -> list[torch.Tensor]:
+        """Each example's rows in the flat features of its texts."""
+        rows, start = [], 0
+        with on_host():
+            for e in examples:
+                rows.append(torch.arange(start, start + len(e.encoded)))
+                start += len(e.encoded)
+        return rows
+
+    def head_scores(self, features: torch.Tensor) -> torch.Tensor:
+        """Rewards [N] of features [N, hidden]: the reward model's own head (`reward_from_pooled`), in fp32."""
+        return reward_from_pooled(self.reward_model.model, features).float()
+
+    @torch.no_grad()
+    def val_scores(self) -> torch.Tensor:
+        """The rewards the head gives the validation texts, in their order (what the saved folder scores)."""
+        return self.head_scores(self.val_features)
+
+    def validate_head(self) -> float | None:
+        """Validation accuracy of the head (train-rm's measure); sets `val_reward_sums` as `validate` does."""
+        if not self.val_examples:
+            return None
+        scores = self.val_scores()
+        correct = self.task.correct(scores, self.val_examples)
+        rewards = scores.double()
+        with on_host():
+            self.val_reward_sums = [len(rewards), float(rewards.sum()), float((rewards ** 2).sum())]
+            return float(correct.sum()) / len(self.val_examples)
+
+    # -------------------------------------------------------------- training
+    def train(self) -> dict:
+        cfg = self.cfg
+        self.features()
+        model = self.reward_model
+        model.model.eval()  # dropout off: the head trains on what inference computes
+        decay = [p for p in self.head_params if p.ndim >= 2]
+        no_decay = [p for p in self.head_params if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.head_learning_rate)
+        rows = self._rows(self.train_examples)
+        n = len(self.train_examples)
+        batch_size = cfg.head_batch_size or n
+        steps_per_epoch = math.ceil(n / batch_size)
+        generator = torch.Generator().manual_seed(self.order_seed)
+        log = MetricsLog(self.output_dir, enabled=self.accelerator.is_main_process, tensorboard=cfg.tensorboard)
+        bar = progress_bar(cfg.progress and self.accelerator.is_main_process, cfg.head_epochs, 0, "train-rm head")
+        state = {"step": 0, "best_accuracy": None, "examples_seen": 0, "train_seconds": 0.0}
+        best_head, without_improvement, stopped_early = None, 0, False
+        report_every = max(1, cfg.head_epochs // 10)
+        started = time.perf_counter()
+        for epoch in range(1, cfg.head_epochs + 1):
+            with on_host():
+                order = torch.randperm(n, generator=generator).tolist()
+            loss_sum = correct_sum = 0.0
+            for start in range(0, n, batch_size):
+                batch = order[start:start + batch_size]
+                examples = [self.train_examples[i] for i in batch]
+                with on_host():
+                    index = torch.cat([rows[i] for i in batch])
+                scores = self.head_scores(self.train_features[index.to(self.train_features.device)])
+                losses = self.task.loss(scores, examples)
+                loss = losses.mean()
+                if not torch.isfinite(loss):
+                    raise RewardkitError(f"the head's loss became {float(loss)} in epoch {epoch}; stopped (try a "
+                                         f"lower --head-learning-rate)")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(self.head_params, cfg.max_grad_norm)
+                optimizer.step()
+                state["step"] += 1
+                state["examples_seen"] += len(batch)
+                with on_host():
+                    loss_sum += float(losses.detach().sum())
+                    correct_sum += float(self.task.correct(scores.detach(), examples).sum())
+            log.write(state["step"], {"loss": loss_sum / n, "accuracy": correct_sum / n, "epoch": epoch},
+                      prefix="train")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct_sum / n:.3f}")
+            if not self.val_examples:
+                continue
+            with torch.no_grad():
+                accuracy = self.validate_head()
+            state["val_accuracy"], state["val_reward_sums"] = accuracy, self.val_reward_sums
+            log.write(state["step"], {"accuracy": accuracy}, prefix="val")
+            if epoch % report_every == 0 or epoch == cfg.head_epochs:
+                self._log(f"train-rm: epoch {epoch}/{cfg.head_epochs} (step {state['step']}/"
+                          f"{steps_per_epoch * cfg.head_epochs}) validation accuracy {accuracy:.4f}")
+            if state["best_accuracy"] is None or accuracy > state["best_accuracy"]:
+                state["best_accuracy"], without_improvement = accuracy, 0
+                if cfg.early_stopping_patience:
+                    best_head = ([p.detach().clone() for p in self.head_params], self.val_reward_sums)
+            else:
+                without_improvement += 1
+                if cfg.early_stopping_patience and without_improvement >= cfg.early_stopping_patience:
+                    self._log(f"train-rm: no better validation accuracy in {cfg.early_stopping_patience} epochs; "
+                              f"stopping early")
+                    stopped_early = True
+                    break
+        head_seconds = time.perf_counter() - started
+        if bar is not None:
+            bar.close()
+        log.close()
+        sums = state.get("val_reward_sums")
+        if best_head is not None:
+            with torch.no_grad():
+                for p, kept in zip(self.head_params, best_head[0]):
+                    p.copy_(kept)
+            state["val_accuracy"], sums = state["best_accuracy"], best_head[1]
+        for p in self.head_params:
+            p.requires_grad_(False)
+        model.reward_stats = reward_statistics(*sums, data=f"train-rm validation ({len(self.val_examples)} "
+                                                          f"examples)") if sums and sums[0] else None
+        # train-rm's time is what it took to get the model: the features (read or computed) and the head
+        state["train_seconds"] = self.extraction.seconds + head_seconds
+        summary = self._finish(model, state, stopped_early)
+        stats = self.extraction
+        summary.update({
+            "frozen": True, "head": cfg.head, "head_epochs_run": epoch, "head_seconds": round(head_seconds, 2),
+            "feature_seconds": round(stats.seconds, 2), "features_read_from_cache": stats.read,
+            "features_computed": stats.computed, "feature_texts": stats.texts, "feature_precision": stats.precision,
+            "feature_layers": list(model.feature_layers) if model.feature_layers else None,
+            "feature_cache": stats.cache,
+        })
+        if self.accelerator.is_main_process:
+            _write_summary(self.output_dir, summary)
+        return summary
