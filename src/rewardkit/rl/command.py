@@ -33,13 +33,21 @@ from rewardkit.rl.config import ALGORITHM_NAMES, RLConfig
 from rewardkit.runs import (checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints, truncate_jsonl,
                             write_atomically, write_jsonl_atomically)
 
-__all__ = ["RLConfig", "ALGORITHM_NAMES", "run_rl", "load_prompts"]
+__all__ = ["RLConfig", "ALGORITHM_NAMES", "run_rl", "load_prompts", "load_prompt_records"]
 
 
 # ------------------------------------------------------------------------------------------------ prompts
 def load_prompts(path: str, prompt_field: str = "prompt",
                  reference_field: str | None = "reference") -> tuple[list, list | None]:
     """Prompts (text or conversations) and, when every row has one, their references. `.txt`: one prompt a line."""
+    prompts, references, _, _ = load_prompt_records(path, prompt_field, reference_field)
+    return prompts, references
+
+
+def load_prompt_records(path: str, prompt_field: str = "prompt",
+                        reference_field: str | None = "reference") -> tuple[list, list | None, list, list]:
+    """(prompts, references, fields, locations): `load_prompts`' two, plus each row's other fields (a mapping per
+    prompt, e.g. code_tests' "tests"; empty for a .txt file) and where each row came from (None for a .txt line)."""
     from rewardkit.data import read_rows
     from rewardkit.data.fields import BadRecord, messages
 
@@ -51,8 +59,8 @@ def load_prompts(path: str, prompt_field: str = "prompt",
         prompts = [line for line in lines if line.strip()]
         if not prompts:
             raise RewardkitError(f"{path}: no prompts")
-        return prompts, None
-    prompts, references, locations = [], [], []
+        return prompts, None, [{} for _ in prompts], [None] * len(prompts)
+    prompts, references, locations, fields = [], [], [], []
     for location, row in read_rows(path):
         if prompt_field not in row:
             raise RewardkitError(f"no {prompt_field!r} field (known: {', '.join(map(str, row))}); set --prompt-field",
@@ -68,17 +76,40 @@ def load_prompts(path: str, prompt_field: str = "prompt",
         else:
             raise RewardkitError(f"{prompt_field} must be non-empty text or a list of messages", location)
         references.append(row.get(reference_field) if reference_field else None)
+        fields.append({k: v for k, v in row.items() if k not in (prompt_field, reference_field) and v not in (None, "")})
         locations.append(location)
     if not prompts:
         raise RewardkitError(f"{path}: no prompts")
     given = [i for i, r in enumerate(references) if r is not None]
     if not given:
-        return prompts, None
+        return prompts, None, fields, locations
     if len(given) < len(references):  # dropping them all would leave a reference reward with none, and no reason
         missing = next(i for i, r in enumerate(references) if r is None)
         raise RewardkitError(f"no {reference_field!r} field, but {locations[given[0]]} has one: give a reference with "
                              "every prompt or with none (--reference-field none reads none)", locations[missing])
-    return prompts, references
+    return prompts, references, fields, locations
+
+
+def reward_fields(rewards: list, path: str, fields: list, locations: list) -> list | None:
+    """The record fields to pass to the rewards (None when none of them reads any), after checking that every record
+    has each field they read, and has it in a form they can score: the first that does not is a one-line error naming
+    its file and line (before any training)."""
+    rewards = [fn for fn in rewards if fn is not None and getattr(fn, "needs_fields", ())]
+    if not rewards:
+        return None
+    for fn in rewards:
+        for name in fn.needs_fields:
+            readers = [c.name for c in getattr(fn, "components", []) if name in c.reward.needs_fields] or [fn.name]
+            for row, location in zip(fields, locations):
+                if name not in row:
+                    raise RewardkitError(f"{location or path}: {', '.join(readers)} reads each prompt's {name!r} "
+                                         f"field, and this record has none")
+        for row, location in zip(fields, locations):
+            try:
+                fn.check_fields(row)
+            except RewardkitError as exc:
+                raise RewardkitError(f"{location or path}: {exc}")
+    return fields
 
 
 class PromptOrder:
@@ -235,19 +266,23 @@ def run_rl(cfg: RLConfig) -> int:
     if cfg.num_threads > 0 or processes.world > 1:  # processes sharing a CPU split its cores
         torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // processes.world))
     output_dir = Path(cfg.output_dir)
-    prompts, references = load_prompts(cfg.prompts, cfg.prompt_field, cfg.reference_field)
+    prompts, references, fields, locations = load_prompt_records(cfg.prompts, cfg.prompt_field, cfg.reference_field)
     if cfg.eval_prompts:
-        eval_prompts, eval_references = load_prompts(cfg.eval_prompts, cfg.prompt_field, cfg.reference_field)
-        eval_prompts, eval_references = eval_prompts[:cfg.eval_size or None], (
-            eval_references[:cfg.eval_size or None] if eval_references else None)
+        eval_prompts, eval_references, eval_fields, eval_locations = load_prompt_records(
+            cfg.eval_prompts, cfg.prompt_field, cfg.reference_field)
+        keep = slice(None, cfg.eval_size or None)
+        eval_prompts, eval_fields, eval_locations = eval_prompts[keep], eval_fields[keep], eval_locations[keep]
+        eval_references = eval_references[keep] if eval_references else None
     elif cfg.eval_size:
         if cfg.eval_size >= len(prompts):
             raise RewardkitError(f"--eval-size {cfg.eval_size} leaves no training prompts out of {len(prompts)}")
         eval_prompts, prompts = prompts[-cfg.eval_size:], prompts[:-cfg.eval_size]
+        eval_fields, fields = fields[-cfg.eval_size:], fields[:-cfg.eval_size]
+        eval_locations, locations = locations[-cfg.eval_size:], locations[:-cfg.eval_size]
         eval_references, references = ((references[-cfg.eval_size:], references[:-cfg.eval_size])
                                        if references else (None, None))
     else:
-        eval_prompts, eval_references = [], None
+        eval_prompts, eval_references, eval_fields, eval_locations = [], None, [], []
     if cfg.eval_size == 0:
         eval_prompts = []
 
@@ -264,6 +299,13 @@ def run_rl(cfg: RLConfig) -> int:
     torch.manual_seed(cfg.seed)  # the same on every process: LoRA adapters and heads start identical
     reward_fn = load_reward(cfg.reward, placement=placement)
     gold_fn = load_reward(cfg.gold_reward, placement=placement) if cfg.gold_reward else None
+    # code_tests reads each prompt's "tests", math its "reference": every record checked before any training
+    fields = reward_fields([reward_fn, gold_fn], cfg.prompts, fields, locations)
+    if eval_prompts and fields is not None:
+        eval_fields = reward_fields([reward_fn, gold_fn], cfg.eval_prompts or cfg.prompts, eval_fields,
+                                    eval_locations)
+    else:
+        eval_fields = None
     policy, tokenizer, reference, critic = load_models(cfg, checkpoint, placement)
     trainer = RLTrainer(cfg, policy, tokenizer, reward_fn, reference=reference, critic=critic, gold_fn=gold_fn,
                         placement=placement, processes=processes)
@@ -300,7 +342,7 @@ def run_rl(cfg: RLConfig) -> int:
             processes.wait()
             return None
         metrics, samples = trainer.evaluate(eval_prompts, eval_references, cfg.eval_samples_per_prompt,
-                                            seed=cfg.seed + 1)
+                                            seed=cfg.seed + 1, fields=eval_fields)
         row = {"step": trainer.step_count, **metrics}
         run_state["evals"].append(row)
         if not run_state["before_samples"]:
@@ -322,7 +364,8 @@ def run_rl(cfg: RLConfig) -> int:
         while trainer.step_count < cfg.steps:
             rows = order.next()
             metrics = trainer.step([prompts[i] for i in rows],
-                                   [references[i] for i in rows] if references else None)
+                                   [references[i] for i in rows] if references else None,
+                                   [fields[i] for i in rows] if fields is not None else None)
             step = trainer.step_count
             log.write(step, metrics)
             if bar is not None:

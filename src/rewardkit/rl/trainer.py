@@ -69,6 +69,7 @@ class Experience:
     advantages: torch.Tensor        # [B, T]
     returns: torch.Tensor | None    # [B, T] value targets
     gold: torch.Tensor | None = None  # [B] the gold reward, when scored (watch only, never optimized)
+    fields: list | None = None  # [B] each sample's record fields (code_tests' "tests"), for rewards that read them
 
     @property
     def mask(self) -> torch.Tensor:
@@ -237,26 +238,29 @@ class RLTrainer:
 
     # ------------------------------------------------------------------------------------------ rewards
     def score_tokens(self, fn: RewardFn, prompts: list, texts: list[str], rollout: Rollout,
-                     references: list | None) -> torch.Tensor:
+                     references: list | None, fields: list | None = None) -> torch.Tensor:
         """[B, T] rewards on the response tokens: a rewardkit RewardFunction lays them out itself (sparse or dense,
-        aligned to the policy's tokens); a plain callable's score goes on the last token."""
+        aligned to the policy's tokens); a plain callable's score goes on the last token. `fields` (one mapping per
+        sample: its record's other fields) go to a RewardFunction."""
         mask = rollout.response_mask
         if hasattr(fn, "token_rewards"):
             ids = [row[m.bool()].tolist() for row, m in zip(rollout.response_ids, mask)]
             rows = fn.token_rewards(prompts, texts, references, response_token_ids=ids, tokenizer=self.tokenizer,
-                                    finished=(~rollout.truncated).tolist())
+                                    finished=(~rollout.truncated).tolist(), fields=fields)
             out = torch.zeros_like(mask)
             for i, row in enumerate(rows):
                 out[i, :len(row)] = row
             return out
-        scores = self.call_reward(fn, prompts, texts, rollout, references).to(mask.device)
+        scores = self.call_reward(fn, prompts, texts, rollout, references, fields).to(mask.device)
         last = (rollout.lengths.long() - 1).clamp(min=0)
         return torch.zeros_like(mask).scatter(1, last[:, None], scores[:, None])
 
     @staticmethod
     def call_reward(fn: RewardFn, prompts: list, texts: list[str], rollout: Rollout,
-                    references: list | None) -> torch.Tensor:
+                    references: list | None, fields: list | None = None) -> torch.Tensor:
         kwargs = {"finished": (~rollout.truncated).tolist()} if hasattr(fn, "token_rewards") else {}
+        if fields is not None and hasattr(fn, "token_rewards"):
+            kwargs["fields"] = fields
         scores = fn(prompts, texts, references, **kwargs) if references is not None else fn(prompts, texts, **kwargs)
         return torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
 
@@ -283,12 +287,15 @@ class RLTrainer:
         return rewards * mask
 
     # ------------------------------------------------------------------------------------------ one step
-    def make_experience(self, prompts: Sequence[Prompt], references: Sequence | None = None) -> tuple[Experience, dict]:
-        """Sample `samples_per_prompt` responses per prompt, score them, and compute advantages."""
+    def make_experience(self, prompts: Sequence[Prompt], references: Sequence | None = None,
+                        fields: Sequence | None = None) -> tuple[Experience, dict]:
+        """Sample `samples_per_prompt` responses per prompt, score them, and compute advantages. `fields`: each
+        prompt's record fields, passed to the rewards with each of its samples."""
         cfg, timings = self.cfg, {}
         group = cfg.samples_per_prompt
         prompts = [p for p in prompts for _ in range(group)]  # a prompt's samples are contiguous (one group)
         references = None if references is None else [r for r in references for _ in range(group)]
+        fields = None if fields is None else [f for f in fields for _ in range(group)]
         start = time.perf_counter()
         truncated_before = self.prompts_truncated
         rollout = self.generate(prompts)
@@ -299,7 +306,7 @@ class RLTrainer:
         timings["time/generate"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        score_tokens = self.score_tokens(self.reward_fn, prompts, texts, rollout, references)
+        score_tokens = self.score_tokens(self.reward_fn, prompts, texts, rollout, references, fields)
         timings["time/score"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -320,15 +327,18 @@ class RLTrainer:
                                        moments=self.processes.moments(advantages, mask)) * mask
         scores = masked_sum(score_tokens, mask, dim=1)
         experience = Experience(prompts, references, texts, rollout, old_logprobs, ref_logprobs, entropy, scores,
-                                token_rewards, values, advantages, returns)
+                                token_rewards, values, advantages, returns, fields=fields)
         return experience, timings
 
-    def step(self, prompts: Sequence[Prompt], references: Sequence | None = None) -> dict[str, float]:
+    def step(self, prompts: Sequence[Prompt], references: Sequence | None = None,
+             fields: Sequence | None = None) -> dict[str, float]:
         """One RL step on the step's `prompts` (all processes', of which this process takes its contiguous share);
-        returns the step's metrics over the whole batch (warnings of the watch under `self.new_warnings`)."""
+        returns the step's metrics over the whole batch (warnings of the watch under `self.new_warnings`). `fields`:
+        each prompt's record fields (e.g. code_tests' "tests"), for the rewards."""
         step_start = time.perf_counter()
         share = self.processes.share(len(prompts))
-        experience, metrics = self.make_experience(prompts[share], None if references is None else references[share])
+        experience, metrics = self.make_experience(prompts[share], None if references is None else references[share],
+                                                   None if fields is None else fields[share])
         start = time.perf_counter()
         metrics.update(self.update(experience))
         metrics["time/update"] = time.perf_counter() - start
@@ -349,7 +359,7 @@ class RLTrainer:
         })
         if self.gold_fn is not None and (self.step_count - 1) % max(self.cfg.gold_every, 1) == 0:
             experience.gold = self.call_reward(self.gold_fn, experience.prompts, experience.texts, rollout,
-                                               experience.references)
+                                               experience.references, experience.fields)
             metrics["reward/gold"] = float(batch.mean(experience.gold))
         self.kl_controller.update(metrics["kl/ref"], len(rollout) * batch.world)
         self.new_warnings = self.watch.update(self.step_count, metrics["reward/proxy"], metrics["response/length"],
@@ -452,12 +462,13 @@ class RLTrainer:
 
     # ------------------------------------------------------------------------------------------ evaluation
     def evaluate(self, prompts: Sequence[Prompt], references: Sequence | None = None, samples_per_prompt: int = 1,
-                 seed: int = 1234) -> tuple[dict[str, float], list[dict]]:
+                 seed: int = 1234, fields: Sequence | None = None) -> tuple[dict[str, float], list[dict]]:
         """Proxy and gold reward, KL and length on held-out prompts, with a fixed sampling seed, so evaluations at
         different steps compare the policies, not the dice. Training is left as it was: its RNG, and the rewards'
         running normalizers (held-out scores must not shift the statistics that training rewards are scaled by)."""
         prompts = [p for p in prompts for _ in range(samples_per_prompt)]
         references = None if references is None else [r for r in references for _ in range(samples_per_prompt)]
+        fields = None if fields is None else [f for f in fields for _ in range(samples_per_prompt)]
         chunk = self.cfg.prompts_per_step * self.cfg.samples_per_prompt
         proxy, gold, kl, lengths, samples = [], [], [], [], []
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []  # sampling on a GPU draws from its RNG
@@ -470,10 +481,11 @@ class RLTrainer:
             for start in range(0, len(prompts), chunk):
                 batch_prompts = prompts[start:start + chunk]
                 batch_refs = None if references is None else references[start:start + chunk]
+                batch_fields = None if fields is None else fields[start:start + chunk]
                 rollout = self.generate(batch_prompts)
                 texts = decode_responses(self.tokenizer, rollout)
-                scores = self.call_reward(self.reward_fn, batch_prompts, texts, rollout, batch_refs)
-                golds = (self.call_reward(self.gold_fn, batch_prompts, texts, rollout, batch_refs)
+                scores = self.call_reward(self.reward_fn, batch_prompts, texts, rollout, batch_refs, batch_fields)
+                golds = (self.call_reward(self.gold_fn, batch_prompts, texts, rollout, batch_refs, batch_fields)
                          if self.gold_fn is not None else None)
                 seq_kl = masked_sum(kl_k1(rollout.logprobs, self.reference_logprobs(rollout)), rollout.response_mask,
                                     dim=1)
