@@ -65,6 +65,11 @@ class SharedReward:
     def needs_reference(self) -> bool:
         return bool(getattr(self.reward, "needs_reference", False))
 
+    @property
+    def needs_fields(self) -> tuple[str, ...]:
+        """The record fields the reward reads besides prompt, response and reference (code_tests: "tests")."""
+        return tuple(getattr(self.reward, "needs_fields", ()) or ())
+
     def special_tokens(self) -> tuple[str, ...]:
         """The special tokens of every tokenizer the reward's models use, longest first (for splitting a decoded
         prompt + response text as OpenRLHF sends it)."""
@@ -75,12 +80,14 @@ class SharedReward:
         return tuple(sorted(tokens, key=len, reverse=True))
 
     def score(self, prompts: Sequence[Any], responses: Sequence[str],
-              labels: Sequence[Any] | None = None) -> ScoredBatch:
+              labels: Sequence[Any] | None = None, fields: Sequence[Mapping] | None = None) -> ScoredBatch:
         """The rewards of the responses; `labels` (a framework's label column, any type) become references only
-        when the reward compares to references: a reward that needs none ignores them, whatever they hold."""
+        when the reward compares to references: a reward that needs none ignores them, whatever they hold.
+        `fields` (one mapping per response: its record's other fields) reach the components that read them."""
         references = [as_reference(v) for v in labels] if labels is not None and self.needs_reference else None
+        extra = {"fields": [dict(f) for f in fields]} if fields is not None and self.needs_fields else {}
         with self._lock:
-            total = self.reward(list(prompts), list(responses), references)
+            total = self.reward(list(prompts), list(responses), references, **extra)
             components = {name: [float(v) for v in values.tolist()]
                           for name, values in getattr(self.reward, "last_components", {}).items()}
         return ScoredBatch([float(v) for v in total.tolist()], components)

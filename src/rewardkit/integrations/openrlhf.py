@@ -21,6 +21,11 @@ Each query is split into (prompt, response) as `/get_reward` splits it (`split_q
 its prompt (after nothing but special tokens such as BOS) the rest is the response, else the whole query is the
 response to an empty prompt; special tokens around the response (separators, EOS, padding) are removed.
 `extra_logs` carries every component's raw value and `rm_prompt_split` (1.0 where the prompt was found).
+
+OpenRLHF passes a sample's label and nothing else of its record. For a reward that reads other record fields
+(code_tests' `tests`), make the label column a JSON object (or a mapping) holding them, e.g.
+`{"tests": "assert add(1, 2) == 3", "reference": "..."}`: its keys are the fields, and its `reference` (if any) is
+the reference.
 """
 
 from __future__ import annotations
@@ -78,6 +83,22 @@ def special_tokens_of(tokenizer: Any) -> set[str]:
     return {t for t in tokenizer.all_special_tokens if t}
 
 
+def label_fields(label: Any) -> dict:
+    """A sample's record fields from its OpenRLHF label: a mapping, or the text of a JSON object."""
+    import json
+    from collections.abc import Mapping
+
+    if isinstance(label, str):
+        try:
+            label = json.loads(label)
+        except ValueError:
+            label = None
+    if not isinstance(label, Mapping):
+        raise RewardkitError("the reward reads record fields (such as tests), which OpenRLHF can only pass in the "
+                             "label: make the label column a JSON object holding them, e.g. {\"tests\": \"...\"}")
+    return dict(label)
+
+
 def make_reward_func(source: Any, tokenizer: Any = None) -> Callable[..., dict]:
     """OpenRLHF's `reward_func(queries, prompts, labels, **kwargs) -> {"rewards", "scores", "extra_logs"}` scoring
     with `source` (a reward spec, model, `rewardkit serve` URL or built reward). `tokenizer` (the policy's: a
@@ -93,7 +114,11 @@ def make_reward_func(source: Any, tokenizer: Any = None) -> Callable[..., dict]:
                     **kwargs: Any) -> dict:
         given = list(prompts) if prompts is not None else [None] * len(queries)
         split = [split_query(q, p, special) for q, p in zip(queries, given)]
-        scored = reward.score([p for p, _, _ in split], [r for _, r, _ in split], labels)
+        fields = None
+        if reward.needs_fields and labels is not None:
+            fields = [label_fields(label) for label in labels]
+            labels = [f.get("reference") for f in fields] if reward.needs_reference else labels
+        scored = reward.score([p for p, _, _ in split], [r for _, r, _ in split], labels, fields)
         rewards = torch.tensor(scored.scores, dtype=torch.float32)
         extra_logs = {name: torch.tensor(values, dtype=torch.float32) for name, values in scored.components.items()}
         extra_logs["rm_prompt_split"] = torch.tensor([float(found) for _, _, found in split])

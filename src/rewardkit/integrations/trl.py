@@ -12,7 +12,8 @@ logs every component of a composite reward through `log_metric` (`rewards/NAME/C
 
 A reward that compares to references (bleu, rouge, token_similarity...) reads them from a dataset column: the
 `reference_column` given, else the first of `reference`, `references`, `solution`, `ground_truth`, `answer` the
-dataset has.
+dataset has. A reward that reads other record fields (code_tests' `tests`, a custom reward's `fields`) reads them
+from the dataset columns of those names.
 """
 
 from __future__ import annotations
@@ -48,12 +49,27 @@ class TRLReward:
             raise RewardkitError(f"column {column!r} has {len(values)} values for {count} completions")
         return values
 
+    def _fields(self, columns: dict[str, Any], count: int) -> list[dict] | None:
+        names = self.reward.needs_fields
+        if not names:
+            return None
+        missing = [name for name in names if name not in columns]
+        if missing:
+            data_columns = sorted(k for k in columns if k not in ("trainer_state", "log_extra", "log_metric"))
+            raise RewardkitError(f"reward {self.reward.source} reads each record's {', '.join(missing)}, but the "
+                                 f"dataset has no such column (its columns: {', '.join(data_columns) or 'none'})")
+        values = {name: list(columns[name]) for name in names}
+        for name, column in values.items():
+            if len(column) != count:
+                raise RewardkitError(f"column {name!r} has {len(column)} values for {count} completions")
+        return [{name: values[name][j] for name in names} for j in range(count)]
+
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
                  **kwargs: Any) -> list[float]:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
         scored = self.reward.score([as_prompt(p) for p in prompts], [as_response(c) for c in completions],
-                                   self._references(kwargs, len(completions)))
+                                   self._references(kwargs, len(completions)), self._fields(kwargs, len(completions)))
         log_metric = kwargs.get("log_metric")
         if log_metric is not None and scored.scores:
             for component, values in scored.components.items():

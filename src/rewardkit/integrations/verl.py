@@ -23,7 +23,8 @@ or a file of your own holding `compute_score = make_compute_score("rewards.yaml"
 `solution_str` is the response alone, decoded without special tokens. verl does not pass the prompt: put it in each
 row's `extra_info` when preparing the data (`extra_info["prompt"]`, text or the row's `prompt` messages; the key is
 `prompt_key`). Without one, the response is scored with an empty prompt and a warning says so once. `ground_truth`
-(the row's `reward_model.ground_truth`) is the reference of reference-based components.
+(the row's `reward_model.ground_truth`) is the reference of reference-based components. A reward that reads other
+record fields (code_tests' `tests`, a custom reward's `fields`) reads them from `extra_info` (`extra_info["tests"]`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ def _score_rows(reward: SharedReward, solution_strs: Sequence[str], ground_truth
         if not isinstance(solution, str):
             raise RewardkitError(f"solution_str {j} is {type(solution).__name__}, not text")
     prompts = [_prompt_of(info, prompt_key) for info in extra_infos]
-    scored = reward.score(prompts, list(solution_strs), list(ground_truths))
+    fields = None
+    if reward.needs_fields:
+        fields = [{name: info.get(name) for name in reward.needs_fields if info.get(name) is not None}
+                  if info is not None and hasattr(info, "get") else {} for info in extra_infos]
+    scored = reward.score(prompts, list(solution_strs), list(ground_truths), fields)
     return scored.rows() if components else scored.scores
 
 
