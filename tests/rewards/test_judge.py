@@ -311,3 +311,29 @@ def test_a_served_judge_that_always_answers_a_cancels_to_one_half(tiny_model_dir
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_malformed_pairwise_answer_names_the_pair_and_the_order(pair_url):
+    judge = LLMJudge(pair_url, model="m", mode="pairwise", method="generate", retries=0)
+    original = PairJudge.do_POST
+
+    # the server answers a chat completion, except when "bad" is shown as A: then text that is not JSON. Pair 1's
+    # first order shows "ok" as A; its second, "bad": the error names pair 1 and the order.
+
+    def broken(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        payload = b"not json" if "bad" in shown_as_a(body["messages"][-1]["content"]) else json.dumps(
+            {"choices": [{"message": {"content": "A"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    PairJudge.do_POST = broken
+    try:
+        with pytest.raises(ResponseError, match=r"^response 1 \(shown as B\): .*answered 'not json', not a chat "
+                                                r"completion") as caught:
+            judge([""] * 2, ["fine", "ok"], ["ok too", "bad"])
+        assert caught.value.index == 1
+    finally:
+        PairJudge.do_POST = original

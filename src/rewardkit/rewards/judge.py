@@ -365,7 +365,13 @@ class LLMJudge(CallingReward):
     def preferences(self, prompts: list, first: list[str], second: list[str]) -> tuple[list[float], list, list]:
         """P(first beats second) with both orders averaged, and the two orders' outcomes (P_A as shown)."""
         n = len(first)
-        outcomes = self.pair_probabilities(list(prompts) * 2, list(first) + list(second), list(second) + list(first))
+        try:
+            outcomes = self.pair_probabilities(list(prompts) * 2, list(first) + list(second),
+                                               list(second) + list(first))
+        except ResponseError as exc:  # it named one of the 2n verdicts: name the pair, and the order
+            j = exc.index % n
+            text = re.sub(rf"^response {exc.index}: ", "", str(exc))
+            raise ResponseError(f"response {j} (shown as {'B' if exc.index >= n else 'A'}): {text}", j) from None
         forward, backward = outcomes[:n], outcomes[n:]
         # 0.5 + (P_A(x, y) − P_A(y, x)) / 2 = (P_A(x, y) + P_B(y, x)) / 2, exactly 0.5 when the order alone decides
         values = [self.policy.neutral if f.failed or b.failed else 0.5 + (f.score - b.score) / 2
