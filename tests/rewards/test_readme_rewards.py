@@ -52,9 +52,11 @@ def test_code_tests_section_record_and_example_files():
 
 def test_slow_components_section_specs_build(monkeypatch):
     section = readme_section("### Slow components: concurrency, timeouts, retries, cache")
-    spec, judge = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    (spec,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
     monkeypatch.setenv("JUDGE_API_KEY", "test-key")
-    (entry,) = yaml.safe_load("components:\n" + judge)["components"]
+    (judges,) = re.findall(r"```yaml\n(.*?)```", readme_section("### LLM judges: `judge`"), re.S)
+    local, pairwise, entry = yaml.safe_load(judges)["components"]
+    assert local == {"type": "judge", "model": "smollm2-135m"} and pairwise["mode"] == "pairwise"
     entry["cache"] = True
     judged = build_reward({"components": [entry]}).components[0]
     assert (judged.weight, judged.reward.model, judged.reward.policy.concurrency) == (0.5, "Qwen2.5-7B-Instruct", 16)

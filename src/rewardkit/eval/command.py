@@ -329,7 +329,7 @@ def run_eval(cfg: EvalConfig) -> int:
     if cfg.judge:
         from rewardkit.eval.judging import run_judge_eval
 
-        return run_judge_eval(cfg)
+        return run_judge_eval(cfg, sys.modules[__name__])
     model_paths, data_paths = split_arguments(cfg.paths)
     if cfg.batch_size < 1:
         raise RewardkitError("--batch-size must be at least 1")

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from rewardkit.errors import RewardkitError
 
 if TYPE_CHECKING:
-    from rewardkit.eval.command import Dataset, EvalConfig
     from rewardkit.eval.scoring import ScoredDataset
     from rewardkit.rewards.judge import LLMJudge
 
@@ -41,6 +40,7 @@ POSITION_COLUMNS = ["n", "picks A (chosen first)", "picks A (rejected first)", "
 
 def load_judge(spec: str, placement: Any) -> LLMJudge:
     """A pairwise judge from a preset/folder/hub id or a YAML file (see the module docstring)."""
+    from rewardkit.rewards.judge import PAIRWISE
     from rewardkit.rewards.spec import build_component
 
     entry: dict[str, Any] = {"type": "judge", "model": spec}
@@ -57,7 +57,7 @@ def load_judge(spec: str, placement: Any) -> LLMJudge:
             mapping = components[0]
         entry = {"type": "judge", **{k: v for k, v in mapping.items() if k not in ("weight", "normalize", "clip")}}
         where = spec
-    if entry.setdefault("mode", "pairwise") != "pairwise":
+    if entry.setdefault("mode", PAIRWISE) != PAIRWISE:
         raise RewardkitError(f"{where}: eval-rm --judge compares the responses of each pair: the judge's mode must "
                              f"be pairwise, not {entry['mode']!r}")
     return build_component(entry, 1, where, placement).reward
@@ -86,14 +86,16 @@ def position_bias(forward, backward) -> dict:
             "consistent": float(((picks_chosen_f & picks_chosen_b) | (picks_rejected_f & picks_rejected_b)).mean())}
 
 
-def judge_dataset(data: Dataset, judge: LLMJudge, cfg: EvalConfig) -> tuple[ScoredDataset, list, list]:
+def judge_dataset(data: Any, judge: LLMJudge, cfg: Any) -> tuple[ScoredDataset, list, list]:
     """Judge every pair of a dataset in both orders: the scored dataset (rewards ±logit(P)/2) and P_A in each order."""
     import numpy as np
 
     from rewardkit.eval.metrics import response_lengths
     from rewardkit.eval.scoring import ScoredDataset
 
-    if data.kind.name != "pairs":
+    from rewardkit.data.types import PreferencePair
+
+    if not all(isinstance(record, PreferencePair) for record in data.records):
         raise RewardkitError(f"{data.name}: eval-rm --judge evaluates preference pairs; this data holds "
                              f"{data.kind.name}")
     records = data.records
@@ -131,11 +133,13 @@ def judge_dataset(data: Dataset, judge: LLMJudge, cfg: EvalConfig) -> tuple[Scor
     return scored, forward, backward
 
 
-def run_judge_eval(cfg: EvalConfig) -> int:
-    """eval-rm with --judge: every positional path is data."""
+def run_judge_eval(cfg: Any, command: Any) -> int:
+    """eval-rm with --judge: every positional path is data. `command` is rewardkit.eval.command, whose data loading
+    and figures are used as they are (passed in, so that this module does not import the command that calls it)."""
     from rewardkit.device import placement_of
-    from rewardkit.eval.command import (dataset_figures, dataset_name, load_dataset, pooled_temperature,
-                                        split_side)
+
+    dataset_figures, dataset_name, load_dataset = command.dataset_figures, command.dataset_name, command.load_dataset
+    pooled_temperature, split_side = command.pooled_temperature, command.split_side
 
     if not cfg.paths:
         raise RewardkitError("eval-rm --judge needs at least one data path: rewardkit eval-rm --judge JUDGE DATA...")

@@ -42,7 +42,8 @@ from rewardkit.rewards.base import ResponseError, at_least_one, finite_float, re
 from rewardkit.rewards.calls import (CallingReward, CallItem, Outcome, TransientError, json_client,
                                      policy_kwargs, post_json)
 
-MODES = ("pointwise", "pairwise")
+POINTWISE, PAIRWISE = "pointwise", "pairwise"  # the judge's modes (not kinds of feedback)
+MODES = (POINTWISE, PAIRWISE)
 METHODS = ("generate", "probabilities")
 POINTWISE_FIELDS = ("prompt", "response", "reference", "lo", "hi")
 PAIRWISE_FIELDS = ("prompt", "response_a", "response_b")
@@ -55,7 +56,7 @@ _NAMED = re.compile(r"(?:response|output|assistant)\s+\(?([AB])\)?\s+is\s+(?:the
 
 def default_template(mode: str, method: str) -> Path:
     """The shipped template for a mode and method (a file in rewardkit/rewards/judge_templates/)."""
-    name = "pairwise.txt" if mode == "pairwise" else (
+    name = "pairwise.txt" if mode == PAIRWISE else (
         "pointwise_probabilities.txt" if method == "probabilities" else "pointwise.txt")
     return Path(str(resources.files("rewardkit.rewards") / "judge_templates" / name))
 
@@ -76,8 +77,8 @@ def read_template(path: str | Path) -> str:
 
 def check_template(text: str, mode: str, where: str) -> None:
     """The template must contain its mode's response placeholders and no others."""
-    allowed = PAIRWISE_FIELDS if mode == "pairwise" else POINTWISE_FIELDS
-    needed = ("{response_a}", "{response_b}") if mode == "pairwise" else ("{response}",)
+    allowed = PAIRWISE_FIELDS if mode == PAIRWISE else POINTWISE_FIELDS
+    needed = ("{response_a}", "{response_b}") if mode == PAIRWISE else ("{response}",)
     missing = [n for n in needed if n not in text]
     if missing:
         raise RewardkitError(f"{where} must contain {' and '.join(needed)} for a {mode} judge (missing "
@@ -142,7 +143,7 @@ class LLMJudge(CallingReward):
 
     name = "judge"
 
-    def __init__(self, url: str | None = None, model: str = "", mode: str = "pointwise", method: str | None = None,
+    def __init__(self, url: str | None = None, model: str = "", mode: str = POINTWISE, method: str | None = None,
                  template: str | None = None, rubric: str | None = None, system: str | None = None,
                  scale: list[float] | None = None, temperature: float = 0.0, max_tokens: int = 512,
                  device: str = "auto", precision: str = "auto", batch_size: int = 8, top_logprobs: int = 20,
@@ -173,7 +174,7 @@ class LLMJudge(CallingReward):
         lo, hi = (finite_float(v, "scale") for v in scale)
         if lo >= hi:
             raise RewardkitError(f"scale must be [lo, hi] with lo < hi, got {scale!r}")
-        if method == "probabilities" and mode == "pointwise" and not (lo.is_integer() and hi.is_integer()):
+        if method == "probabilities" and mode == POINTWISE and not (lo.is_integer() and hi.is_integer()):
             raise RewardkitError(f"method probabilities reads whole-number scores; scale {scale!r} is not")
         self.url = None if url is None else url.rstrip("/").removesuffix("/chat/completions")
         self.model, self.mode, self.method, self.template, self.system = model, mode, method, text, system
@@ -182,7 +183,7 @@ class LLMJudge(CallingReward):
         self.max_tokens = at_least_one(max_tokens, "max_tokens")
         self.top_logprobs = at_least_one(top_logprobs, "top_logprobs")
         self.batch_size = at_least_one(batch_size, "batch_size")
-        self.labels = (["A", "B"] if mode == "pairwise"
+        self.labels = (["A", "B"] if mode == PAIRWISE
                        else [str(k) for k in range(int(lo), int(hi) + 1)] if method == "probabilities" else [])
         policy = policy_kwargs(concurrency, timeout, retries, backoff, cache, on_failure, neutral)
         self.placement = None
@@ -229,7 +230,7 @@ class LLMJudge(CallingReward):
     def messages(self, item: CallItem) -> list[dict]:
         """The chat the judge is asked: pointwise, the response in `item.response`; pairwise, A in `item.response` and
         B in `item.reference`."""
-        if self.mode == "pairwise":
+        if self.mode == PAIRWISE:
             user = self.template.format(prompt=prompt_text(item.prompt), response_a=item.response,
                                         response_b=item.reference)
         else:
@@ -250,7 +251,7 @@ class LLMJudge(CallingReward):
     # ------------------------------------------------------------------------------------------ verdicts
     def _value(self, probabilities: list[float]) -> float:
         """The verdict from the labels' probabilities: pairwise P(A); pointwise the expected score, scaled."""
-        if self.mode == "pairwise":
+        if self.mode == PAIRWISE:
             return probabilities[0]
         expected = sum(int(label) * p for label, p in zip(self.labels, probabilities))
         return (expected - self.lo) / (self.hi - self.lo)
@@ -258,7 +259,7 @@ class LLMJudge(CallingReward):
     def _from_text(self, reply: str) -> Outcome:
         """A generated verdict: pairwise 1 for A, 0 for B; pointwise the scaled score. TransientError if none."""
         tail = " ".join((reply or "").split())[-120:]
-        if self.mode == "pairwise":
+        if self.mode == PAIRWISE:
             choice = read_choice(reply or "")
             if choice is None:
                 raise TransientError(f"the judge named neither A nor B (it said: {tail!r})")
@@ -358,7 +359,7 @@ class LLMJudge(CallingReward):
     def pair_probabilities(self, prompts: list, first: list[str], second: list[str]) -> list[Outcome]:
         """P(A) for each (prompt, A = first, B = second) as shown, in that one order (no averaging): what eval-rm's
         position-bias figures read. A failed call (on_failure: neutral) is an Outcome with failed set."""
-        if self.mode != "pairwise":
+        if self.mode != PAIRWISE:
             raise RewardkitError("pair_probabilities needs a judge with mode: pairwise")
         return self._verdicts([CallItem(p, a, b) for p, a, b in zip(prompts, first, second)])
 
@@ -379,7 +380,7 @@ class LLMJudge(CallingReward):
         return values, forward, backward
 
     def _score(self, prompts, responses, references, finished, fields=None):
-        if self.mode == "pointwise":
+        if self.mode == POINTWISE:
             items = self.items(prompts, responses, references, fields)
             outcomes = self._verdicts(items)
             self.last_reasons = [o.reason for o in outcomes]
@@ -396,5 +397,5 @@ class LLMJudge(CallingReward):
 
     @property
     def needs_reference(self) -> bool:  # type: ignore[override]
-        return self.mode == "pairwise"
+        return self.mode == PAIRWISE
 
