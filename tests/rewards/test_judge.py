@@ -158,6 +158,7 @@ def test_pointwise_probabilities_give_the_expected_score(tokenizer):
     assert judge.method == "probabilities" and (judge.lo, judge.hi) == (1, 5)
     assert judge(["Capital?", "Capital?"], ["Paris.", "Lyon."]).tolist() == pytest.approx([0.55, 0.0], abs=1e-6)
     assert "one whole number from 1 (useless) to 5 (excellent)" in lm.texts[0]
+    assert (judge.last_stats.responses, judge.last_stats.calls, judge.last_stats.failed) == (2, 2, 0)
     with pytest.raises(RewardkitError, match="no single token for '10'"):
         LLMJudge.from_model(lm, tokenizer, scale=[1, 10])
 

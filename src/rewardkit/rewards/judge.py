@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ import torch
 
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import ResponseError, at_least_one, finite_float, reference_lists
-from rewardkit.rewards.calls import (CallingReward, CallItem, Outcome, TransientError, json_client,
+from rewardkit.rewards.calls import (CallingReward, CallItem, CallStats, Outcome, TransientError, json_client,
                                      policy_kwargs, post_json)
 
 POINTWISE, PAIRWISE = "pointwise", "pairwise"  # the judge's modes (not kinds of feedback)
@@ -350,9 +351,13 @@ class LLMJudge(CallingReward):
         return self._http_verdict(item, timeout)
 
     def _verdicts(self, items: list[CallItem]) -> list[Outcome]:
-        if self.local and self.method == "probabilities":
-            self.last_reasons = [None] * len(items)
-            return [Outcome(v) for v in self._local_probabilities(items)]
+        if self.local and self.method == "probabilities":  # batched here; counted as one call per verdict
+            start = time.perf_counter()
+            outcomes = [Outcome(v) for v in self._local_probabilities(items)]
+            stats = CallStats(responses=len(items), calls=len(items), seconds=time.perf_counter() - start)
+            self.runner.last_stats = stats
+            self.runner.stats.add(stats)
+            return outcomes
         return self.runner.run(items)
 
     # ------------------------------------------------------------------------------------------ scores
