@@ -196,15 +196,15 @@ def score_dataset(data: Dataset, models: list, cfg: EvalConfig, stats: list) -> 
 
     from rewardkit.eval.metrics import response_lengths
     from rewardkit.eval.scoring import ScoredDataset, score_texts
+    from rewardkit.eval.views import view_of
 
     records, kind = data.records, data.kind
+    view = view_of(kind)
     wanted = [kind.texts(record) for record in records]
     prompts = [record.prompt for record, (texts, _) in zip(records, wanted) for _ in texts]
     responses = [text for texts, _ in wanted for text in texts]
-    from rewardkit.eval.views import view_of
     lengths = response_lengths(responses)
     all_scores, disagreement, length_scores = [], [], []
-    view = view_of(kind)
     for m, rm in enumerate(models):
         with_length = getattr(rm, "has_length_head", False)
         scores = score_texts(rm, prompts, responses, batch_size=cfg.batch_size, progress=cfg.progress,
@@ -266,14 +266,14 @@ def _select(data: ScoredDataset, rows) -> ScoredDataset:
 def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalConfig) -> dict:
     """The JSON block of one dataset: model 1's figures, per-subset figures, and with two models `model2` (the same
     shape) and `difference` (paired, per subset too)."""
+    from rewardkit.eval.views import view_of
+
+    view = view_of(data.kind)
     subsets = {name: [i for i, s in enumerate(data.subsets) if s == name] for name in data.subset_names}
     parts = {name: _select(data, rows) for name, rows in subsets.items()}
 
     def summary(part: ScoredDataset, model: int) -> dict:
         figures = view.summarize(part, model, temperatures[model], cfg)
-    from rewardkit.eval.views import view_of
-
-    view = view_of(data.kind)
         length_scores = part.length_scores[model] if part.length_scores else None
         if length_scores is not None:  # ODIN: the length head should follow length, the reward should not
             from rewardkit.eval.metrics import length_correlation
@@ -301,12 +301,12 @@ def pooled_reward_stats(scored: list[ScoredDataset], model: int) -> dict:
     """Mean and std of every reward `model` gave on every dataset (what --save-reward-stats stores)."""
     import numpy as np
 
+    from rewardkit.eval.views import view_of
     from rewardkit.models.reward_model import reward_statistics
 
     rewards = np.concatenate([view_of(data.kind).all_values(data.scores[model]) for data in scored]).astype(np.float64)
     return reward_statistics(len(rewards), float(rewards.sum()), float((rewards ** 2).sum()),
                              data=", ".join(data.name for data in scored))
-    from rewardkit.eval.views import view_of
 
 
 def pooled_temperature(scored: list[ScoredDataset], model: int) -> float | None:
@@ -314,12 +314,12 @@ def pooled_temperature(scored: list[ScoredDataset], model: int) -> float | None:
     import numpy as np
 
     from rewardkit.eval.metrics import fit_temperature
+    from rewardkit.eval.views import view_of
 
     pairs = [view_of(data.kind).calibration_scores(data.scores[model]) for data in scored]
     pairs = [pair for pair in pairs if pair is not None]
     if not pairs:
         return None
-    from rewardkit.eval.views import view_of
     return fit_temperature(np.concatenate([c for c, _ in pairs]), np.concatenate([r for _, r in pairs]))
 
 
