@@ -10,7 +10,10 @@ OUT/NAME (a finished variant is not trained again, so an interrupted study resum
 the same held-out data:
 - HH validation: the pairs train-rm held out (same seed and fraction);
 - LLMBar natural: LLMBar_Natural, Processed_FairEval, Processed_LLMEval_2, Processed_MT-Bench (human judgments);
-- LLMBar adversarial: the four LLMBar_Adversarial_* sets (the longer or more fluent answer is the wrong one).
+- LLMBar adversarial: the four LLMBar_Adversarial_* sets (the longer or more fluent answer is the wrong one);
+- AlpacaEval held out: 1,000 pairs (seeded) on the AlpacaEval instructions held out by prompt (a tenth of the 419,
+  by a hash of the instruction: 35 instructions, 4,163 pairs); variants that train on AlpacaEval train on the other
+  instructions only (OUT/data/alpaca_train.jsonl.gz), so no instruction is on both sides.
 
 The table gives, per variant and data: accuracy with its bootstrap 95% interval; the paired difference from the first
 variant with its interval (the same pairs, paired bootstrap; "*" when the interval excludes 0); debiased accuracy (on
@@ -53,6 +56,16 @@ VARIANTS: dict[str, dict] = {
     "odin": {"length_head": True, "length_decorrelation": 1.0},
     "mean+decorrelate": {"pooling": "mean", "length_decorrelation": 1.0},
     "mean+odin": {"pooling": "mean", "length_head": True, "length_decorrelation": 1.0},
+    # TRL's RewardTrainer recipe (the model's own CLS pooler, every layer trained, dropout kept, lr 5e-5)
+    "trl-recipe": {"pooling": "cls", "freeze_layers": 0, "dropout": True, "learning_rate": 5e-5},
+    # HH and the AlpacaEval instructions not held out, as many pairs whose chosen answer is shorter as longer ({out}:
+    # the study's folder; hh.jsonl.gz is both HH files in one, so HH splits as one source, its held-out pairs inside
+    # the validation side)
+    "mean+alpaca-balanced": {"pooling": "mean", "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
+                             "balance_length": True},
+    "trl-recipe+alpaca-balanced": {"pooling": "cls", "freeze_layers": 0, "dropout": True, "learning_rate": 5e-5,
+                                   "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
+                                   "balance_length": True},
     "smollm2": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "batch_size": 16},
     # the first half of the same data order (131 of 263 steps, the schedule compressed to them): ~40 min on AVX2
     "smollm2-half": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "batch_size": 16,
@@ -63,7 +76,46 @@ ADVERSARIAL = ("LLMBar_Adversarial_Neighbor", "LLMBar_Adversarial_GPTInst", "LLM
                "LLMBar_Adversarial_Manual")
 
 
-def evaluation_sets(cfg, limit: int | None) -> dict[str, list]:
+ALPACA = DATA / "alpaca_eval" / "pairs.jsonl.gz"
+ALPACA_EVAL_PAIRS = 1000
+
+
+def alpaca_held_out(prompt: str) -> bool:
+    """Whether an AlpacaEval instruction is held out for evaluation (a tenth of them, fixed by a hash)."""
+    import hashlib
+
+    return int(hashlib.sha1(prompt.encode()).hexdigest(), 16) % 10 == 0
+
+
+def split_alpaca(out: Path) -> tuple[Path, Path]:
+    """OUT/data/alpaca_train.jsonl.gz (pairs on the instructions not held out, for training variants) and
+    OUT/data/alpaca_eval.jsonl.gz (ALPACA_EVAL_PAIRS pairs drawn with seed 0 from the held-out instructions); also
+    OUT/data/hh.jsonl.gz, both HH files in one (a variant with several --data sources splits each source alone)."""
+    import gzip
+    import random
+
+    folder = out / "data"
+    train_path, eval_path, hh_path = (folder / name for name in ("alpaca_train.jsonl.gz", "alpaca_eval.jsonl.gz",
+                                                                "hh.jsonl.gz"))
+    if train_path.exists() and eval_path.exists() and hh_path.exists():
+        return train_path, eval_path
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(hh_path, "wt") as f:
+        for path in HH:
+            with gzip.open(path, "rt") as part:
+                f.writelines(part)
+    train_lines, eval_lines = [], []
+    with gzip.open(ALPACA, "rt") as f:
+        for line in f:
+            (eval_lines if alpaca_held_out(json.loads(line)["prompt"]) else train_lines).append(line)
+    eval_lines = random.Random(0).sample(eval_lines, min(ALPACA_EVAL_PAIRS, len(eval_lines)))
+    for path, lines in ((train_path, train_lines), (eval_path, eval_lines)):
+        with gzip.open(path, "wt") as f:
+            f.writelines(lines)
+    return train_path, eval_path
+
+
+def evaluation_sets(cfg, limit: int | None, out: Path) -> dict[str, list]:
     """The held-out pairs every variant is scored on, by name (the first `limit` of each, when given)."""
     from rewardkit.data import load_pairs, train_val_split
 
@@ -71,7 +123,8 @@ def evaluation_sets(cfg, limit: int | None) -> dict[str, list]:
                          seed=cfg.seed)[1]
     sets = {"HH validation": hh,
             "LLMBar natural": load_pairs([str(DATA / "llmbar" / name) for name in NATURAL]),
-            "LLMBar adversarial": load_pairs([str(DATA / "llmbar" / name) for name in ADVERSARIAL])}
+            "LLMBar adversarial": load_pairs([str(DATA / "llmbar" / name) for name in ADVERSARIAL]),
+            "AlpacaEval held out": load_pairs([str(split_alpaca(out)[1])])}
     return {name: list(pairs)[:limit] if limit else list(pairs) for name, pairs in sets.items()}
 
 
@@ -82,6 +135,8 @@ def train(name: str, overrides: dict, out: Path, common: dict) -> dict:
     folder = out / name
     summary_path = folder / "train_summary.json"
     if not summary_path.exists():
+        if "data" in overrides:
+            overrides = {**overrides, "data": [path.format(out=out) for path in overrides["data"]]}
         cfg = TrainRMConfig(**{**common, **BASELINE, **overrides, "output_dir": str(folder), "resume": True})
         print(f"\n== training {name}: {overrides or 'the baseline'}", file=sys.stderr, flush=True)
         train_reward_model(cfg)
@@ -133,7 +188,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(machine_text(), flush=True)
     common = {"progress": False, "tensorboard": False, "max_steps": args.max_steps}
-    sets = evaluation_sets(TrainRMConfig(), args.limit)
+    sets = evaluation_sets(TrainRMConfig(), args.limit, out)
     results: dict = {"machine": machine_text(), "variants": {}, "sets": {n: len(p) for n, p in sets.items()}}
     outcomes: dict[str, dict] = {}
     for name in args.variants:
