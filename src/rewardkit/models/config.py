@@ -28,7 +28,22 @@ class TrainRMConfig(DeviceOptions):
                            choices=KIND_SPELLINGS)
     val_data: list[str] = option([], "validation files; when empty, val_fraction of --data is held out",
                                  metavar="PATH")
-    val_fraction: float = option(0.1, "fraction of --data held out for validation when --val-data is not given")
+    val_fraction: float = option(0.1, "fraction of --data held out for validation when --val-data is not given; "
+                                      "records that share a prompt stay on one side (AlpacaEval's ~120 answers to "
+                                      "one instruction are all trained on or all held out)")
+    mixture: list[str] = option([], "one weight per --data path, in order, each path a source: a share W (1: all "
+                                    "of it; 0.3: a seeded 30% sample; 2: every record twice) or a count n=N (N "
+                                    "records, repeating the source when it has fewer). Applied after the split, "
+                                    "--max-pairs-per-prompt and --balance-length; validation takes each source's "
+                                    "training share (at most 1); the counts are printed. Empty: every source once",
+                                 metavar="WEIGHT")
+    balance_length: bool = option(False, "pairs only: keep as many pairs whose chosen response is shorter than the "
+                                         "rejected one as pairs where it is longer (in tokens of the model's "
+                                         "tokenizer, response alone), in each source and on each side of the split; "
+                                         "the surplus is dropped at random (seeded) and counted; equal lengths stay")
+    max_pairs_per_prompt: int = option(0, "keep at most N examples (pairs, groups, ...) per prompt, chosen at random "
+                                          "(seeded by --seed, whatever the file order), on each side of the split; the "
+                                          "dropped are counted (0: no cap)")
     columns: list[str] = option([], "column renames FIELD=COLUMN, e.g. prompt=question chosen=good; prompt= when "
                                     "there is no prompt column", metavar="FIELD=COLUMN")
     on_bad_record: str = option("fail", "what to do with a malformed record: fail, or skip and report it",

@@ -27,7 +27,7 @@ from accelerate.utils import gather_object
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import get_cosine_schedule_with_warmup
 
-from rewardkit.data import train_val_split
+from rewardkit.data.sampling import Selection, parse_mixture, split_and_select
 from rewardkit.device import on_host, placement_of
 from rewardkit.errors import RewardkitError
 from rewardkit.kinds import kind_named
@@ -47,6 +47,8 @@ __all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "sha
 
 
 # ------------------------------------------------------------------------------------------------ data preparation
+
+ENCODE_CHUNK = 2048  # records tokenized per call when encoding training and validation data
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group_factor: int = 50) -> list[list[int]]:
     """Global batches of similar lengths (little padding) in a random but seed-determined order.
@@ -149,17 +151,50 @@ class RewardModelTrainer:
     def _load_records(self) -> tuple[list, list]:
         """Training and validation records, validated."""
         cfg = self.cfg
-        records = self.kind.load(cfg.data, cfg)
+        policies = (cfg.columns, cfg.on_bad_record, cfg.on_identical)
+
+        def load(paths):
+            return self.kind.load(paths, *policies)
+
+        # --mixture, --balance-length and --max-pairs-per-prompt (rewardkit.data.sampling) read each path as a source
+        selection = Selection(cfg.max_pairs_per_prompt, cfg.balance_length, parse_mixture(cfg.mixture, cfg.data),
+                              cfg.seed, self.kind.unit, "response tokens")
+        sources = [load(path) for path in cfg.data] if selection.active else [load(cfg.data)]
+        lengths = self._response_token_counts() if cfg.balance_length else None
+        train_records, val_records, lines = split_and_select(sources, cfg.data, selection, cfg.val_fraction, cfg.seed,
+                                                             lengths, split=not cfg.val_data)
+        for line in lines:
+            self._log(f"train-rm: {line}")
         if cfg.val_data:
-            train_records, val_records = records, self.kind.load(cfg.val_data, cfg)
-        else:
-            train_records, val_records = train_val_split(records, cfg.val_fraction, seed=cfg.seed)
+            val_records = load(cfg.val_data)
         if not train_records:
             raise RewardkitError(f"no training records in {', '.join(cfg.data)}")
         if cfg.early_stopping_patience and not val_records:  # it would stop after `patience` evaluations of nothing
             raise RewardkitError("--early-stopping-patience needs validation data: give --val-data, or a "
                                  "--val-fraction above 0")
         return train_records, val_records
+
+    def _response_token_counts(self):
+        """Token counts of responses under the model's tokenizer (no special tokens), for --balance-length; in chunks,
+        keeping only the counts."""
+        from transformers import AutoTokenizer
+
+        from rewardkit.models.presets import resolve_tokenizer_path
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer_path(self.cfg.model))
+        except OSError as exc:
+            raise RewardkitError(f"--balance-length counts tokens with the tokenizer of {self.cfg.model!r}, which "
+                                 f"cannot be loaded: {str(exc).splitlines()[0]}")
+
+        def counts(texts: list[str]) -> list[int]:
+            found: list[int] = []
+            for start in range(0, len(texts), 1024):
+                ids = tokenizer(texts[start:start + 1024], add_special_tokens=False)["input_ids"]
+                found += map(len, ids)
+            return found
+
+        return counts
 
     def _prepare_data(self, train_records: list, val_records: list):
         """The loss task and the encoded training and validation examples."""
@@ -173,11 +208,26 @@ class RewardModelTrainer:
         return train, val, task
 
     def _encode(self, records) -> list:
-        wanted = [self.kind.texts(record) for record in records]
-        prompts = [record.prompt for record, (responses, _) in zip(records, wanted) for _ in responses]
-        # one batched call: several times faster than encoding text by text
-        encoded = iter(self.reward_model.encode_many(prompts, [text for responses, _ in wanted for text in responses]))
-        return [tasks.Example([next(encoded) for _ in responses], target) for responses, target in wanted]
+        """The records' Examples, encoded ENCODE_CHUNK records at a time: only one chunk's untruncated token ids live
+        beside the kept (truncated) ones, and each token id is one shared int object (a list of ids then holds 8
+        bytes a token instead of 36). A record repeated by --mixture is encoded once. The ids are those of one call
+        for every record."""
+        examples: list[tasks.Example] = []
+        shared_ints: dict[int, int] = {}
+        done: dict[int, tasks.Example] = {}  # by id(record)
+        for start in range(0, len(records), ENCODE_CHUNK):
+            chunk = list({id(r): r for r in records[start:start + ENCODE_CHUNK] if id(r) not in done}.values())
+            wanted = [self.kind.texts(record) for record in chunk]
+            prompts = [record.prompt for record, (responses, _) in zip(chunk, wanted) for _ in responses]
+            # batched calls: several times faster than encoding text by text
+            encoded = iter(self.reward_model.encode_many(prompts, [t for responses, _ in wanted for t in responses]))
+            for record, (responses, target) in zip(chunk, wanted):
+                texts = [next(encoded) for _ in responses]
+                for text in texts:
+                    text.input_ids = [shared_ints.setdefault(i, i) for i in text.input_ids]
+                done[id(record)] = tasks.Example(texts, target)
+            examples += [done[id(record)] for record in records[start:start + ENCODE_CHUNK]]
+        return examples
 
     # -------------------------------------------------------------- evaluation
     def validate(self, scorer=None) -> float | None:
