@@ -130,7 +130,7 @@ def evaluation_sets(cfg, limit: int | None, out: Path) -> dict[str, list]:
 
 def train(name: str, overrides: dict, out: Path, common: dict) -> dict:
     from rewardkit.models.config import TrainRMConfig
-    from rewardkit.models.trainer import train_reward_model
+    from rewardkit.models.command import train_reward_model
 
     folder = out / name
     summary_path = folder / "train_summary.json"

@@ -17,7 +17,7 @@ from rewardkit.runs import offline_environment
 # command -> (its config class, the function running it, a one-line description); classes and functions are named
 # "module:attribute". The config modules import no torch, so building one command's parser stays fast.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train-rm": ("rewardkit.models.config:TrainRMConfig", "rewardkit.models.trainer:train_reward_model",
+    "train-rm": ("rewardkit.models.config:TrainRMConfig", "rewardkit.models.command:train_reward_model",
                  "Train a reward model on pairwise, rating, ranking or binary feedback."),
     "eval-rm": ("rewardkit.eval.command:EvalConfig", "rewardkit.eval.command:run_eval",
                 "Evaluate one or two reward models: accuracy with intervals, length bias, calibration, reports."),

@@ -13,7 +13,7 @@ from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.ensemble import (RewardEnsemble, average_state_dicts, load_reward_model, mean_and_spread,
                                        member_dir)
 from rewardkit.models.reward_model import RewardModel
-from rewardkit.models.trainer import train_reward_model
+from rewardkit.models.command import train_reward_model
 from tests.conftest import inference_precision, outcome_bounds, reward_tolerance
 from tests.models.test_trainer import write_pairs
 

@@ -1,5 +1,5 @@
-"""`rewardkit train-rm`: train a reward model on feedback files, on Accelerate (1 process or DDP; sharded launches,
-FSDP and DeepSpeed, are refused: checkpoints and saved folders read whole state dicts).
+"""The fine-tuning loop of `rewardkit train-rm` (its entry: `rewardkit.models.command`), on Accelerate (1 process or
+DDP; sharded launches, FSDP and DeepSpeed, are refused: checkpoints and saved folders read whole state dicts).
 
 The loop is deliberately plain. Global batches are built on every process from the seed and the epoch (length-grouped,
 then shuffled); each process takes its share of every global batch, so N processes compute the same optimizer step as
@@ -42,8 +42,7 @@ from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_d
                             write_atomically, write_text_atomically)
 from rewardkit.tracking import MetricsLog
 
-__all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_ensemble",
-           "train_reward_model"]
+__all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_ensemble"]
 
 
 # ------------------------------------------------------------------------------------------------ data preparation
@@ -619,32 +618,3 @@ def train_ensemble(cfg: TrainRMConfig) -> tuple[RewardModelTrainer, dict]:
         _write_summary(Path(cfg.output_dir), summary)
     trainer.accelerator.wait_for_everyone()
     return trainer, summary
-
-
-def train_reward_model(cfg: TrainRMConfig) -> int:
-    """CLI entry: train (one model or an ensemble), save to cfg.output_dir, print the validation accuracy."""
-    if cfg.ensemble < 1:
-        raise RewardkitError(f"--ensemble must be at least 1, got {cfg.ensemble}")
-    if cfg.frozen or cfg.head != "linear" or cfg.feature_layers:  # a head on a frozen backbone's cached features
-        from rewardkit.models.frozen import FrozenHeadTrainer, check_frozen_options
-
-        check_frozen_options(cfg)
-        trainer = FrozenHeadTrainer(cfg)
-        summary = trainer.train()
-    elif cfg.ensemble > 1:
-        trainer, summary = train_ensemble(cfg)
-    else:
-        trainer = RewardModelTrainer(cfg)
-        summary = trainer.train()
-    if trainer.accelerator.is_main_process:
-        unit = trainer.kind.unit
-        accuracy = f"{summary['val_accuracy']:.4f} on {summary['val_examples']} held-out {unit}" \
-            if summary["val_examples"] else "none (no validation data)"
-        if cfg.ensemble > 1 and summary["val_examples"]:
-            members = ", ".join(f"{a:.4f}" for a in summary["member_val_accuracies"])
-            accuracy = (f"{accuracy} for the ensemble of {cfg.ensemble} (members {members}; their weight average "
-                        f"{summary['weight_average_val_accuracy']:.4f})")
-        print(f"validation accuracy: {accuracy} ({summary['train_examples']} trained, "
-              f"{summary['train_seconds']:.0f} s, {summary['examples_per_second']:.1f} {unit}/s); "
-              f"model saved to {cfg.output_dir}")
-    return 0
