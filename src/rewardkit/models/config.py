@@ -18,7 +18,8 @@ HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data
 class TrainRMConfig(DeviceOptions):
     """Train a reward model on pairwise, ranking, rating or binary feedback."""
 
-    model: str = option("minilm-l6", "backbone: a preset (minilm-l6, smollm2-135m), a local folder or a hub id")
+    model: str = option("minilm-l6", "backbone: a preset (minilm-l6, smollm2-135m, mpnet-base, gemma3-270m: see the "
+                                     "README's Backbones), a local folder or a hub id")
     data: list[str] = option(HH_FILES, "feedback files or folders: JSONL (.jsonl, .ndjson), JSON, CSV or TSV, "
                                        "each optionally .gz (LLMBar and OASST layouts too); a Hugging Face dataset "
                                        "folder or hf:NAME[:split]; or a `rewardkit label` database (.sqlite), read "
