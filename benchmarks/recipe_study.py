@@ -66,6 +66,8 @@ VARIANTS: dict[str, dict] = {
     "trl-recipe+alpaca-balanced": {"pooling": "cls", "freeze_layers": 0, "dropout": True, "learning_rate": 5e-5,
                                    "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
                                    "balance_length": True},
+    # the 110M sentence encoder (minilm-l6's bigger sibling), read as it was trained: the mean of its tokens
+    "mpnet-mean": {"model": "mpnet-base", "pooling": "mean"},
     "smollm2": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "batch_size": 16},
     # the first half of the same data order (131 of 263 steps, the schedule compressed to them): ~40 min on AVX2
     "smollm2-half": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "batch_size": 16,

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from rewardkit.cli import main
 from rewardkit.errors import RewardkitError
-from rewardkit.rl.command import PromptOrder, load_prompts, run_rl
+from rewardkit.rl.command import PromptOrder, run_rl
+from rewardkit.rl.policy import load_prompts
 from rewardkit.rl.config import RLConfig
 from tests.conftest import kill_once_written
 from tests.rl.conftest import toy_policy, toy_tokenizer

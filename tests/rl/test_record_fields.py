@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rewardkit.errors import RewardkitError
-from rewardkit.rl.command import load_prompt_records, run_rl
+from rewardkit.rl.command import run_rl
+from rewardkit.rl.policy import load_prompt_records
 from tests.rl.test_command import toy_config
 
 SEEN: list[tuple[list, list]] = []  # (prompts, fields) of every call

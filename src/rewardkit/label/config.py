@@ -62,6 +62,8 @@ class LabelImportConfig(DeviceOptions):
     prompts: str | None = option(None, "prompts for --policy: .txt (one a line) or JSONL/JSON/CSV with a prompt field")
     samples_per_prompt: int = option(2, "responses sampled per prompt with --policy")
     max_new_tokens: int = option(64, "longest response sampled with --policy, in tokens")
+    max_prompt_tokens: int = option(256, "with --policy, prompts longer than this keep their last tokens (as in rl "
+                                         "and best-of-n)")
     temperature: float = option(1.0, "sampling temperature with --policy")
     top_p: float = option(1.0, "nucleus sampling mass with --policy (1 disables)")
     chat_template: bool = option(True, "wrap plain-text prompts in the policy's chat template as a user turn")

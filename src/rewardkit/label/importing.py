@@ -117,12 +117,10 @@ def read_inputs(paths: list[str], columns: list[str], on_bad_record: str) -> lis
 def generate_groups(cfg: LabelImportConfig) -> list[Group]:
     """`samples_per_prompt` responses sampled from `cfg.policy` for each prompt of `cfg.prompts`."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rewardkit.device import placement_of
-    from rewardkit.models.presets import resolve_model_path
-    from rewardkit.rl.command import load_prompts
-    from rewardkit.rl.rollout import SamplingSettings, decode_responses, eos_token_ids, left_pad, prompt_token_ids, sample
+    from rewardkit.rl.policy import load_prompts, load_sampling_policy, sample_responses
+    from rewardkit.rl.rollout import SamplingSettings
 
     if not cfg.prompts:
         raise RewardkitError("--policy needs --prompts: the prompts to sample responses for")
@@ -130,27 +128,14 @@ def generate_groups(cfg: LabelImportConfig) -> list[Group]:
         raise RewardkitError(f"--samples-per-prompt must be at least 1, got {cfg.samples_per_prompt}")
     prompts, _ = load_prompts(cfg.prompts, reference_field=None)
     placement = placement_of(cfg, "label import")
-    path = resolve_model_path(cfg.policy)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        policy = AutoModelForCausalLM.from_pretrained(path, dtype=placement.weights_dtype).to(placement.device)
-    except OSError as exc:
-        raise RewardkitError(f"cannot load policy {cfg.policy!r}: {str(exc).splitlines()[0]}")
-    policy.eval()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    policy, tokenizer = load_sampling_policy(cfg.policy, placement)
     torch.manual_seed(cfg.seed)
     settings = SamplingSettings(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
-    eos = eos_token_ids(policy, tokenizer)
     groups = []
     for index, prompt in enumerate(prompts):
-        ids, _ = prompt_token_ids(tokenizer, [prompt] * cfg.samples_per_prompt, cfg.chat_template)
-        query_ids, query_mask = left_pad(ids, tokenizer.pad_token_id)
-        with placement.autocast():
-            rollout = sample(policy, query_ids.to(placement.device), query_mask.to(placement.device), settings, eos,
-                             tokenizer.pad_token_id)
-        groups.append(Group(prompt, decode_responses(tokenizer, rollout), None, f"{cfg.prompts}:{index + 1}",
-                            "samples"))
+        texts, _ = sample_responses(policy, tokenizer, [prompt], cfg.samples_per_prompt, settings, placement,
+                                    cfg.chat_template, cfg.max_prompt_tokens)
+        groups.append(Group(prompt, texts, None, f"{cfg.prompts}:{index + 1}", "samples"))
     return groups
 
 

@@ -145,37 +145,7 @@ def plot_curve(points: list[dict[str, Any]], title: str) -> bytes:
     return png(fig)
 
 
-# ------------------------------------------------------------------------------------------------ sampling, scoring
-def load_policy(name: str, placement):
-    """(model, tokenizer) of a causal LM for sampling: eval mode, weights in the placement's precision, on its
-    device."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rewardkit.models.presets import resolve_model_path
-
-    path = resolve_model_path(name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=placement.weights_dtype)
-    except OSError as exc:
-        raise RewardkitError(f"cannot load policy {name!r}: {str(exc).splitlines()[0]}")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model.eval().to(placement.torch_device), tokenizer
-
-
-def sample_candidates(model, tokenizer, prompts: list, n: int, settings, cfg: BestOfNConfig, eos_ids: list[int],
-                      device) -> tuple[list[str], list[bool]]:
-    """n sampled responses per prompt, prompt by prompt in order (texts, and whether each was cut off)."""
-    from rewardkit.rl.rollout import decode_responses, left_pad, prompt_token_ids, sample
-
-    repeated = [p for p in prompts for _ in range(n)]
-    ids, _ = prompt_token_ids(tokenizer, repeated, cfg.chat_template, cfg.max_prompt_tokens)
-    query_ids, query_mask = left_pad(ids, tokenizer.pad_token_id)
-    rollout = sample(model, query_ids.to(device), query_mask.to(device), settings, eos_ids, tokenizer.pad_token_id)
-    return decode_responses(tokenizer, rollout), rollout.truncated.tolist()
-
-
+# ------------------------------------------------------------------------------------------------ checks
 def _check(cfg: BestOfNConfig) -> None:
     if not cfg.reward:
         raise RewardkitError("--reward is required: a reward spec YAML or a reward model folder/preset")
@@ -206,8 +176,8 @@ def run_best_of_n(cfg: BestOfNConfig) -> int:
 
     from rewardkit.device import placement_of
     from rewardkit.rewards.spec import load_reward
-    from rewardkit.rl.command import load_prompts
-    from rewardkit.rl.rollout import SamplingSettings, eos_token_ids
+    from rewardkit.rl.policy import load_prompts, load_sampling_policy, sample_responses
+    from rewardkit.rl.rollout import SamplingSettings
     from rewardkit.runs import progress_bar, write_atomically
 
     placement = placement_of(cfg, "best-of-n")
@@ -218,9 +188,8 @@ def run_best_of_n(cfg: BestOfNConfig) -> int:
         prompts, references = prompts[:cfg.max_prompts], references[:cfg.max_prompts] if references else None
     reward_fn = load_reward(cfg.reward, placement=placement)
     gold_fn = load_reward(cfg.gold, placement=placement) if cfg.gold else None
-    model, tokenizer = load_policy(cfg.policy, placement)
+    model, tokenizer = load_sampling_policy(cfg.policy, placement)
     settings = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p)
-    eos_ids = eos_token_ids(model, tokenizer)
     torch.manual_seed(cfg.seed)
 
     per_call = max(1, cfg.batch_size // cfg.n)  # whole prompts per call, so a spec's batch normalization sees all N
@@ -230,8 +199,8 @@ def run_best_of_n(cfg: BestOfNConfig) -> int:
         for start in range(0, len(prompts), per_call):
             batch = prompts[start:start + per_call]
             refs = None if references is None else [r for r in references[start:start + per_call] for _ in range(cfg.n)]
-            texts, truncated = sample_candidates(model, tokenizer, batch, cfg.n, settings, cfg, eos_ids,
-                                                 placement.torch_device)
+            texts, truncated = sample_responses(model, tokenizer, batch, cfg.n, settings, placement, cfg.chat_template,
+                                                cfg.max_prompt_tokens)
             repeated = [p for p in batch for _ in range(cfg.n)]
             finished = [not t for t in truncated]
             proxy = reward_fn(repeated, texts, refs, finished=finished)
