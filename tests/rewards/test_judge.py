@@ -338,3 +338,26 @@ def test_a_malformed_pairwise_answer_names_the_pair_and_the_order(pair_url):
         assert caught.value.index == 1
     finally:
         PairJudge.do_POST = original
+
+
+@pytest.mark.slow
+def test_smollm2_served_on_loopback_judges_as_it_does_in_process():
+    """The same, with a real pretrained model (SmolLM2-135M-Instruct) behind the endpoint."""
+    from transformers import AutoTokenizer
+
+    from rewardkit.models.presets import resolve_model_path
+
+    folder = resolve_model_path("smollm2-135m")
+    process, url = serve(folder)
+    try:
+        prompts, first, second = ["Capital of France?"], ["Paris."], ["Lyon, I think."]
+        local = LLMJudge(model=folder, mode="pairwise", device="cpu", precision="fp32")
+        remote = LLMJudge(url, model="smollm2", mode="pairwise", method="probabilities", max_tokens=1,
+                          top_logprobs=len(AutoTokenizer.from_pretrained(folder)), cache=False)
+        here, _, _ = local.preferences(prompts, first, second)
+        there, _, _ = remote.preferences(prompts, first, second)
+        assert remote.last_stats.calls == 2 and remote.last_stats.failed == 0
+        assert there == pytest.approx(here, abs=1e-4)  # fp32 on both sides; other batch shapes: 1e-4
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
