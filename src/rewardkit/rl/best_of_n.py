@@ -147,10 +147,9 @@ def plot_curve(points: list[dict[str, Any]], title: str) -> bytes:
 
 # ------------------------------------------------------------------------------------------------ checks
 def _check(cfg: BestOfNConfig) -> None:
-    if not cfg.reward:
-        raise RewardkitError("--reward is required: a reward spec YAML or a reward model folder/preset")
-    if not cfg.prompts:
-        raise RewardkitError("--prompts is required: a file of prompts")
+    from rewardkit.rl.policy import require_reward_and_prompts
+
+    require_reward_and_prompts(cfg)
     if cfg.n < 1:
         raise RewardkitError(f"--n must be at least 1, got {cfg.n}")
     if cfg.temperature <= 0:

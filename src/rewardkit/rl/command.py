@@ -191,13 +191,10 @@ def _experience_samples(trainer) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ the command
 def run_rl(cfg: RLConfig) -> int:
     """Run `rewardkit rl`; returns 0 on success (user errors raise RewardkitError, which the CLI prints)."""
-    if not cfg.reward:
-        raise RewardkitError("--reward is required: a reward spec YAML or a reward model folder/preset")
-    if not cfg.prompts:
-        raise RewardkitError("--prompts is required: a file of prompts")
-    import torch
+    from rewardkit.rl.policy import load_prompt_records, require_reward_and_prompts
 
-    from rewardkit.rl.policy import load_prompt_records
+    require_reward_and_prompts(cfg)
+    import torch
 
     from rewardkit.device import placement_of
     from rewardkit.rewards.spec import load_reward

@@ -62,6 +62,14 @@ def load_prompt_records(path: str, prompt_field: str = "prompt",
     return prompts, references, fields, locations
 
 
+def require_reward_and_prompts(cfg) -> None:
+    """The two options without which rl and best-of-n have nothing to do (their configs leave them empty)."""
+    if not cfg.reward:
+        raise RewardkitError("--reward is required: a reward spec YAML or a reward model folder/preset")
+    if not cfg.prompts:
+        raise RewardkitError("--prompts is required: a file of prompts")
+
+
 def load_sampling_policy(name: str, placement):
     """(model, tokenizer) of a causal LM (a preset, folder or hub id) to sample from: eval mode, weights in the
     placement's precision, on its device; the pad token is EOS where the tokenizer has none."""
