@@ -25,13 +25,13 @@ import secrets
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from rewardkit.data.readers import json_type
 from rewardkit.data.types import Prompt
 from rewardkit.errors import RewardkitError
+from rewardkit.label.records import Annotator, Item, Judgment, NewItem
 from rewardkit.label.tasks import TASKS, JudgmentError, task_named
 
 SCHEMA_VERSION = 1
@@ -84,49 +84,6 @@ CREATE TABLE IF NOT EXISTS skips (
     PRIMARY KEY (item_id, annotator_id)
 );
 """
-
-
-@dataclass(frozen=True)
-class Item:
-    id: int
-    task: str
-    prompt: Prompt
-    responses: list[str]
-    subset: str | None
-    source: str | None
-    needed: int
-    selected_by: str
-    priority: float | None
-
-
-@dataclass(frozen=True)
-class NewItem:
-    """An item to import: where it came from, and (when an active strategy ordered it) its selection."""
-
-    prompt: Prompt
-    responses: list[str]
-    subset: str | None = None
-    source: str | None = None
-    selected_by: str = "file"
-    priority: float | None = None
-
-
-@dataclass(frozen=True)
-class Annotator:
-    id: int
-    name: str
-
-
-@dataclass(frozen=True)
-class Judgment:
-    id: int
-    item_id: int
-    annotator: str
-    value: Any
-    strength: int | None
-    reason: str | None
-    created: float
-    updated: float
 
 
 def hash_token(token: str) -> str:

@@ -27,7 +27,7 @@ from rewardkit.kinds import KINDS, FeedbackKind, kind_named
 from rewardkit.label.render import escape, lang_attribute, render_markdown
 
 if TYPE_CHECKING:
-    from rewardkit.label.store import Item, Judgment
+    from rewardkit.label.records import Item, Judgment
 
 PAIRWISE_CHOICES = ("A", "B", "tie")
 STRENGTHS = (1, 2, 3)
