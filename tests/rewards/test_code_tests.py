@@ -372,3 +372,16 @@ def test_score_dense_passes_the_tests_to_the_whole_responses_only(tmp_path):
     assert line["token_rewards"][:-1] == [0.0] * (len(line["token_rewards"]) - 1)
     assert line["token_rewards"][-1] == pytest.approx(0.5)
     assert line["reasons"]["code_tests"].startswith("1 of 2 tests passed")
+
+
+def test_tests_are_parsed_safely_from_many_threads_at_once():
+    # code_tests parses a batch's tests on its worker threads; CPython 3.11's parser raised SystemError when two
+    # threads parsed at once, so parsing is serialized: 16 threads x 40 parses of a nested test, all equal
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rewardkit.rewards.code import parse_tests
+
+    tests = "def test_nested():\n    assert [[[(i, j) for j in range(2)] for i in range(2)]]\nassert add(1, 2) == 3\n"
+    with ThreadPoolExecutor(16) as pool:
+        parsed = list(pool.map(lambda _: parse_tests(tests, "code_tests"), range(640)))
+    assert all(p == parsed[0] for p in parsed)

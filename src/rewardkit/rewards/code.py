@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from typing import Any
 
 from rewardkit.errors import RewardkitError
@@ -82,9 +83,15 @@ def parse_tests(tests: Any, where: str) -> list[dict]:
     return steps
 
 
+# CPython 3.11's parser is not safe to call from several threads at once (it raised "SystemError: AST constructor
+# recursion depth mismatch" when code_tests parsed a batch's tests on its worker threads): one parse at a time.
+_PARSE_LOCK = threading.Lock()
+
+
 def _parse(source: str, where: str) -> ast.Module:
     try:
-        return ast.parse(source)
+        with _PARSE_LOCK:
+            return ast.parse(source)
     except SyntaxError as exc:
         raise RewardkitError(f"{where}: line {exc.lineno}: SyntaxError: {exc.msg}")
 
