@@ -4,7 +4,7 @@ test_command.py and test_record_fields.py)."""
 from __future__ import annotations
 
 from rewardkit.device import choose_placement
-from rewardkit.rl.policy import load_sampling_policy, sample_responses
+from rewardkit.rl.policy import sample_responses
 from rewardkit.rl.rollout import SamplingSettings
 from tests.rl.conftest import toy_policy
 
@@ -35,12 +35,3 @@ def test_a_long_prompt_keeps_its_last_tokens(tokenizer):
     policy.forward = record
     sample_responses(policy, tokenizer, [long_prompt], 1, settings, choose_placement("cpu", "fp32"), False, 8)
     assert seen[0] <= 8  # the prompt's first forward pass: truncated to 8 tokens
-
-
-def test_loading_a_missing_policy_is_one_line(tmp_path):
-    import pytest
-
-    from rewardkit.errors import RewardkitError
-
-    with pytest.raises(RewardkitError, match="cannot load policy"):
-        load_sampling_policy(str(tmp_path / "nothing-here"), choose_placement("cpu", "fp32"))

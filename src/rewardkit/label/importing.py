@@ -119,7 +119,8 @@ def generate_groups(cfg: LabelImportConfig) -> list[Group]:
     import torch
 
     from rewardkit.device import placement_of
-    from rewardkit.rl.policy import load_prompts, load_sampling_policy, sample_responses
+    from rewardkit.models.causal_lm import load_causal_lm
+    from rewardkit.rl.policy import load_prompts, sample_responses
     from rewardkit.rl.rollout import SamplingSettings
 
     if not cfg.prompts:
@@ -128,7 +129,7 @@ def generate_groups(cfg: LabelImportConfig) -> list[Group]:
         raise RewardkitError(f"--samples-per-prompt must be at least 1, got {cfg.samples_per_prompt}")
     prompts, _ = load_prompts(cfg.prompts, reference_field=None)
     placement = placement_of(cfg, "label import")
-    policy, tokenizer = load_sampling_policy(cfg.policy, placement)
+    policy, tokenizer = load_causal_lm(cfg.policy, placement, "policy")
     torch.manual_seed(cfg.seed)
     settings = SamplingSettings(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
     groups = []

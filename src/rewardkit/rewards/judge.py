@@ -193,9 +193,11 @@ class LLMJudge(CallingReward):
             self.lm = None
         else:
             if lm is None:
-                from rewardkit.rewards.likelihood import load_causal_lm
+                from rewardkit.device import choose_placement
+                from rewardkit.models.causal_lm import load_causal_lm
 
-                lm, tokenizer, self.placement = load_causal_lm(model, device, precision)
+                self.placement = choose_placement(device, precision)
+                lm, tokenizer = load_causal_lm(model, self.placement)
             self._use_local(lm, tokenizer)
         super().__init__(policy)
         if self.url is None:

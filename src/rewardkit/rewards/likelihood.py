@@ -32,24 +32,6 @@ from rewardkit.rewards.base import ResponseError, RewardFunction, at_least_one
 REDUCTIONS = ("mean", "sum", "neg_perplexity")
 
 
-def load_causal_lm(model: str, device: str = "auto", precision: str = "auto") -> tuple[Any, Any, Any]:
-    """(causal LM, tokenizer, placement): a preset (smollm2-135m), folder or hub id, its weights in the placement's
-    dtype on its device (rewardkit.device's rule), in eval mode. Shared by `likelihood` and `judge`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rewardkit.device import choose_placement
-    from rewardkit.models.presets import resolve_model_path
-
-    placement = choose_placement(device, precision)
-    path = resolve_model_path(model)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=placement.weights_dtype).to(placement.device)
-    except (OSError, ValueError) as exc:
-        raise RewardkitError(f"cannot load the causal language model {model!r}: {str(exc).splitlines()[0]}")
-    return lm.eval(), tokenizer, placement
-
-
 class Likelihood(RewardFunction):
     """Log-probability of the response under a causal LM (see the module docstring).
 
@@ -63,7 +45,11 @@ class Likelihood(RewardFunction):
     def __init__(self, model: str = "smollm2-135m", reduce: str = "mean", condition: bool = True,
                  chat_template: bool = False, max_length: int | None = None, batch_size: int = 8,
                  device: str = "auto", precision: str = "auto", empty: float | None = None):
-        lm, tokenizer, placement = load_causal_lm(model, device, precision)
+        from rewardkit.device import choose_placement
+        from rewardkit.models.causal_lm import load_causal_lm
+
+        placement = choose_placement(device, precision)
+        lm, tokenizer = load_causal_lm(model, placement)
         self._use(lm, tokenizer, reduce, condition, chat_template, max_length, batch_size, empty)
         self.placement = placement
 

@@ -174,8 +174,9 @@ def run_best_of_n(cfg: BestOfNConfig) -> int:
     import torch
 
     from rewardkit.device import placement_of
+    from rewardkit.models.causal_lm import load_causal_lm
     from rewardkit.rewards.spec import load_reward
-    from rewardkit.rl.policy import load_prompts, load_sampling_policy, sample_responses
+    from rewardkit.rl.policy import load_prompts, sample_responses
     from rewardkit.rl.rollout import SamplingSettings
     from rewardkit.runs import progress_bar, write_atomically
 
@@ -187,7 +188,7 @@ def run_best_of_n(cfg: BestOfNConfig) -> int:
         prompts, references = prompts[:cfg.max_prompts], references[:cfg.max_prompts] if references else None
     reward_fn = load_reward(cfg.reward, placement=placement)
     gold_fn = load_reward(cfg.gold, placement=placement) if cfg.gold else None
-    model, tokenizer = load_sampling_policy(cfg.policy, placement)
+    model, tokenizer = load_causal_lm(cfg.policy, placement, "policy")
     settings = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p)
     torch.manual_seed(cfg.seed)
 

@@ -1,5 +1,6 @@
-"""What `rl`, `best-of-n` and `label import` share about a policy: reading prompts, loading a causal LM to sample
-from, and sampling responses. (rl's trainable policy, its reference and LoRA are `rewardkit.rl.command.load_models`.)
+"""What `rl`, `best-of-n` and `label import` share about a policy: reading prompts and sampling responses. (The
+policy to sample from loads through `rewardkit.models.causal_lm`; rl's trainable policy, its reference and LoRA are
+`rewardkit.rl.command.load_models`.)
 """
 
 from __future__ import annotations
@@ -68,24 +69,6 @@ def require_reward_and_prompts(cfg) -> None:
         raise RewardkitError("--reward is required: a reward spec YAML or a reward model folder/preset")
     if not cfg.prompts:
         raise RewardkitError("--prompts is required: a file of prompts")
-
-
-def load_sampling_policy(name: str, placement):
-    """(model, tokenizer) of a causal LM (a preset, folder or hub id) to sample from: eval mode, weights in the
-    placement's precision, on its device; the pad token is EOS where the tokenizer has none."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rewardkit.models.presets import resolve_model_path
-
-    path = resolve_model_path(name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=placement.weights_dtype)
-    except OSError as exc:
-        raise RewardkitError(f"cannot load policy {name!r}: {str(exc).splitlines()[0]}")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model.eval().to(placement.torch_device), tokenizer
 
 
 def sample_responses(model, tokenizer, prompts: list, n: int, settings, placement, chat_template: bool,
