@@ -128,12 +128,13 @@ def measured_once(name: str, key: str, measure):
     resumed run included, makes the same choice from it. The key is prefixed with the machine (CPU model and flags)
     and the torch version."""
     import json
-    import tempfile
 
     import torch
 
+    from rewardkit.runs import cache_dir, write_text_atomically
+
     key = f"{cpu_model_name()} | {cpu_flags_digest()} | torch {torch.__version__} | {key}"
-    path = Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit"), f"{name}.json")
+    path = cache_dir() / f"{name}.json"
     try:
         known = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -144,9 +145,7 @@ def measured_once(name: str, key: str, measure):
     value = measure()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-            json.dump({**known, key: value}, f, indent=1)
-        os.replace(f.name, path)  # whole or not at all: a reader never sees half a file
+        write_text_atomically(path, json.dumps({**known, key: value}, indent=1))  # a reader never sees half a file
     except OSError:  # a read-only home: measured again by the next process
         pass
     return value

@@ -29,6 +29,12 @@ KEEP_CHECKPOINTS_HELP = ("how many of the newest checkpoints to keep; older ones
                          "the newest is kept so that a crashed run can --resume)")
 
 
+def cache_dir() -> Path:
+    """rewardkit's cache on this machine: `$REWARDKIT_CACHE`, default ~/.cache/rewardkit (converted presets, feature
+    caches, the machine's measurements)."""
+    return Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit"))
+
+
 def offline_environment() -> None:
     """Defaults for every command (and the presets, which library code may resolve without the CLI): never reach a
     model hub (HF_HUB_OFFLINE=1: models come from local folders and pip packages), and no tokenizers warning after a

