@@ -154,6 +154,12 @@ def _pad_columns(tensor: torch.Tensor, width: int) -> torch.Tensor:
     return nn.functional.pad(tensor, (0, width - tensor.shape[1]))
 
 
+def fields_kwargs(fields: list | None) -> dict:
+    """`fields=` for a RewardFunction when the prompts' records carry any, so that a reward written without a `fields`
+    parameter still works on prompts that carry none."""
+    return {"fields": fields} if fields is not None and any(fields) else {}
+
+
 class RLTrainer:
     """Holds the policy, reference, value function, optimizer and KL controller; `step(prompts)` runs one RL step.
 
@@ -241,14 +247,12 @@ class RLTrainer:
                      references: list | None, fields: list | None = None) -> torch.Tensor:
         """[B, T] rewards on the response tokens: a rewardkit RewardFunction lays them out itself (sparse or dense,
         aligned to the policy's tokens); a plain callable's score goes on the last token. `fields` (one mapping per
-        sample: its record's other fields) go to a RewardFunction when there are any, so that a reward written without
-        a `fields` parameter still works on prompts that carry none."""
+        sample: its record's other fields) go to a RewardFunction when there are any (`fields_kwargs`)."""
         mask = rollout.response_mask
         if hasattr(fn, "token_rewards"):
             ids = [row[m.bool()].tolist() for row, m in zip(rollout.response_ids, mask)]
-            extra = {"fields": fields} if fields is not None and any(fields) else {}
             rows = fn.token_rewards(prompts, texts, references, response_token_ids=ids, tokenizer=self.tokenizer,
-                                    finished=(~rollout.truncated).tolist(), **extra)
+                                    finished=(~rollout.truncated).tolist(), **fields_kwargs(fields))
             out = torch.zeros_like(mask)
             for i, row in enumerate(rows):
                 out[i, :len(row)] = row
@@ -260,9 +264,8 @@ class RLTrainer:
     @staticmethod
     def call_reward(fn: RewardFn, prompts: list, texts: list[str], rollout: Rollout,
                     references: list | None, fields: list | None = None) -> torch.Tensor:
-        kwargs = {"finished": (~rollout.truncated).tolist()} if hasattr(fn, "token_rewards") else {}
-        if fields is not None and any(fields) and hasattr(fn, "token_rewards"):
-            kwargs["fields"] = fields
+        kwargs = {"finished": (~rollout.truncated).tolist(), **fields_kwargs(fields)} \
+            if hasattr(fn, "token_rewards") else {}
         scores = fn(prompts, texts, references, **kwargs) if references is not None else fn(prompts, texts, **kwargs)
         return torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
 
