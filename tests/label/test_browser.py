@@ -28,7 +28,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="chromium and chromedriver not installed "
                                                                        "(apt-get install chromium chromium-driver)")
 
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -92,8 +92,11 @@ def _press(driver, *keys):
 
 
 def _wait(driver) -> WebDriverWait:
-    """A wait that looks again when the page is replaced under it (each judgment loads the next page)."""
-    return WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException))
+    """A wait that looks again when the page is replaced under it (each judgment loads the next page). Chromium
+    reports an element read mid-navigation as stale, missing, or as an 'unknown error' (its node no longer belongs
+    to the document), so every WebDriver error while waiting means "look again"; a page that never gets there still
+    fails, as a timeout."""
+    return WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,))
 
 
 def _wait_for_item(driver, item_id):
