@@ -10,7 +10,7 @@ from rewardkit.device import choose_placement
 from rewardkit.errors import RewardkitError
 from rewardkit.models.features import (FeatureCache, backbone_digest, extract_features, feature_setting,
                                        parse_feature_layers, text_key)
-from rewardkit.models.reward_model import mean_of_layers
+from rewardkit.models.heads import mean_of_layers
 from tests.conftest import build_tiny_reward_model
 
 FP32 = choose_placement("cpu", "fp32")

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from rewardkit.device import choose_placement
 from rewardkit.models import RewardModel
-from rewardkit.models.reward_model import head_modules
+from rewardkit.models.heads import head_modules
 from rewardkit.models.trainer import RewardModelTrainer
 from tests.conftest import RELATIVE_TOLERANCE
 from tests.models.test_trainer import small_config, write_pairs

@@ -8,7 +8,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForMaskedLM, BertModel, LlamaConfig, LlamaModel
 
 from rewardkit.models.presets import resolve_tokenizer_path
-from rewardkit.models.reward_model import RewardModel, load_with_reward_head
+from rewardkit.models.checkpoint import load_with_reward_head
+from rewardkit.models.reward_model import RewardModel
 
 NEW_HEAD = "has no reward head; initialized a new one"
 

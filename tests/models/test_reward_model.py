@@ -9,8 +9,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from rewardkit.device import choose_placement
 from rewardkit.errors import RewardkitError
 from rewardkit.models import RewardModel
-from rewardkit.models.reward_model import (LENGTH_HEAD_FILE, _truncate_left, final_linear, last_token_index,
-                                          pool_padded)
+from rewardkit.models.checkpoint import LENGTH_HEAD_FILE
+from rewardkit.models.heads import final_linear, last_token_index, pool_padded
+from rewardkit.models.tokenization import _truncate_left
 from tests.conftest import build_tiny_reward_model
 
 PROMPTS = ["\n\nHuman: What is the capital of France?\n\nAssistant:", "Say hi.", "\n\nHuman: Count to three.\n\nAssistant:"]

@@ -302,7 +302,7 @@ def pooled_reward_stats(scored: list[ScoredDataset], model: int) -> dict:
     import numpy as np
 
     from rewardkit.eval.views import view_of
-    from rewardkit.models.reward_model import reward_statistics
+    from rewardkit.models.checkpoint import reward_statistics
 
     rewards = np.concatenate([view_of(data.kind).all_values(data.scores[model]) for data in scored]).astype(np.float64)
     return reward_statistics(len(rewards), float(rewards.sum()), float((rewards ** 2).sum()),

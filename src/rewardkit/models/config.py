@@ -101,7 +101,8 @@ class TrainRMConfig(DeviceOptions):
                                              "weights (0 disables)")
     save_every: int = option(100, "write a resumable checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = option(2, KEEP_CHECKPOINTS_HELP)
-    resume: bool = option(False, "continue from the newest checkpoint in output_dir")
+    resume: bool = option(False, "continue from the newest checkpoint in --output-dir (none there: start fresh, "
+                                 "said in a line); without it, a folder that already holds a run is refused")
     log_every: int = option(10, "write training metrics every N steps")
     eval_batch_size: int = option(64, "texts per forward pass when validating")
     num_threads: int = option(0, "torch CPU threads per process (0: cores divided by processes)")

@@ -28,7 +28,9 @@ from rewardkit.data.types import Prompt
 from rewardkit.device import Placement
 from rewardkit.errors import RewardkitError
 from rewardkit.models.presets import resolve_model_path
-from rewardkit.models.reward_model import METADATA_FILE, Encoded, RewardModel, read_metadata
+from rewardkit.models.checkpoint import METADATA_FILE, read_metadata
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.tokenization import Encoded
 from rewardkit.runs import write_text_atomically
 
 MEMBERS_DIR = "members"

@@ -34,7 +34,9 @@ from rewardkit.device import Placement, on_host
 from rewardkit.errors import RewardkitError
 from rewardkit.models.precision import scoring_in
 from rewardkit.runs import cache_dir
-from rewardkit.models.reward_model import Encoded, RewardModel, head_modules
+from rewardkit.models.heads import head_modules
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.tokenization import Encoded
 
 FORMAT = 1  # bump when what a cached feature means changes
 KEY_BYTES = 16

@@ -26,11 +26,9 @@ from rewardkit.device import on_host
 from rewardkit.errors import RewardkitError
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.features import cache_root_of, extract_features, parse_feature_layers
-from rewardkit.models.reward_model import (MLP_HEAD, attach_mlp_head, head_modules, keep_head_in_fp32,
-                                           reward_from_pooled, reward_statistics)
+from rewardkit.models.checkpoint import attach_mlp_head, reward_statistics
+from rewardkit.models.heads import MLP_HEAD, head_modules, keep_head_in_fp32, reward_from_pooled
 from rewardkit.models.trainer import RewardModelTrainer, _write_summary
-from rewardkit.runs import progress_bar
-from rewardkit.tracking import MetricsLog
 
 # train-rm options that change the backbone's training, which a frozen backbone does not have: refused with --frozen
 _NOT_WITH_FROZEN = {"lora_r": 0, "length_head": False, "length_decorrelation": 0.0, "gradient_checkpointing": False,
@@ -94,7 +92,7 @@ class FrozenHeadTrainer(RewardModelTrainer):
         features, stats = extract_features(model, texts + val_texts, self.placement, batch_size=cfg.eval_batch_size,
                                            cache_root=cache_root_of(cfg.feature_cache),
                                            progress=cfg.progress and self.accelerator.is_main_process)
-        self._log(f"train-rm --frozen: {stats.describe()}")
+        self.run.say(f"train-rm --frozen: {stats.describe()}")
         features = features.to(self.accelerator.device)
         self.train_features, self.val_features = features[:len(texts)], features[len(texts):]
         self.extraction = stats
@@ -131,85 +129,24 @@ class FrozenHeadTrainer(RewardModelTrainer):
 
     # -------------------------------------------------------------- training
     def train(self) -> dict:
-        cfg = self.cfg
+        cfg, model = self.cfg, self.reward_model
         self.features()
-        model = self.reward_model
         model.model.eval()  # dropout off: the head trains on what inference computes
-        decay = [p for p in self.head_params if p.ndim >= 2]
-        no_decay = [p for p in self.head_params if p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.head_learning_rate)
-        rows = self._rows(self.train_examples)
-        n = len(self.train_examples)
-        batch_size = cfg.head_batch_size or n
-        steps_per_epoch = math.ceil(n / batch_size)
-        generator = torch.Generator().manual_seed(self.order_seed)
-        log = MetricsLog(self.output_dir, enabled=self.accelerator.is_main_process, tensorboard=cfg.tensorboard)
-        bar = progress_bar(cfg.progress and self.accelerator.is_main_process, cfg.head_epochs, 0, "train-rm head")
-        state = {"step": 0, "best_accuracy": None, "examples_seen": 0, "train_seconds": 0.0}
-        best_head, without_improvement, stopped_early = None, 0, False
-        report_every = max(1, cfg.head_epochs // 10)
+        state = {"step": 0, "best_accuracy": None, "evals_without_improvement": 0, "examples_seen": 0,
+                 "train_seconds": 0.0}
+        self.run.start(cfg.head_epochs, 0, cfg.progress)
         # a head's matmuls are too small to share among threads: on 2 busy cores, 2 threads took 400 ms a step of 64
         # pairs where 1 thread took 10 ms
         threads = torch.get_num_threads()
         if self.placement.device_type == "cpu":
             torch.set_num_threads(1)
         started = time.perf_counter()
-        for epoch in range(1, cfg.head_epochs + 1):
-            with on_host():
-                order = torch.randperm(n, generator=generator).tolist()
-            loss_sum = correct_sum = 0.0
-            for start in range(0, n, batch_size):
-                batch = order[start:start + batch_size]
-                examples = [self.train_examples[i] for i in batch]
-                with on_host():
-                    index = torch.cat([rows[i] for i in batch])
-                scores = self.head_scores(self.train_features[index.to(self.train_features.device)])
-                losses = self.task.loss(scores, examples)
-                loss = losses.mean()
-                if not torch.isfinite(loss):
-                    raise RewardkitError(f"the head's loss became {float(loss)} in epoch {epoch}; stopped (try a "
-                                         f"lower --head-learning-rate)")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.head_params, cfg.max_grad_norm)
-                optimizer.step()
-                state["step"] += 1
-                state["examples_seen"] += len(batch)
-                with on_host():
-                    loss_sum += float(losses.detach().sum())
-                    correct_sum += float(self.task.correct(scores.detach(), examples).sum())
-            log.write(state["step"], {"loss": loss_sum / n, "accuracy": correct_sum / n, "epoch": epoch},
-                      prefix="train")
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct_sum / n:.3f}")
-            if not self.val_examples:
-                continue
-            with torch.no_grad():
-                accuracy = self.validate_head()
-            state["val_accuracy"], state["val_reward_sums"] = accuracy, self.val_reward_sums
-            log.write(state["step"], {"accuracy": accuracy}, prefix="val")
-            if epoch % report_every == 0 or epoch == cfg.head_epochs:
-                self._log(f"train-rm: epoch {epoch}/{cfg.head_epochs} (step {state['step']}/"
-                          f"{steps_per_epoch * cfg.head_epochs}) validation accuracy {accuracy:.4f}")
-            if state["best_accuracy"] is None or accuracy > state["best_accuracy"]:
-                state["best_accuracy"], without_improvement = accuracy, 0
-                if cfg.early_stopping_patience:
-                    best_head = ([p.detach().clone() for p in self.head_params], self.val_reward_sums)
-            else:
-                without_improvement += 1
-                if cfg.early_stopping_patience and without_improvement >= cfg.early_stopping_patience:
-                    self._log(f"train-rm: no better validation accuracy in {cfg.early_stopping_patience} epochs; "
-                              f"stopping early")
-                    stopped_early = True
-                    break
+        try:
+            epochs, stopped_early, best_head = self._train_head(state)
+        finally:
+            torch.set_num_threads(threads)
+            self.run.close()
         head_seconds = time.perf_counter() - started
-        torch.set_num_threads(threads)
-        if bar is not None:
-            bar.close()
-        log.close()
         sums = state.get("val_reward_sums")
         if best_head is not None:
             with torch.no_grad():
@@ -225,7 +162,7 @@ class FrozenHeadTrainer(RewardModelTrainer):
         summary = self._finish(model, state, stopped_early)
         stats = self.extraction
         summary.update({
-            "frozen": True, "head": cfg.head, "head_epochs_run": epoch, "head_seconds": round(head_seconds, 2),
+            "frozen": True, "head": cfg.head, "head_epochs_run": epochs, "head_seconds": round(head_seconds, 2),
             "feature_seconds": round(stats.seconds, 2), "features_read_from_cache": stats.read,
             "features_computed": stats.computed, "feature_texts": stats.texts, "feature_precision": stats.precision,
             "feature_layers": list(model.feature_layers) if model.feature_layers else None,
@@ -234,3 +171,67 @@ class FrozenHeadTrainer(RewardModelTrainer):
         if self.accelerator.is_main_process:
             _write_summary(self.output_dir, summary)
         return summary
+
+    def _train_head(self, state: dict) -> tuple[int, bool, tuple | None]:
+        """The head's epochs on the features, validated after each: (epochs run, whether early stopping ended them,
+        the best head's weights and validation reward sums when early stopping kept them, else None)."""
+        cfg, run = self.cfg, self.run
+        decay = [p for p in self.head_params if p.ndim >= 2]
+        no_decay = [p for p in self.head_params if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.head_learning_rate)
+        n = len(self.train_examples)
+        batch_size = cfg.head_batch_size or n
+        total_steps = math.ceil(n / batch_size) * cfg.head_epochs
+        generator = torch.Generator().manual_seed(self.order_seed)
+        report_every = max(1, cfg.head_epochs // 10)
+        kept: list = []  # the best head, when early stopping keeps it
+
+        def keep_best():
+            kept[:] = [([p.detach().clone() for p in self.head_params], self.val_reward_sums)]
+
+        for epoch in range(1, cfg.head_epochs + 1):
+            loss, accuracy = self._head_epoch(optimizer, generator, batch_size, epoch, state)
+            run.log.write(state["step"], {"loss": loss, "accuracy": accuracy, "epoch": epoch}, prefix="train")
+            run.stepped(loss=f"{loss:.4f}", acc=f"{accuracy:.3f}")
+            if not self.val_examples:
+                continue
+            with torch.no_grad():
+                val_accuracy = self.validate_head()
+            state["val_accuracy"], state["val_reward_sums"] = val_accuracy, self.val_reward_sums
+            run.log.write(state["step"], {"accuracy": val_accuracy}, prefix="val")
+            if epoch % report_every == 0 or epoch == cfg.head_epochs:
+                run.say(f"train-rm: epoch {epoch}/{cfg.head_epochs} (step {state['step']}/{total_steps}) "
+                        f"validation accuracy {val_accuracy:.4f}")
+            if self.early_stop(state, val_accuracy, keep_best):
+                return epoch, True, kept[0] if kept else None
+        return cfg.head_epochs, False, kept[0] if kept else None
+
+    def _head_epoch(self, optimizer, generator, batch_size: int, epoch: int, state: dict) -> tuple[float, float]:
+        """One pass over the training features in a seeded order: (mean loss, accuracy)."""
+        rows, n = self._rows(self.train_examples), len(self.train_examples)
+        with on_host():
+            order = torch.randperm(n, generator=generator).tolist()
+        loss_sum = correct_sum = 0.0
+        for start in range(0, n, batch_size):
+            batch = order[start:start + batch_size]
+            examples = [self.train_examples[i] for i in batch]
+            with on_host():
+                index = torch.cat([rows[i] for i in batch])
+            scores = self.head_scores(self.train_features[index.to(self.train_features.device)])
+            losses = self.task.loss(scores, examples)
+            loss = losses.mean()
+            if not torch.isfinite(loss):
+                raise RewardkitError(f"the head's loss became {float(loss)} in epoch {epoch}; stopped (try a "
+                                     f"lower --head-learning-rate)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.head_params, self.cfg.max_grad_norm)
+            optimizer.step()
+            state["step"] += 1
+            state["examples_seen"] += len(batch)
+            with on_host():
+                loss_sum += float(losses.detach().sum())
+                correct_sum += float(self.task.correct(scores.detach(), examples).sum())
+        return loss_sum / n, correct_sum / n

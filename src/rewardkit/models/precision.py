@@ -24,7 +24,7 @@ from torch import nn
 def _kept_in_fp32(model: nn.Module) -> set[int]:
     """Parameters that stay fp32 in every precision: the reward head (`keep_head_in_fp32`), a length head, and the
     modules the HF class itself keeps in fp32 (`_keep_in_fp32_modules`)."""
-    from rewardkit.models.reward_model import head_modules
+    from rewardkit.models.heads import head_modules
 
     hf_model = getattr(model, "model", model)
     kept = list(head_modules(hf_model))

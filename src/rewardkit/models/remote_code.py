@@ -35,7 +35,7 @@ HEAD_KEY = "rewardkit_head"
 _HEADER = '''"""Written by rewardkit: {arch} reading its reward with rewardkit's pooling ({pooling}).
 
 Load with AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True); the functions below are
-rewardkit's own (rewardkit.models.reward_model), copied when the folder was saved."""
+rewardkit's own (rewardkit.models.heads), copied when the folder was saved."""
 
 import torch
 from torch import nn

@@ -15,7 +15,7 @@ import torch
 
 from rewardkit.losses import (binary_cross_entropy_loss, bradley_terry_loss, center_rewards_penalty,
                               normalize_ratings, plackett_luce_loss, rating_mse_loss)
-from rewardkit.models.reward_model import Encoded
+from rewardkit.models.tokenization import Encoded
 
 if TYPE_CHECKING:
     from rewardkit.kinds import FeedbackKind

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -36,11 +35,10 @@ from rewardkit.models import tasks
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.precision import WorkingWeights, scoring_in
 from rewardkit.models.ensemble import RewardEnsemble, average_state_dicts, member_dir, save_ensemble
-from rewardkit.models.reward_model import LENGTH_HEAD_FILE, RewardModel, reward_statistics
-from rewardkit.runs import (check_keep_checkpoints, checkpoint_dir, checkpoint_dirs, derived_seed, progress_bar,
-                            json_ready, prune_checkpoints, rng_state, set_rng_state, truncate_jsonl,
-                            write_atomically, write_text_atomically)
-from rewardkit.tracking import MetricsLog
+from rewardkit.models.checkpoint import LENGTH_HEAD_FILE, reward_statistics
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.runs import checkpoint_dirs, derived_seed, json_ready, rng_state, set_rng_state, write_text_atomically
+from rewardkit.tracking import Run
 
 __all__ = ["RewardModelTrainer", "TrainRMConfig", "length_grouped_batches", "shard", "train_ensemble"]
 
@@ -115,8 +113,10 @@ class RewardModelTrainer:
         if cfg.batch_size % (self.world * cfg.gradient_accumulation_steps):
             raise RewardkitError(f"--batch-size {cfg.batch_size} must be divisible by processes ({self.world}) x "
                                  f"--gradient-accumulation-steps ({cfg.gradient_accumulation_steps})")
-        check_keep_checkpoints(cfg.keep_checkpoints)
-        self.output_dir = Path(cfg.output_dir)
+        self.run = Run("train-rm", cfg.output_dir, resume=cfg.resume, is_main=self.accelerator.is_main_process,
+                       save_every=cfg.save_every, keep_checkpoints=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
+        self.output_dir = self.run.output_dir
+        self.resume_from = self.run.checkpoint_to_resume()  # before data and model: a refused folder fails at once
         torch.manual_seed(cfg.seed)
         records = self._load_records()  # before the model: bad data fails in seconds
         if cfg.length_head and cfg.length_decorrelation <= 0:
@@ -143,10 +143,6 @@ class RewardModelTrainer:
         self.val_reward_sums: list | None = None  # of the last validation (see validate)
 
     # -------------------------------------------------------------- data
-    def _log(self, message: str) -> None:
-        if self.accelerator.is_main_process:
-            print(message, file=sys.stderr, flush=True)
-
     def _load_records(self) -> tuple[list, list]:
         """Training and validation records, validated."""
         cfg = self.cfg
@@ -163,7 +159,7 @@ class RewardModelTrainer:
         train_records, val_records, lines = split_and_select(sources, cfg.data, selection, cfg.val_fraction, cfg.seed,
                                                              lengths, split=not cfg.val_data)
         for line in lines:
-            self._log(f"train-rm: {line}")
+            self.run.say(f"train-rm: {line}")
         if cfg.val_data:
             val_records = load(cfg.val_data)
         if not train_records:
@@ -201,7 +197,7 @@ class RewardModelTrainer:
         task = tasks.task_for(self.kind, cfg, train_records)
         train, val = self._encode(train_records), self._encode(val_records)
         truncated = sum(e.truncated for e in train)
-        self._log(f"train-rm: {len(train)} training and {len(val)} validation {self.kind.unit}; "
+        self.run.say(f"train-rm: {len(train)} training and {len(val)} validation {self.kind.unit}; "
                   f"{truncated} training examples ({100 * truncated / len(train):.1f}%) were longer than "
                   f"{cfg.max_length} tokens and lost their oldest context (none dropped)")
         return train, val, task
@@ -268,25 +264,23 @@ class RewardModelTrainer:
         # every process's RNG: with dropout on, processes draw different amounts (their shares differ in length)
         rng_states = gather_object([rng_state(self.accelerator.device)]) if self.world > 1 \
             else [rng_state(self.accelerator.device)]
-        if self.accelerator.is_main_process:
-            model = self.accelerator.unwrap_model(self.reward_model)
+        model = self.accelerator.unwrap_model(self.reward_model)
 
-            def write(folder: Path):
-                # the weights as they train (LoRA adapters unmerged), loaded back strictly by _load_checkpoint
-                save_model(model.model, str(folder / "model.safetensors"))
-                if model.length_head is not None:
-                    save_model(model.length_head, str(folder / LENGTH_HEAD_FILE))
-                torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
-                torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
-                torch.save(self.scaler.state_dict(), folder / "scaler.pt")
-                torch.save(rng_states, folder / "rng.pt")
-                if self.best_weights is not None:  # early stopping restores them at the end, even after a resume
-                    save_file({k: v.contiguous() for k, v in self.best_weights.items()}, folder / "best.safetensors")
-                (folder / "trainer_state.json").write_text(json.dumps(
-                    {**state, "step": step, "checkpoint_options": self._checkpoint_options()}, indent=2))
+        def write(folder: Path):
+            # the weights as they train (LoRA adapters unmerged), loaded back strictly by _load_checkpoint
+            save_model(model.model, str(folder / "model.safetensors"))
+            if model.length_head is not None:
+                save_model(model.length_head, str(folder / LENGTH_HEAD_FILE))
+            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            torch.save(self.scaler.state_dict(), folder / "scaler.pt")
+            torch.save(rng_states, folder / "rng.pt")
+            if self.best_weights is not None:  # early stopping restores them at the end, even after a resume
+                save_file({k: v.contiguous() for k, v in self.best_weights.items()}, folder / "best.safetensors")
+            (folder / "trainer_state.json").write_text(json.dumps(
+                {**state, "step": step, "checkpoint_options": self._checkpoint_options()}, indent=2))
 
-            write_atomically(checkpoint_dir(self.output_dir, step), write)
-            prune_checkpoints(self.output_dir, self.cfg.keep_checkpoints)
+        self.run.save_checkpoint(step, write)
         self.accelerator.wait_for_everyone()
 
     def _checkpoint_options(self) -> dict:
@@ -451,97 +445,24 @@ class RewardModelTrainer:
         return float(grad_norm) if grad_norm is not None else None
 
     def train(self) -> dict:
-        cfg, acc = self.cfg, self.accelerator
-        lengths = [self.reward_model.group_length(e.encoded) for e in self.train_examples]
+        cfg, run = self.cfg, self.run
         steps_per_epoch = math.ceil(len(self.train_examples) / cfg.batch_size)
         total_steps = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
         self.setup_training(total_steps)
-
         state = {"step": 0, "best_accuracy": None, "evals_without_improvement": 0, "train_seconds": 0.0,
                  "examples_seen": 0}
-        checkpoints = checkpoint_dirs(self.output_dir)
-        if cfg.resume and checkpoints:
-            state = self._load_checkpoint(checkpoints[-1])
+        if self.resume_from is not None:
+            state = self._load_checkpoint(self.resume_from)
             if self.working is not None:
                 self.working.refresh()
-            if acc.is_main_process:  # the steps after the checkpoint are logged again
-                truncate_jsonl(self.output_dir / "metrics.jsonl", state["step"])
-            self._log(f"train-rm: resumed from {checkpoints[-1]} at step {state['step']}")
-        elif cfg.resume:
-            self._log(f"train-rm: --resume given but no checkpoint in {self.output_dir}; starting fresh")
-        elif checkpoints:
-            raise RewardkitError(f"{self.output_dir} already holds checkpoints; pass --resume to continue or "
-                                 f"choose another --output-dir")
-        log = MetricsLog(self.output_dir, enabled=acc.is_main_process, tensorboard=cfg.tensorboard)
-        bar = progress_bar(cfg.progress and acc.is_main_process, total_steps, state["step"], "train-rm")
+            run.say(f"train-rm: resumed from {self.resume_from} at step {state['step']}")
+        run.start(total_steps, state["step"], cfg.progress)
+        try:
+            stopped_early = self._train_steps(state, total_steps, steps_per_epoch)
+        finally:
+            run.close()
 
-        model = self.reward_model
-        model.train()
-        eval_every = cfg.eval_every or steps_per_epoch
-        stopped_early = False
-        window_start, window_examples = time.perf_counter(), 0
-        step = state["step"]
-        while step < total_steps and not stopped_early:
-            epoch, offset = divmod(step, steps_per_epoch)
-            batches = length_grouped_batches(lengths, cfg.batch_size, seed=self.order_seed + epoch)
-            for batch in batches[offset:]:
-                if step >= total_steps:
-                    break
-                started = time.perf_counter()
-                batch_loss, batch_accuracy, batch_decorrelation = self.accumulate_gradients(batch)
-                if not math.isfinite(batch_loss):
-                    last = checkpoint_dirs(self.output_dir)
-                    raise RewardkitError(f"loss became {batch_loss} at step {step + 1}; stopped. "
-                                         f"Last good checkpoint: {last[-1] if last else 'none'} "
-                                         f"(try a lower --learning-rate)")
-                grad_norm = self.optimizer_step()
-                step += 1
-                state["step"] = step
-                state["examples_seen"] += len(batch)
-                state["train_seconds"] += time.perf_counter() - started
-                window_examples += len(batch)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{batch_loss:.4f}", acc=f"{batch_accuracy:.3f}",
-                                    per_s=f"{state['examples_seen'] / max(state['train_seconds'], 1e-9):.1f}")
-                if step % cfg.log_every == 0 or step == total_steps:
-                    now = time.perf_counter()
-                    log.write(step, {"loss": batch_loss, "accuracy": batch_accuracy,
-                                     **({"length_decorrelation": batch_decorrelation}
-                                        if cfg.length_decorrelation else {}),
-                                     "learning_rate": self.scheduler.get_last_lr()[0],
-                                     "grad_norm": grad_norm,
-                                     "examples_per_second": window_examples / max(now - window_start, 1e-9),
-                                     "epoch": step / steps_per_epoch}, prefix="train")
-                    window_start, window_examples = now, 0
-                # without validation data there is nothing to evaluate (nor to log as nan at every evaluation)
-                if self.val_examples and (step % eval_every == 0 or step == total_steps):
-                    val_accuracy = self.validate()
-                    state["val_accuracy"] = val_accuracy
-                    state["val_reward_sums"] = self.val_reward_sums
-                    log.write(step, {"accuracy": val_accuracy}, prefix="val")
-                    self._log(f"train-rm: step {step}/{total_steps} validation accuracy {val_accuracy:.4f}")
-                    if state["best_accuracy"] is None or val_accuracy > state["best_accuracy"]:
-                        state["best_accuracy"], state["evals_without_improvement"] = val_accuracy, 0
-                        if cfg.early_stopping_patience:
-                            self.best_weights = {k: v.detach().clone()
-                                                 for k, v in acc.unwrap_model(model).state_dict().items()}
-                            state["best_val_reward_sums"] = self.val_reward_sums
-                    else:
-                        state["evals_without_improvement"] += 1
-                        if cfg.early_stopping_patience and \
-                                state["evals_without_improvement"] >= cfg.early_stopping_patience:
-                            self._log(f"train-rm: no better validation accuracy in {cfg.early_stopping_patience} "
-                                      f"evaluations; stopping early")
-                            stopped_early = True
-                            break
-                if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
-                    self._save_checkpoint(step, state)
-        if bar is not None:
-            bar.close()
-        log.close()
-
-        final = acc.unwrap_model(model)
+        final = self.accelerator.unwrap_model(self.reward_model)
         if self.best_weights is not None:
             final.load_state_dict(self.best_weights)
             state["val_accuracy"] = state["best_accuracy"]
@@ -551,6 +472,85 @@ class RewardModelTrainer:
                                                             f"examples)") if sums and sums[0] else None
         final.merge_lora()
         return self._finish(final, state, stopped_early)
+
+    def _train_steps(self, state: dict, total_steps: int, steps_per_epoch: int) -> bool:
+        """Train from step `state["step"]` to `total_steps`, logging, validating and checkpointing on the way;
+        True when early stopping ended it."""
+        cfg, run = self.cfg, self.run
+        lengths = [self.reward_model.group_length(e.encoded) for e in self.train_examples]
+        self.reward_model.train()
+        eval_every = cfg.eval_every or steps_per_epoch
+        window_start, window_examples = time.perf_counter(), 0
+        while state["step"] < total_steps:
+            epoch, offset = divmod(state["step"], steps_per_epoch)
+            for batch in length_grouped_batches(lengths, cfg.batch_size, seed=self.order_seed + epoch)[offset:]:
+                if state["step"] >= total_steps:
+                    break
+                loss, accuracy, decorrelation, grad_norm = self._train_step(batch, state)
+                step = state["step"]
+                window_examples += len(batch)
+                run.stepped(loss=f"{loss:.4f}", acc=f"{accuracy:.3f}",
+                            per_s=f"{state['examples_seen'] / max(state['train_seconds'], 1e-9):.1f}")
+                if step % cfg.log_every == 0 or step == total_steps:
+                    now = time.perf_counter()
+                    run.log.write(step, {"loss": loss, "accuracy": accuracy,
+                                         **({"length_decorrelation": decorrelation}
+                                            if cfg.length_decorrelation else {}),
+                                         "learning_rate": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                                         "examples_per_second": window_examples / max(now - window_start, 1e-9),
+                                         "epoch": step / steps_per_epoch}, prefix="train")
+                    window_start, window_examples = now, 0
+                # without validation data there is nothing to evaluate (nor to log as nan at every evaluation)
+                if self.val_examples and (step % eval_every == 0 or step == total_steps):
+                    if self._validate_at(step, total_steps, state):
+                        return True
+                if run.checkpoint_due(step) and step < total_steps:
+                    self._save_checkpoint(step, state)
+        return False
+
+    def _train_step(self, batch: list[int], state: dict) -> tuple[float, float, float, float | None]:
+        """One optimizer step on `batch`, counted in `state`: (loss, accuracy, length decorrelation, grad norm)."""
+        started = time.perf_counter()
+        loss, accuracy, decorrelation = self.accumulate_gradients(batch)
+        if not math.isfinite(loss):
+            last = checkpoint_dirs(self.output_dir)
+            raise RewardkitError(f"loss became {loss} at step {state['step'] + 1}; stopped. Last good checkpoint: "
+                                 f"{last[-1] if last else 'none'} (try a lower --learning-rate)")
+        grad_norm = self.optimizer_step()
+        state["step"] += 1
+        state["examples_seen"] += len(batch)
+        state["train_seconds"] += time.perf_counter() - started
+        return loss, accuracy, decorrelation, grad_norm
+
+    def _validate_at(self, step: int, total_steps: int, state: dict) -> bool:
+        """Validate, log it, and keep the best weights for early stopping; True when it is time to stop."""
+        accuracy = self.validate()
+        state["val_accuracy"], state["val_reward_sums"] = accuracy, self.val_reward_sums
+        self.run.log.write(step, {"accuracy": accuracy}, prefix="val")
+        self.run.say(f"train-rm: step {step}/{total_steps} validation accuracy {accuracy:.4f}")
+
+        def keep_best():
+            model = self.accelerator.unwrap_model(self.reward_model)
+            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            state["best_val_reward_sums"] = self.val_reward_sums
+
+        return self.early_stop(state, accuracy, keep_best)
+
+    def early_stop(self, state: dict, accuracy: float, keep_best) -> bool:
+        """Early stopping's bookkeeping after a validation (of train-rm and of `--frozen`'s head): a better accuracy
+        is kept (`keep_best()` saves what gave it, when early stopping is on); True once --early-stopping-patience
+        validations in a row brought none."""
+        patience = self.cfg.early_stopping_patience
+        if state["best_accuracy"] is None or accuracy > state["best_accuracy"]:
+            state["best_accuracy"], state["evals_without_improvement"] = accuracy, 0
+            if patience:
+                keep_best()
+            return False
+        state["evals_without_improvement"] += 1
+        if patience and state["evals_without_improvement"] >= patience:
+            self.run.say(f"train-rm: no better validation accuracy in {patience} validations; stopping early")
+            return True
+        return False
 
     def _finish(self, model, state: dict, stopped_early: bool) -> dict:
         self.accelerator.wait_for_everyone()
@@ -568,7 +568,7 @@ class RewardModelTrainer:
         if self.accelerator.is_main_process:
             model.save_pretrained(self.output_dir)
             _write_summary(self.output_dir, summary)
-            prune_checkpoints(self.output_dir, self.cfg.keep_checkpoints, run_finished=True)
+            self.run.finished()
         self.accelerator.wait_for_everyone()
         return summary
 
@@ -584,7 +584,7 @@ def train_ensemble(cfg: TrainRMConfig) -> tuple[RewardModelTrainer, dict]:
             summaries.append(json.loads((folder / "train_summary.json").read_text()))
             continue
         trainer = RewardModelTrainer(dataclasses.replace(cfg, output_dir=str(folder), ensemble=1), member=member)
-        trainer._log(f"train-rm: ensemble member {member + 1} of {cfg.ensemble}")
+        trainer.run.say(f"train-rm: ensemble member {member + 1} of {cfg.ensemble}")
         summaries.append(trainer.train())
     if trainer is None:  # every member had finished: the validation data comes from a trainer of the last one
         trainer = RewardModelTrainer(dataclasses.replace(cfg, output_dir=str(folders[-1]), ensemble=1))

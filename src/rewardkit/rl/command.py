@@ -30,8 +30,8 @@ from typing import Any
 
 from rewardkit.errors import RewardkitError
 from rewardkit.rl.config import ALGORITHM_NAMES, RLConfig
-from rewardkit.runs import (checkpoint_dir, checkpoint_dirs, progress_bar, prune_checkpoints, truncate_jsonl,
-                            write_atomically, write_jsonl_atomically)
+from rewardkit.runs import write_jsonl_atomically
+from rewardkit.tracking import Run
 
 __all__ = ["RLConfig", "ALGORITHM_NAMES", "run_rl"]
 
@@ -132,18 +132,14 @@ def load_models(cfg: RLConfig, checkpoint: Path | None, placement=None):
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
-def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict) -> Path:
+def save_checkpoint(run: Run, trainer, order: PromptOrder, run_state: dict) -> Path:
     """Every process calls it (the trainer's state gathers each process's RNG and reward state); the main process
     writes."""
     import torch
 
     from rewardkit.rl.critic import TokenCritic
 
-    output_dir = Path(cfg.output_dir)
-    target = checkpoint_dir(output_dir, trainer.step_count)
     state = trainer.state_dict()
-    if not trainer.processes.is_main:
-        return target
 
     def write(folder: Path) -> None:
         trainer.policy.save_pretrained(folder / "policy", safe_serialization=True)
@@ -151,15 +147,12 @@ def save_checkpoint(cfg: RLConfig, trainer, order: PromptOrder, run_state: dict)
         if isinstance(trainer.value_model, TokenCritic):
             trainer.value_model.model.save_pretrained(folder / "critic", safe_serialization=True)
             trainer.tokenizer.save_pretrained(folder / "critic")
-        if isinstance(trainer.value_model, TokenCritic):
             state["value_model"] = None  # saved as a model folder above
         torch.save(state, folder / "trainer.pt")
         (folder / "trainer_state.json").write_text(json.dumps(
             {"step": trainer.step_count, "prompt_order": order.state_dict(), **run_state}, indent=1))
 
-    write_atomically(target, write)
-    prune_checkpoints(output_dir, cfg.keep_checkpoints)
-    return target
+    return run.save_checkpoint(trainer.step_count, write)
 
 
 def load_checkpoint(folder: Path, trainer, order: PromptOrder) -> dict:
@@ -189,157 +182,169 @@ def _experience_samples(trainer) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ the command
-def run_rl(cfg: RLConfig) -> int:
-    """Run `rewardkit rl`; returns 0 on success (user errors raise RewardkitError, which the CLI prints)."""
-    from rewardkit.rl.policy import load_prompt_records, require_reward_and_prompts
+@dataclasses.dataclass
+class PromptSet:
+    """Prompts with what each one carries: its reference (None when the file has none), its other record fields (for
+    rewards that read them; None when none does), and where it came from (file:line, for errors)."""
 
-    require_reward_and_prompts(cfg)
+    prompts: list
+    references: list | None
+    fields: list | None
+    locations: list
+
+    def take(self, rows: slice | list[int]) -> "PromptSet":
+        pick = (lambda xs: xs[rows]) if isinstance(rows, slice) else (lambda xs: [xs[i] for i in rows])
+        return PromptSet(pick(self.prompts), None if self.references is None else pick(self.references),
+                         None if self.fields is None else pick(self.fields), pick(self.locations))
+
+    def step_inputs(self, rows: list[int]) -> tuple:
+        """(prompts, references, fields) of these rows: what `RLTrainer.step` takes."""
+        chosen = self.take(rows)
+        return chosen.prompts, chosen.references, chosen.fields
+
+
+def split_prompts(cfg: RLConfig) -> tuple[PromptSet, PromptSet]:
+    """The training prompts and the held-out ones: --eval-prompts (its first --eval-size), else the last --eval-size
+    of --prompts; none with --eval-size 0."""
+    from rewardkit.rl.policy import load_prompt_records
+
+    train = PromptSet(*load_prompt_records(cfg.prompts, cfg.prompt_field, cfg.reference_field))
+    if cfg.eval_size == 0:
+        return train, PromptSet([], None, None, [])
+    if cfg.eval_prompts:
+        return train, PromptSet(*load_prompt_records(cfg.eval_prompts, cfg.prompt_field, cfg.reference_field)
+                                ).take(slice(None, cfg.eval_size or None))
+    if cfg.eval_size >= len(train.prompts):
+        raise RewardkitError(f"--eval-size {cfg.eval_size} leaves no training prompts out of {len(train.prompts)}")
+    return train.take(slice(None, -cfg.eval_size)), train.take(slice(-cfg.eval_size, None))
+
+
+def build_trainer(cfg: RLConfig, placement, processes, checkpoint: Path | None, train: PromptSet,
+                  held_out: PromptSet):
+    """The rewards, the models (from the checkpoint when resuming) and the RLTrainer wiring them. The prompt sets
+    keep only the record fields the rewards read, each record checked before any training."""
     import torch
 
-    from rewardkit.device import placement_of
     from rewardkit.rewards.spec import load_reward
-    from rewardkit.rl.distributed import launch
+    from rewardkit.rl.trainer import RLTrainer
     from rewardkit.runs import derived_seed
-    from rewardkit.rl.trainer import RLTrainer, check_config
-    from rewardkit.tracking import MetricsLog
-
-    processes, placement = launch(placement_of(cfg))
-    main = processes.is_main
-    check_config(cfg, processes.world)
-    if main:
-        placement.announce("rl")
-    if cfg.num_threads > 0 or processes.world > 1:  # processes sharing a CPU split its cores
-        torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // processes.world))
-    output_dir = Path(cfg.output_dir)
-    prompts, references, fields, locations = load_prompt_records(cfg.prompts, cfg.prompt_field, cfg.reference_field)
-    if cfg.eval_prompts:
-        eval_prompts, eval_references, eval_fields, eval_locations = load_prompt_records(
-            cfg.eval_prompts, cfg.prompt_field, cfg.reference_field)
-        keep = slice(None, cfg.eval_size or None)
-        eval_prompts, eval_fields, eval_locations = eval_prompts[keep], eval_fields[keep], eval_locations[keep]
-        eval_references = eval_references[keep] if eval_references else None
-    elif cfg.eval_size:
-        if cfg.eval_size >= len(prompts):
-            raise RewardkitError(f"--eval-size {cfg.eval_size} leaves no training prompts out of {len(prompts)}")
-        eval_prompts, prompts = prompts[-cfg.eval_size:], prompts[:-cfg.eval_size]
-        eval_fields, fields = fields[-cfg.eval_size:], fields[:-cfg.eval_size]
-        eval_locations, locations = locations[-cfg.eval_size:], locations[:-cfg.eval_size]
-        eval_references, references = ((references[-cfg.eval_size:], references[:-cfg.eval_size])
-                                       if references else (None, None))
-    else:
-        eval_prompts, eval_references, eval_fields, eval_locations = [], None, [], []
-    if cfg.eval_size == 0:
-        eval_prompts = []
-
-    checkpoint = None
-    if cfg.resume:
-        found = checkpoint_dirs(output_dir)
-        if not found:
-            raise RewardkitError(f"--resume: no checkpoint in {output_dir / 'checkpoints'}")
-        checkpoint = found[-1]
-    elif (output_dir / "metrics.jsonl").exists():
-        raise RewardkitError(f"{output_dir} already holds a run: pass --resume to continue it or choose another "
-                             "--output-dir")
 
     torch.manual_seed(cfg.seed)  # the same on every process: LoRA adapters and heads start identical
     reward_fn = load_reward(cfg.reward, placement=placement)
     gold_fn = load_reward(cfg.gold_reward, placement=placement) if cfg.gold_reward else None
     # code_tests reads each prompt's "tests", math its "reference": every record checked before any training
-    fields = reward_fields([reward_fn, gold_fn], cfg.prompts, fields, locations)
-    if eval_prompts and fields is not None:
-        eval_fields = reward_fields([reward_fn, gold_fn], cfg.eval_prompts or cfg.prompts, eval_fields,
-                                    eval_locations)
-    else:
-        eval_fields = None
+    train.fields = reward_fields([reward_fn, gold_fn], cfg.prompts, train.fields, train.locations)
+    held_out.fields = reward_fields([reward_fn, gold_fn], cfg.eval_prompts or cfg.prompts, held_out.fields,
+                                    held_out.locations) if held_out.prompts and train.fields is not None else None
     policy, tokenizer, reference, critic = load_models(cfg, checkpoint, placement)
     trainer = RLTrainer(cfg, policy, tokenizer, reward_fn, reference=reference, critic=critic, gold_fn=gold_fn,
                         placement=placement, processes=processes)
     if processes.world > 1:  # each process draws its own samples (one process keeps the seed's stream)
         torch.manual_seed(derived_seed(cfg.seed, processes.rank))
-    order = PromptOrder(len(prompts), cfg.prompts_per_step, cfg.seed)  # the same global order on every process
+    return trainer
+
+
+def run_rl(cfg: RLConfig) -> int:
+    """Run `rewardkit rl`; returns 0 on success (user errors raise RewardkitError, which the CLI prints)."""
+    from rewardkit.rl.policy import require_reward_and_prompts
+
+    require_reward_and_prompts(cfg)
+    import torch
+
+    from rewardkit.device import placement_of
+    from rewardkit.rl.distributed import launch
+    from rewardkit.rl.trainer import check_config
+
+    processes, placement = launch(placement_of(cfg))
+    check_config(cfg, processes.world)
+    if processes.is_main:
+        placement.announce("rl")
+    if cfg.num_threads > 0 or processes.world > 1:  # processes sharing a CPU split its cores
+        torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // processes.world))
+    train, held_out = split_prompts(cfg)
+    run = Run("rl", cfg.output_dir, resume=cfg.resume, is_main=processes.is_main, save_every=cfg.save_every,
+              keep_checkpoints=cfg.keep_checkpoints, tensorboard=cfg.tensorboard, logs=("metrics.jsonl", "eval.jsonl"))
+    checkpoint = run.checkpoint_to_resume()
+    trainer = build_trainer(cfg, placement, processes, checkpoint, train, held_out)
+    order = PromptOrder(len(train.prompts), cfg.prompts_per_step, cfg.seed)  # one global order on every process
     run_state: dict[str, Any] = {"elapsed": 0.0, "evals": [], "before_samples": []}
     if checkpoint is not None:
         run_state = load_checkpoint(checkpoint, trainer, order)
-        if main:
-            truncate_jsonl(output_dir / "metrics.jsonl", trainer.step_count)
-            truncate_jsonl(output_dir / "eval.jsonl", trainer.step_count)
-            print(f"rewardkit rl: resumed from {checkpoint} at step {trainer.step_count}", file=sys.stderr)
+        run.say(f"rewardkit rl: resumed from {checkpoint} at step {trainer.step_count}")
     processes.wait()  # every process has looked at the output folder before the main process writes to it
-    if main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    log = MetricsLog(output_dir, enabled=main, tensorboard=cfg.tensorboard)
+    if processes.is_main:
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        (run.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    run.start(cfg.steps, trainer.step_count, cfg.progress)
     clock = time.perf_counter() - run_state["elapsed"]
-    bar = progress_bar(cfg.progress and main, cfg.steps, trainer.step_count, "rl")
-
-    def say(line: str) -> None:
-        """A line on stderr, written through the progress bar when there is one so that neither is torn."""
-        if bar is not None:
-            bar.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr)
-
-    def evaluate() -> list[dict] | None:
-        """On the main process only, the others waiting: the same samples whatever the process count."""
-        if not eval_prompts:
-            return None
-        if not main:
-            processes.wait()
-            return None
-        metrics, samples = trainer.evaluate(eval_prompts, eval_references, cfg.eval_samples_per_prompt,
-                                            seed=cfg.seed + 1, fields=eval_fields)
-        row = {"step": trainer.step_count, **metrics}
-        run_state["evals"].append(row)
-        if not run_state["before_samples"]:
-            run_state["before_samples"] = samples
-        log.write(trainer.step_count, metrics)
-        with (output_dir / "eval.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        write_jsonl_atomically(output_dir / "samples" / f"eval-step-{trainer.step_count}.jsonl", samples)
-        gold = f", gold {metrics['eval/gold']:+.3f}" if "eval/gold" in metrics else ""
-        say(f"eval at step {trainer.step_count}: proxy {metrics['eval/proxy']:+.3f}{gold}, "
-            f"kl {metrics['eval/kl']:.3f}, length {metrics['eval/length']:.1f}")
-        processes.wait()
-        return samples
-
+    last_samples = None
     try:
         if trainer.step_count == 0:
-            evaluate()
-        last_samples = None
+            evaluate(cfg, trainer, held_out, run, run_state)
         while trainer.step_count < cfg.steps:
-            rows = order.next()
-            metrics = trainer.step([prompts[i] for i in rows],
-                                   [references[i] for i in rows] if references else None,
-                                   [fields[i] for i in rows] if fields is not None else None)
+            metrics = trainer.step(*train.step_inputs(order.next()))
             step = trainer.step_count
-            log.write(step, metrics)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(proxy=f"{metrics['reward/proxy']:+.3f}", kl=f"{metrics['kl/ref']:.3f}")
-            for warning in trainer.new_warnings if main else []:
-                say(f"rewardkit rl: warning at step {step}: {warning}")
-            if main and cfg.log_every and step % cfg.log_every == 0:
-                say(_log_line(step, cfg.steps, metrics))
+            report_step(cfg, trainer, run, metrics)
             if cfg.sample_every and step % cfg.sample_every == 0:
                 samples = _experience_samples(trainer)
-                if main:
-                    write_jsonl_atomically(output_dir / "samples" / f"step-{step}.jsonl", samples)
+                if processes.is_main:
+                    write_jsonl_atomically(run.output_dir / "samples" / f"step-{step}.jsonl", samples)
             if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
-                last_samples = evaluate()
+                last_samples = evaluate(cfg, trainer, held_out, run, run_state)
             run_state["elapsed"] = time.perf_counter() - clock
-            if step == cfg.steps or (cfg.save_every and step % cfg.save_every == 0):
-                save_checkpoint(cfg, trainer, order, run_state)
+            if step == cfg.steps or run.checkpoint_due(step):
+                save_checkpoint(run, trainer, order, run_state)
     finally:
-        if bar is not None:
-            bar.close()
-        log.close()
+        run.close()
+    if processes.is_main:
+        finish(cfg, trainer, run, run_state, held_out, last_samples)
+    return 0
 
-    if not main:
-        return 0
-    final = output_dir / "policy"
-    trainer.policy.save_pretrained(final, safe_serialization=True)
-    tokenizer.save_pretrained(final)
-    prune_checkpoints(output_dir, cfg.keep_checkpoints, run_finished=True)
+
+def report_step(cfg: RLConfig, trainer, run: Run, metrics: dict) -> None:
+    """A step's metrics to the log and the bar, its watch warnings and (every --log-every) its line on stderr."""
+    step = trainer.step_count
+    run.log.write(step, metrics)
+    run.stepped(proxy=f"{metrics['reward/proxy']:+.3f}", kl=f"{metrics['kl/ref']:.3f}")
+    for warning in trainer.new_warnings:
+        run.say(f"rewardkit rl: warning at step {step}: {warning}")
+    if cfg.log_every and step % cfg.log_every == 0:
+        run.say(_log_line(step, cfg.steps, metrics))
+
+
+def evaluate(cfg: RLConfig, trainer, held_out: PromptSet, run: Run, run_state: dict) -> list[dict] | None:
+    """The policy on the held-out prompts: on the main process only, the others waiting, so that its samples are
+    the same whatever the process count. Returns the samples (None without held-out prompts, or off the main
+    process)."""
+    if not held_out.prompts:
+        return None
+    if not run.is_main:
+        trainer.processes.wait()
+        return None
+    metrics, samples = trainer.evaluate(held_out.prompts, held_out.references, cfg.eval_samples_per_prompt,
+                                        seed=cfg.seed + 1, fields=held_out.fields)
+    row = {"step": trainer.step_count, **metrics}
+    run_state["evals"].append(row)
+    if not run_state["before_samples"]:
+        run_state["before_samples"] = samples
+    run.log.write(trainer.step_count, metrics)
+    with (run.output_dir / "eval.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    write_jsonl_atomically(run.output_dir / "samples" / f"eval-step-{trainer.step_count}.jsonl", samples)
+    gold = f", gold {metrics['eval/gold']:+.3f}" if "eval/gold" in metrics else ""
+    run.say(f"eval at step {trainer.step_count}: proxy {metrics['eval/proxy']:+.3f}{gold}, "
+            f"kl {metrics['eval/kl']:.3f}, length {metrics['eval/length']:.1f}")
+    trainer.processes.wait()
+    return samples
+
+
+def finish(cfg: RLConfig, trainer, run: Run, run_state: dict, held_out: PromptSet,
+           last_samples: list[dict] | None) -> None:
+    """On the main process: the final policy, the pruned checkpoints, summary.json and the report."""
+    output_dir = run.output_dir
+    trainer.policy.save_pretrained(output_dir / "policy", safe_serialization=True)
+    trainer.tokenizer.save_pretrained(output_dir / "policy")
+    run.finished()
     history = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     history = [row for row in history if "reward/proxy" in row]
     summary = {
@@ -347,10 +352,10 @@ def run_rl(cfg: RLConfig) -> int:
         "steps": trainer.step_count, "wall_minutes": run_state["elapsed"] / 60,
         "seconds_per_step": run_state["elapsed"] / max(trainer.step_count, 1),
         "samples_per_step": cfg.prompts_per_step * cfg.samples_per_prompt,
-        "eval_prompts": len(eval_prompts), "eval_samples_per_prompt": cfg.eval_samples_per_prompt,
+        "eval_prompts": len(held_out.prompts), "eval_samples_per_prompt": cfg.eval_samples_per_prompt,
         "evals": run_state["evals"], "warnings": trainer.watch.warnings,
         "prompts_truncated": trainer.prompts_truncated,
-        "placement": placement.as_dict(), "processes": processes.world,
+        "placement": trainer.placement.as_dict(), "processes": trainer.processes.world,
         "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k in _REPORTED_SETTINGS},
     }
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -361,7 +366,6 @@ def run_rl(cfg: RLConfig) -> int:
         html_path, _ = write_report(output_dir, summary, history, run_state["evals"], run_state["before_samples"],
                                     after, trainer.watch.warnings, cfg.watch_window)
         print(f"rewardkit rl: report written to {html_path}", file=sys.stderr)
-    return 0
 
 
 def _last_eval_samples(output_dir: Path, run_state: dict) -> list[dict]:

@@ -118,7 +118,8 @@ class RLConfig(PolicySampling):
     sample_every: int = option(10, "Save the step's sampled generations every this many steps")
     save_every: int = option(50, "Checkpoint every this many steps (and at the end)")
     keep_checkpoints: int = option(2, KEEP_CHECKPOINTS_HELP)
-    resume: bool = option(False, "Continue from the newest checkpoint in --output-dir")
+    resume: bool = option(False, "continue from the newest checkpoint in --output-dir (none there: start fresh, "
+                                 "said in a line); without it, a folder that already holds a run is refused")
     tensorboard: bool = option(True, "Also write TensorBoard event files")
     report: bool = option(True, "Write the final report (HTML and Markdown with PNG curves)")
     log_every: int = option(1, "Print a metrics line every this many steps")

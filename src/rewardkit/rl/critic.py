@@ -48,7 +48,7 @@ class TokenCritic(nn.Module):
         from transformers import AutoConfig, AutoTokenizer
 
         from rewardkit.models.presets import resolve_model_path
-        from rewardkit.models.reward_model import load_with_reward_head
+        from rewardkit.models.checkpoint import load_with_reward_head
 
         path = resolve_model_path(path)
         try:
