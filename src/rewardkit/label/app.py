@@ -183,35 +183,53 @@ def progress_page(data: dict, who: Who) -> str:
 def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
                max_body_bytes: int = 64 * 1024, strength_wait: float = 2.0) -> FastAPI:
     app = FastAPI(title="rewardkit label", docs_url=None, redoc_url=None, openapi_url=None)
-    admin = admin_token.encode("utf-8")
-    static = {name: resources.files("rewardkit.label").joinpath("static", name).read_bytes() for name in STATIC}
+    app.middleware("http")(Authentication(store, admin_token))
+    routes = LabelRoutes(store, lease_seconds, max_body_bytes, strength_wait)
+    for method, path, handler in [
+        ("GET", "/", routes.index),
+        ("GET", "/item/{item_id}", routes.revise),
+        ("POST", "/judge", routes.judge),
+        ("GET", "/mine", routes.mine),
+        ("GET", "/progress", routes.progress),
+        ("GET", "/static/{name}", routes.static_file),
+        ("GET", "/api/next", routes.api_next),
+        ("POST", "/api/judgments", routes.api_judge),
+        ("POST", "/api/skip", routes.api_skip),
+        ("GET", "/api/mine", routes.api_mine),
+        ("GET", "/api/progress", routes.api_progress),
+    ]:
+        app.add_api_route(path, handler, methods=[method])
+    app.add_exception_handler(HTTPProblem, _answer_problem)
+    app.add_exception_handler(404, _answer_not_found)
+    # outermost: answers sent before the body was read (401, 413) still reach clients that send the body first
+    app.add_middleware(DrainUnreadBody, max_bytes=drain_bound(max_body_bytes))
+    return app
 
-    def identify(token: str | None) -> Who | None:
+
+class Authentication:
+    """The middleware before any route (so an unknown path answers 401 too): who is calling, then the security
+    headers."""
+
+    def __init__(self, store: Store, admin_token: str):
+        self.store, self.admin = store, admin_token.encode("utf-8")
+
+    def identify(self, token: str | None) -> Who | None:
         if not token:
             return None
-        if hmac.compare_digest(token.encode("utf-8"), admin):
+        if hmac.compare_digest(token.encode("utf-8"), self.admin):
             return Who(None)
-        annotator = store.annotator_for_token(token)
+        annotator = self.store.annotator_for_token(token)
         return Who(annotator) if annotator else None
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next):
-        """Before any route (so an unknown path answers 401 too): who is calling, then the security headers."""
+    async def __call__(self, request: Request, call_next) -> Response:
         query_token = request.query_params.get("token")
-        bearer = request.headers.get("authorization", "")
-        token = query_token or (bearer[7:].strip() if bearer.lower().startswith("bearer ") else None) \
-            or request.cookies.get(COOKIE)
-        who = await run_in_threadpool(identify, token)
+        who = await run_in_threadpool(self.identify, query_token or _bearer_or_cookie_token(request))
         if who is None:
             response = _unauthorized(request)
         elif request.method == "POST" and _cross_site(request):
             response = _problem(request, 403, "cross-site requests are refused")
         elif query_token and request.method == "GET":
-            # Put the token in a cookie and take it out of the address bar (and so out of history and screenshots).
-            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + ("?" + urllib.parse.urlencode(rest) if rest else "")
-            response = RedirectResponse(target, status_code=303)
-            response.set_cookie(COOKIE, query_token, httponly=True, samesite="strict", path="/")
+            response = _move_token_to_cookie(request, query_token)
         else:
             request.state.who = who
             try:
@@ -221,161 +239,178 @@ def create_app(store: Store, admin_token: str, lease_seconds: float = 1800.0,
         response.headers.update(SECURITY_HEADERS)
         return response
 
-    def annotator_of(request: Request) -> Who:
-        who: Who = request.state.who
-        if who.is_admin:
-            raise HTTPProblem(403, "the admin link shows progress; labelling needs an annotator's link")
-        return who
 
-    def admin_of(request: Request) -> Who:
-        who: Who = request.state.who
-        if not who.is_admin:
-            raise HTTPProblem(403, "progress is for the admin link")
-        return who
+def _bearer_or_cookie_token(request: Request) -> str | None:
+    bearer = request.headers.get("authorization", "")
+    return (bearer[7:].strip() if bearer.lower().startswith("bearer ") else None) or request.cookies.get(COOKIE)
 
-    def allowed_item(who: Who, item_id: int) -> tuple[Item, Judgment | None]:
+
+def _move_token_to_cookie(request: Request, token: str) -> Response:
+    """The same page again, the token now in a cookie: out of the address bar, and so out of history and
+    screenshots."""
+    rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    target = request.url.path + ("?" + urllib.parse.urlencode(rest) if rest else "")
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+    return response
+
+
+def annotator_of(request: Request) -> Who:
+    who: Who = request.state.who
+    if who.is_admin:
+        raise HTTPProblem(403, "the admin link shows progress; labelling needs an annotator's link")
+    return who
+
+
+def admin_of(request: Request) -> Who:
+    who: Who = request.state.who
+    if not who.is_admin:
+        raise HTTPProblem(403, "progress is for the admin link")
+    return who
+
+
+class LabelRoutes:
+    """The routes' handlers, over one store and the app's settings. Work on the store blocks, so the async handlers
+    (those that read a body) hand it to the thread pool; FastAPI runs the plain ones there itself."""
+
+    def __init__(self, store: Store, lease_seconds: float, max_body_bytes: int, strength_wait: float):
+        self.store, self.lease_seconds = store, lease_seconds
+        self.max_body_bytes, self.strength_wait = max_body_bytes, strength_wait
+        self.static = {name: resources.files("rewardkit.label").joinpath("static", name).read_bytes()
+                       for name in STATIC}
+
+    def allowed_item(self, who: Who, item_id: int) -> tuple[Item, Judgment | None]:
         """The item, if this annotator may judge it: leased to them, or judged by them (to revise); else 404."""
-        item = store.item(item_id)
-        current = store.judgment(who.annotator.id, item_id) if item else None
-        if item is None or (current is None and not store.has_lease(who.annotator.id, item_id)):
+        item = self.store.item(item_id)
+        current = self.store.judgment(who.annotator.id, item_id) if item else None
+        if item is None or (current is None and not self.store.has_lease(who.annotator.id, item_id)):
             raise HTTPProblem(404, f"no item {item_id} for you")
         return item, current
 
-    async def body_bytes(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
-            raise HTTPProblem(413, f"request body over the limit of {max_body_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
-                raise HTTPProblem(413, f"request body over the limit of {max_body_bytes} bytes")
-        return bytes(body)
-
     # -- pages ---------------------------------------------------------------------------------------------------------
-    def item_response(who: Who, item: Item, current: Judgment | None, error: str | None = None,
+    def item_response(self, who: Who, item: Item, current: Judgment | None, error: str | None = None,
                       status: int = 200) -> HTMLResponse:
-        done, remaining = store.judged_by(who.annotator.id), store.remaining_for(who.annotator.id)
-        return HTMLResponse(item_page(item, store.scale, who, current, remaining, done, error, strength_wait),
-                            status_code=status)
+        done, remaining = self.store.judged_by(who.annotator.id), self.store.remaining_for(who.annotator.id)
+        return HTMLResponse(item_page(item, self.store.scale, who, current, remaining, done, error,
+                                      self.strength_wait), status_code=status)
 
-    @app.get("/")
-    def index(request: Request) -> HTMLResponse:
+    def index(self, request: Request) -> HTMLResponse:
         who = annotator_of(request)
-        item = store.next_item(who.annotator.id, lease_seconds)
+        item = self.store.next_item(who.annotator.id, self.lease_seconds)
         if item is None:
-            return HTMLResponse(done_page(who, store.judged_by(who.annotator.id)))
-        return item_response(who, item, None)
+            return HTMLResponse(done_page(who, self.store.judged_by(who.annotator.id)))
+        return self.item_response(who, item, None)
 
-    @app.get("/item/{item_id}")
-    def revise(request: Request, item_id: int) -> HTMLResponse:
+    def revise(self, request: Request, item_id: int) -> HTMLResponse:
         who = annotator_of(request)
-        return item_response(who, *allowed_item(who, item_id))
+        return self.item_response(who, *self.allowed_item(who, item_id))
 
-    @app.post("/judge")
-    async def judge(request: Request) -> Response:
+    async def judge(self, request: Request) -> Response:
         who = annotator_of(request)
-        form = urllib.parse.parse_qs((await body_bytes(request)).decode("utf-8", "replace"), keep_blank_values=True)
-        field = lambda name: (form.get(name) or [""])[0]  # noqa: E731
-        if not is_digits(field("item_id")) or len(field("item_id")) > 19:  # ids are 64-bit
-            raise HTTPProblem(422, "item_id must be an item number")
-        item_id = int(field("item_id"))
+        form = await read_form(request, self.max_body_bytes)
+        return await run_in_threadpool(self.save_form, who, _form_item_id(form), form)
 
-        def save() -> Response:
-            item, current = allowed_item(who, item_id)
-            try:
-                if field("skip"):
-                    store.skip(who.annotator.id, item_id)
-                else:
-                    store.record(who.annotator.id, item_id, form_value(item, field("choice")),
-                                 field("strength") or None, field("reason"))
-            except JudgmentError as exc:  # the same item again, with what was wrong: never another one
-                return item_response(who, item, current, str(exc), 422)
-            return RedirectResponse("/", status_code=303)
+    def save_form(self, who: Who, item_id: int, form: dict[str, str]) -> Response:
+        """The next page after a judgment (or skip) sent by the form."""
+        item, current = self.allowed_item(who, item_id)
+        try:
+            if form.get("skip"):
+                self.store.skip(who.annotator.id, item_id)
+            else:
+                self.store.record(who.annotator.id, item_id, form_value(item, form.get("choice", "")),
+                                  form.get("strength") or None, form.get("reason", ""))
+        except JudgmentError as exc:  # the same item again, with what was wrong: never another one
+            return self.item_response(who, item, current, str(exc), 422)
+        return RedirectResponse("/", status_code=303)
 
-        return await run_in_threadpool(save)
-
-    @app.get("/mine")
-    def mine(request: Request) -> HTMLResponse:
+    def mine(self, request: Request) -> HTMLResponse:
         who = annotator_of(request)
-        return HTMLResponse(mine_page(who, store.judgments(who.annotator.id)))
+        return HTMLResponse(mine_page(who, self.store.judgments(who.annotator.id)))
 
-    @app.get("/progress")
-    def progress(request: Request) -> HTMLResponse:
-        return HTMLResponse(progress_page(progress_data(store), admin_of(request)))
+    def progress(self, request: Request) -> HTMLResponse:
+        return HTMLResponse(progress_page(progress_data(self.store), admin_of(request)))
 
-    @app.get("/static/{name}")
-    def static_file(name: str) -> Response:
+    def static_file(self, name: str) -> Response:
         if name not in STATIC:
             raise HTTPProblem(404, "not found")
-        return Response(static[name], media_type=STATIC[name])
+        return Response(self.static[name], media_type=STATIC[name])
 
     # -- JSON API ------------------------------------------------------------------------------------------------------
-    async def json_body(request: Request) -> dict:
-        try:
-            body = json.loads(await body_bytes(request))
-        except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON; digits or nesting past limits
-            raise HTTPProblem(400, f"request body is not valid JSON: {exc}")
-        if not isinstance(body, dict) or isinstance(body.get("item_id"), bool) or not isinstance(
-                body.get("item_id"), int):
-            raise HTTPProblem(422, "the body must be an object with an integer item_id")
-        return body
-
-    @app.get("/api/next")
-    def api_next(request: Request) -> JSONResponse:
+    def api_next(self, request: Request) -> JSONResponse:
         who = annotator_of(request)
-        item = store.next_item(who.annotator.id, lease_seconds)
-        return JSONResponse({"item": None if item is None else item_json(item, store.scale)})
+        item = self.store.next_item(who.annotator.id, self.lease_seconds)
+        return JSONResponse({"item": None if item is None else item_json(item, self.store.scale)})
 
-    @app.post("/api/judgments")
-    async def api_judge(request: Request) -> JSONResponse:
+    async def api_judge(self, request: Request) -> JSONResponse:
         who = annotator_of(request)
-        body = await json_body(request)
-
-        def save() -> tuple[Judgment, bool]:
-            allowed_item(who, body["item_id"])
-            return store.record(who.annotator.id, body["item_id"], body.get("value"), body.get("strength"),
-                                body.get("reason"))
-
+        body = await read_json_item(request, self.max_body_bytes)
         try:
-            judgment, new = await run_in_threadpool(save)
+            judgment, new = await run_in_threadpool(self.record_json, who, body)
         except JudgmentError as exc:
             raise HTTPProblem(422, str(exc))
         return JSONResponse({"judgment": judgment_json(judgment), "new": new}, status_code=201 if new else 200)
 
-    @app.post("/api/skip")
-    async def api_skip(request: Request) -> JSONResponse:
+    def record_json(self, who: Who, body: dict) -> tuple[Judgment, bool]:
+        self.allowed_item(who, body["item_id"])
+        return self.store.record(who.annotator.id, body["item_id"], body.get("value"), body.get("strength"),
+                                 body.get("reason"))
+
+    async def api_skip(self, request: Request) -> JSONResponse:
         who = annotator_of(request)
-        body = await json_body(request)
-
-        def save() -> None:
-            allowed_item(who, body["item_id"])
-            store.skip(who.annotator.id, body["item_id"])
-
-        await run_in_threadpool(save)
+        body = await read_json_item(request, self.max_body_bytes)
+        await run_in_threadpool(self.skip, who, body["item_id"])
         return JSONResponse({"skipped": body["item_id"]})
 
-    @app.get("/api/mine")
-    def api_mine(request: Request) -> JSONResponse:
+    def skip(self, who: Who, item_id: int) -> None:
+        self.allowed_item(who, item_id)
+        self.store.skip(who.annotator.id, item_id)
+
+    def api_mine(self, request: Request) -> JSONResponse:
         who = annotator_of(request)
-        return JSONResponse({"judgments": [judgment_json(j) for j in store.judgments(who.annotator.id)]})
+        return JSONResponse({"judgments": [judgment_json(j) for j in self.store.judgments(who.annotator.id)]})
 
-    @app.get("/api/progress")
-    def api_progress(request: Request) -> JSONResponse:
+    def api_progress(self, request: Request) -> JSONResponse:
         admin_of(request)
-        return JSONResponse(json_ready(progress_data(store)))
+        return JSONResponse(json_ready(progress_data(self.store)))
 
-    @app.exception_handler(HTTPProblem)
-    async def problem(request: Request, exc: HTTPProblem) -> Response:
-        return _problem(request, exc.status, exc.detail)
 
-    @app.exception_handler(404)
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return _problem(request, 404, "not found")
+# ------------------------------------------------------------------------------------------------ request bodies
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        raise HTTPProblem(413, f"request body over the limit of {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise HTTPProblem(413, f"request body over the limit of {max_bytes} bytes")
+    return bytes(body)
 
-    # outermost: answers sent before the body was read (401, 413) still reach clients that send the body first
-    app.add_middleware(DrainUnreadBody, max_bytes=drain_bound(max_body_bytes))
-    return app
+
+async def read_form(request: Request, max_bytes: int) -> dict[str, str]:
+    """The posted form's fields, each its first value."""
+    form = urllib.parse.parse_qs((await read_body(request, max_bytes)).decode("utf-8", "replace"),
+                                 keep_blank_values=True)
+    return {name: values[0] for name, values in form.items()}
+
+
+def _form_item_id(form: dict[str, str]) -> int:
+    item_id = form.get("item_id", "")
+    if not is_digits(item_id) or len(item_id) > 19:  # ids are 64-bit
+        raise HTTPProblem(422, "item_id must be an item number")
+    return int(item_id)
+
+
+async def read_json_item(request: Request, max_bytes: int) -> dict:
+    """A JSON API body: an object naming an item by its integer `item_id`."""
+    try:
+        body = json.loads(await read_body(request, max_bytes))
+    except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON; digits or nesting past limits
+        raise HTTPProblem(400, f"request body is not valid JSON: {exc}")
+    if not isinstance(body, dict) or isinstance(body.get("item_id"), bool) or not isinstance(
+            body.get("item_id"), int):
+        raise HTTPProblem(422, "the body must be an object with an integer item_id")
+    return body
 
 
 def form_value(item: Item, choice: str) -> Any:
@@ -401,6 +436,14 @@ def _problem(request: Request, status: int, detail: str) -> Response:
     if _wants_html(request):
         return HTMLResponse(page("Error", f'<p class="error" role="alert">{escape(detail)}</p>'), status_code=status)
     return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def _answer_problem(request: Request, exc: HTTPProblem) -> Response:
+    return _problem(request, exc.status, exc.detail)
+
+
+async def _answer_not_found(request: Request, exc: Exception) -> Response:
+    return _problem(request, 404, "not found")
 
 
 def _unauthorized(request: Request) -> Response:

@@ -208,61 +208,82 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
     `/health` reports `placement` (where the model runs): as given, else the model's own (a loaded `RewardModel`'s,
     an ensemble's first member's), else null (a scorer that is no model)."""
     check_limits(settings)
+    service = ScoringService(scorer, settings, model_name, placement)
+    app = FastAPI(title="rewardkit reward model server", lifespan=service.lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.batcher = service.batcher
+    app.state.metrics = service.metrics
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics, endpoints=ENDPOINTS)
+    # added last, so outermost: it sees every response start, whichever layer answers early
+    app.add_middleware(DrainUnreadBody, max_bytes=drain_bound(settings.max_body_bytes))
+    app.add_exception_handler(RequestError, service.request_error)
+    app.add_api_route("/score", service.score_endpoint, methods=["POST"])
+    app.add_api_route("/get_reward", service.get_reward_endpoint, methods=["POST"])
+    app.add_api_route("/health", service.health, methods=["GET"])
+    app.add_api_route("/metrics", service.metrics_endpoint, methods=["GET"])
+    return app
+
+
+def _placement_of(scorer: Any, placement: Placement | None) -> Placement | None:
     members = getattr(scorer, "members", None)
-    where = placement or getattr(members[0] if members else scorer, "placement", None)
-    metrics = ServeMetrics(settings.max_batch_size, settings.max_batch_tokens)
-    batcher = MicroBatcher(scorer, max_batch_size=settings.max_batch_size,
-                           max_batch_tokens=settings.max_batch_tokens, max_wait_s=settings.max_wait_ms / 1000,
-                           max_queued_items=settings.max_queued_items, metrics=metrics)
-    special = _special_tokens(scorer, settings.policy_tokenizer)
-    normalize = normalizer_for(settings.normalize, settings.normalize_mean, settings.normalize_std,
-                               settings.normalize_warmup, getattr(scorer, "reward_stats", None),
-                               model_name or settings.model)
-    if settings.api_token and not settings.api_token.isascii():  # HTTP headers carry ASCII: it could never match
+    return placement or getattr(members[0] if members else scorer, "placement", None)
+
+
+def _api_token_bytes(api_token: str | None) -> bytes | None:
+    if api_token and not api_token.isascii():  # HTTP headers carry ASCII: it could never match
         raise RewardkitError("the API token must be ASCII: an HTTP client cannot send other characters in a header")
-    token = settings.api_token.encode("ascii") if settings.api_token else None
+    return api_token.encode("ascii") if api_token else None
+
+
+class ScoringService:
+    """What the routes share (the batcher, metrics, normalizer, token) and the routes' handlers."""
+
+    def __init__(self, scorer: Any, settings: ServeConfig, model_name: str | None, placement: Placement | None):
+        self.settings, self.model_name = settings, model_name
+        self.placement = _placement_of(scorer, placement)
+        self.metrics = ServeMetrics(settings.max_batch_size, settings.max_batch_tokens)
+        self.batcher = MicroBatcher(scorer, max_batch_size=settings.max_batch_size,
+                                    max_batch_tokens=settings.max_batch_tokens,
+                                    max_wait_s=settings.max_wait_ms / 1000,
+                                    max_queued_items=settings.max_queued_items, metrics=self.metrics)
+        self.special = _special_tokens(scorer, settings.policy_tokenizer)
+        self.normalize = normalizer_for(settings.normalize, settings.normalize_mean, settings.normalize_std,
+                                        settings.normalize_warmup, getattr(scorer, "reward_stats", None),
+                                        model_name or settings.model)
+        self.token = _api_token_bytes(settings.api_token)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        batcher.start()
+    async def lifespan(self, app: FastAPI):
+        self.batcher.start()
         try:
             yield
         finally:
             # uvicorn runs this after in-flight requests finished (graceful shutdown); anything left is scored.
-            await batcher.close()
+            await self.batcher.close()
 
-    app = FastAPI(title="rewardkit reward model server", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
-    app.state.batcher = batcher
-    app.state.metrics = metrics
-    app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=ENDPOINTS)
-    # added last, so outermost: it sees every response start, whichever layer answers early
-    app.add_middleware(DrainUnreadBody, max_bytes=drain_bound(settings.max_body_bytes))
-
-    @app.exception_handler(RequestError)
-    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+    async def request_error(self, request: Request, exc: RequestError) -> JSONResponse:
         endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
-        metrics.errors.labels(endpoint, exc.reason).inc()
+        self.metrics.errors.labels(endpoint, exc.reason).inc()
         content = {"detail": exc.detail} | ({"field": exc.field} if exc.field else {})
         return JSONResponse(content, status_code=exc.status, headers=exc.headers)
 
-    def authorize(request: Request) -> None:
-        if token is None:
+    def authorize(self, request: Request) -> None:
+        if self.token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         # compare_digest takes time independent of where the strings differ, so the token cannot be guessed
         # byte by byte from response times.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), token):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), self.token):
             raise RequestError(401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer TOKEN)",
                                headers={"WWW-Authenticate": "Bearer"})
 
-    async def score(prompts: list, responses: list[str], field: str) -> Scored:
+    async def score(self, prompts: list, responses: list[str], field: str) -> Scored:
+        timeout = self.settings.request_timeout_s
         try:
-            return await asyncio.wait_for(batcher.score(prompts, responses), settings.request_timeout_s)
+            return await asyncio.wait_for(self.batcher.score(prompts, responses), timeout)
         except TimeoutError:
-            raise RequestError(504, "timeout", f"not scored within {settings.request_timeout_s:g} s "
-                                               f"(--request-timeout-s); the server is overloaded or the request "
-                                               f"too large")
+            raise RequestError(504, "timeout", f"not scored within {timeout:g} s (--request-timeout-s); the server "
+                                               f"is overloaded or the request too large")
         except QueueFull as exc:
             raise RequestError(503, "overloaded", f"{exc}; retry later", headers={"Retry-After": "1"})
         except ItemRejected as exc:
@@ -271,41 +292,36 @@ def create_app(scorer: Any, settings: ServeConfig, model_name: str | None = None
             log.exception("scoring failed")
             raise RequestError(500, "internal", f"scoring failed: {type(exc).__name__}: {exc}")
 
-    @app.post("/score")
-    async def score_endpoint(request: Request) -> JSONResponse:
-        authorize(request)
-        prompts, responses = parse_score_request(await _read_json(request, settings.max_body_bytes),
-                                                 settings.max_items_per_request)
-        scores, spreads = normalize(*await score(prompts, responses, "items"))
+    async def score_endpoint(self, request: Request) -> JSONResponse:
+        self.authorize(request)
+        prompts, responses = parse_score_request(await _read_json(request, self.settings.max_body_bytes),
+                                                 self.settings.max_items_per_request)
+        scores, spreads = self.normalize(*await self.score(prompts, responses, "items"))
         return JSONResponse({"scores": scores} | ({"disagreement": spreads} if spreads is not None else {}))
 
-    @app.post("/get_reward")
-    async def get_reward_endpoint(request: Request) -> JSONResponse:
-        authorize(request)
-        prompts, responses, found = parse_get_reward_request(await _read_json(request, settings.max_body_bytes),
-                                                             settings.max_items_per_request, special)
-        raw = await score(prompts, responses, "query")
-        rewards, spreads = normalize(*raw)
+    async def get_reward_endpoint(self, request: Request) -> JSONResponse:
+        self.authorize(request)
+        prompts, responses, found = parse_get_reward_request(
+            await _read_json(request, self.settings.max_body_bytes), self.settings.max_items_per_request,
+            self.special)
+        raw = await self.score(prompts, responses, "query")
+        rewards, spreads = self.normalize(*raw)
         extra_logs = {"rm_prompt_split": [float(f) for f in found]}
         if spreads is not None:
             extra_logs["reward_disagreement"] = spreads
-        if normalize.method != "none":
+        if self.normalize.method != "none":
             extra_logs["raw_reward"] = raw.scores
         return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": extra_logs})
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        limits = {name: getattr(settings, name) for name in
+    async def health(self) -> JSONResponse:
+        limits = {name: getattr(self.settings, name) for name in
                   ("max_batch_size", "max_items_per_request", "max_body_bytes", "request_timeout_s")}
-        status = 200 if batcher.running else 503
-        return JSONResponse({"status": "ok" if status == 200 else "unavailable", "model": model_name,
-                             "ensemble": batcher.adapter.members,
-                             "placement": where.as_dict() if where is not None else None,
-                             "limits": limits, "normalization": normalize.describe()}, status_code=status)
+        status = 200 if self.batcher.running else 503
+        return JSONResponse({"status": "ok" if status == 200 else "unavailable", "model": self.model_name,
+                             "ensemble": self.batcher.adapter.members,
+                             "placement": self.placement.as_dict() if self.placement is not None else None,
+                             "limits": limits, "normalization": self.normalize.describe()}, status_code=status)
 
-    @app.get("/metrics")
-    async def metrics_endpoint(request: Request) -> Response:
-        authorize(request)
-        return Response(metrics.render(), media_type=ServeMetrics.CONTENT_TYPE)
-
-    return app
+    async def metrics_endpoint(self, request: Request) -> Response:
+        self.authorize(request)
+        return Response(self.metrics.render(), media_type=ServeMetrics.CONTENT_TYPE)
