@@ -7,7 +7,7 @@
 Runs `rewardkit train-rm` three times in a subprocess, on the same HH pairs (../shared/data/hh-rlhf, seed 0) with
 --max-length 256 and --freeze-layers 0:
   full          full fine-tuning
-  lora          --lora-r 16 (only the adapters and the head train)
+  lora          --lora-rank 16 (only the adapters and the head train)
   full+ckpt     full fine-tuning with --gradient-checkpointing
 Nothing is held out (--val-fraction 0): the peak is the training's. Prints a table: setting, peak memory (on a GPU the
 process's GPU memory from nvidia-smi, polled every 0.2 s; on a CPU its peak resident memory, VmHWM), that peak over
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import HH_DIR, exit_on_sigterm, machine_text, measures_gpu, missing_flags, placement_lines, run_cli
 
-SETTINGS = {"full": [], "lora": ["--lora-r", "16"], "full+ckpt": ["--gradient-checkpointing"]}
+SETTINGS = {"full": [], "lora": ["--lora-rank", "16"], "full+ckpt": ["--gradient-checkpointing"]}
 
 
 def main() -> int:

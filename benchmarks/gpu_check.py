@@ -10,7 +10,7 @@ GPU), each run in a subprocess one after the other.
 Steps, on the HH data at ../shared/data/hh-rlhf and the smollm2-135m preset (--model), all with --device and
 --precision passed through:
   train-rm      full fine-tuning (--freeze-layers 0) for --steps optimizer steps
-  train-rm-lora the same with --lora-r 16
+  train-rm-lora the same with --lora-rank 16
   eval-rm       the full fine-tuned model on HH validation (the pairs train-rm held out) and LLMBar, --json; with
                 the LoRA model as its second model when both trained (paired)
   score         --score-records HH records (prompt, response)
@@ -145,7 +145,7 @@ def check(args, out: Path) -> int:
 
     # ---- a, b: train-rm, full fine-tuning and LoRA
     trained = {}
-    for name, extra in (("train-rm", []), ("train-rm-lora", ["--lora-r", "16"])):
+    for name, extra in (("train-rm", []), ("train-rm-lora", ["--lora-rank", "16"])):
         model_dir = out / name
         argv = ["--model", args.model, "--data", str(HH_DIR), "--output-dir", model_dir, "--max-steps", args.steps,
                 "--batch-size", args.batch_size, "--max-length", args.max_length, "--val-fraction", args.val_fraction,
@@ -227,7 +227,7 @@ def more_steps(args, model: str, placement: list[str], out: Path, attempt, recor
     step = Step("best-of-n", "best-of-n")
     if attempt(step, ["--policy", args.policy, "--prompts", str(prompts), "--reward", model, "--n", "4",
                       "--max-new-tokens", str(args.rl_new_tokens), "--output-dir", str(out / "bon"),
-                      "--bootstrap-samples", "50", "--no-progress", *placement]):
+                      "--bootstrap-resamples", "50", "--no-progress", *placement]):
         step.note = f"{args.rl_prompts_per_step} prompts x 4 samples"
     print(step.row(), flush=True)
 

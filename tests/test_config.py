@@ -39,6 +39,38 @@ def test_flags_and_yaml_agree_and_flags_win(tmp_path):
     assert parse_config(Example, ["--config", str(config), "--count", "7", "--no-flag"]).count == 7
 
 
+@dataclass
+class Renamed:
+    """A command whose option was renamed."""
+
+    lora_rank: int = option(0, "a rank", formerly=("lora_r",))
+
+
+def test_a_renamed_option_is_still_read_under_its_old_name(tmp_path):
+    assert parse_config(Renamed, ["--lora-r", "4"]) == parse_config(Renamed, ["--lora-rank", "4"]) == Renamed(4)
+    config = tmp_path / "c.yaml"
+    config.write_text("lora_r: 8\n")
+    assert parse_config(Renamed, ["--config", str(config)]).lora_rank == 8
+    config.write_text("lora_r: 8\nlora-rank: 4\n")  # both names in one file: which one was meant?
+    with pytest.raises(RewardkitError, match="c.yaml: option 'lora-rank' is given twice"):
+        parse_config(Renamed, ["--config", str(config)])
+
+
+def test_one_option_has_one_name_across_commands():
+    """An option that several commands take is spelled alike in each (the old spellings live on as `formerly`)."""
+    import dataclasses
+    import importlib
+
+    def config_class(where: str):
+        module, name = where.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    spellings = {f.name for where, _, _ in COMMANDS.values() for f in dataclasses.fields(config_class(where))}
+    for old, new in (("lora_r", "lora_rank"), ("lora_target_modules", "lora_targets"),
+                     ("bootstrap_samples", "bootstrap_resamples")):
+        assert old not in spellings and new in spellings
+
+
 @pytest.mark.parametrize("text, message", [
     ("count: many\n", "count must be an integer"),
     ("colour: red\n", "unknown option 'colour'"),

@@ -22,9 +22,11 @@ C = TypeVar("C")
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
-           positional: bool = False, metavar: str | None = None) -> Any:
-    """A config field with its help text. Mutable defaults (lists) are copied per instance."""
-    meta = {"help": help, "choices": choices, "positional": positional, "metavar": metavar}
+           positional: bool = False, metavar: str | None = None, formerly: tuple[str, ...] = ()) -> Any:
+    """A config field with its help text. Mutable defaults (lists) are copied per instance. `formerly`: names the
+    option had before it was renamed (so that one option has one name across commands); a flag or YAML key under an
+    old name still sets it."""
+    meta = {"help": help, "choices": choices, "positional": positional, "metavar": metavar, "formerly": formerly}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -119,14 +121,17 @@ def config_from_mapping(cls: type[C], mapping: dict, source: str = "config",
     where its value came from: `sources[key]` (e.g. the command line, for a flag beside a YAML file), else `source`."""
     hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    renamed = {old: f.name for f in dataclasses.fields(cls) for old in f.metadata.get("formerly", ())}
     values, came_from = {}, {}
     for key, value in mapping.items():
         name = str(key).replace("-", "_")
+        name = renamed.get(name, name)
         where = (sources or {}).get(key, source)
         if name not in names:
             raise RewardkitError(f"{where}: unknown option {key!r} (known: {', '.join(sorted(names))})")
-        if name in values:  # max_steps and max-steps in one file: which one was meant?
-            raise RewardkitError(f"{where}: option {key!r} is given twice (with dashes and with underscores)")
+        if name in values:  # max_steps and max-steps (or an old name and the new) in one file: which was meant?
+            raise RewardkitError(f"{where}: option {key!r} is given twice (with dashes and with underscores, or "
+                                 f"under its old name)")
         values[name], came_from[name] = coerce(value, hints[name], f"{where}: {key}"), where
     missing = [f"{f.name} ({f.metadata['metavar']})" if f.metadata.get("positional") and f.metadata.get("metavar")
                else f.name for f in dataclasses.fields(cls)
@@ -166,7 +171,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs.setdefault("nargs", "?")
             parser.add_argument(f.name, **kwargs)
         else:
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+            flags = [f"--{name.replace('_', '-')}" for name in (f.name, *meta.get("formerly", ()))]
+            parser.add_argument(*flags, dest=f.name, **kwargs)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:

@@ -16,6 +16,13 @@ from rewardkit.data.types import BinaryFeedback, FeedbackRecord, PreferencePair,
 from rewardkit.errors import RewardkitError
 
 
+
+def pair_outcomes(better: Any, worse: Any) -> Any:
+    """A pair's credit, the one rule that train-rm's accuracy and eval-rm's share: 1 where the better text scores
+    higher, 0 where lower, 0.5 for a tie (a constant scorer gets 0.5, not 0 or 1). Elementwise on numpy arrays or
+    torch tensors alike (float results), so that neither layer needs the other's library."""
+    return (better > worse) * 1.0 + (better == worse) * 0.5
+
 class FeedbackKind:
     """One kind of feedback. Subclasses fill in each part."""
 

@@ -407,7 +407,7 @@ def test_a_length_head_model_reports_both_heads_length_correlation(tmp_path, cap
     def near(values, lengths):
         """A length correlation of a head's outputs, at what their reward tolerance lets it move (0 in fp32, where no
         two outputs are that close: exact there)."""
-        return pytest.approx(metrics.length_correlation(values, lengths), rel=1e-6,
+        return pytest.approx(metrics.length_spearman(values, lengths), rel=1e-6,
                              abs=rank_correlation_tolerance(values, reward_tolerance(values)))
 
     assert entry["length_correlation"] == near(both[0], lengths)
@@ -418,9 +418,9 @@ def test_a_length_head_model_reports_both_heads_length_correlation(tmp_path, cap
     same = eval_rm_scoring(tmp_path / "odin", data, "pairs")
     same_lengths = np.concatenate(same.lengths)
     assert entry["length_correlation"] == pytest.approx(
-        metrics.length_correlation(np.concatenate(same.scores[0]), same_lengths))
+        metrics.length_spearman(np.concatenate(same.scores[0]), same_lengths))
     assert entry["length_head_correlation"] == pytest.approx(
-        metrics.length_correlation(np.concatenate(same.length_scores[0]), same_lengths))
+        metrics.length_spearman(np.concatenate(same.length_scores[0]), same_lengths))
     code, out, _ = run(capsys, tmp_path / "odin", data, "--report", tmp_path / "report", "--no-progress",
                        "--bootstrap-resamples", "100")
     assert code == 0 and "length head follows response length" in (tmp_path / "report" / "report.md").read_text()
@@ -439,4 +439,4 @@ def test_a_length_head_model_reports_both_heads_length_correlation(tmp_path, cap
     assert entry["length_head_correlation"] == near(mean[1], lengths)
     same = eval_rm_scoring(tmp_path / "ensemble", data, "pairs")
     assert entry["length_head_correlation"] == pytest.approx(
-        metrics.length_correlation(np.concatenate(same.length_scores[0]), np.concatenate(same.lengths)))
+        metrics.length_spearman(np.concatenate(same.length_scores[0]), np.concatenate(same.lengths)))

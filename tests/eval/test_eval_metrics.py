@@ -68,7 +68,7 @@ def test_pearson_and_spearman_by_hand_and_vs_scipy():
 
 
 def test_length_correlation_is_spearman_of_reward_and_length():
-    assert M.length_correlation([0.1, 0.5, 0.2, 3.0], [10, 50, 100, 101]) == pytest.approx(0.8)
+    assert M.length_spearman([0.1, 0.5, 0.2, 3.0], [10, 50, 100, 101]) == pytest.approx(0.8)
 
 
 def test_ece_and_reliability_diagram_by_hand():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rewardkit.losses import (binary_cross_entropy_loss, bradley_terry_loss, center_rewards_penalty,
-                              head_orthogonality_loss, length_correlation, length_decorrelation_loss,
+                              head_orthogonality_loss, floored_length_correlation, length_decorrelation_loss,
                               normalize_ratings, pearson_correlation, plackett_luce_loss, rating_mse_loss)
 
 
@@ -80,13 +80,13 @@ def test_pearson_correlation_by_hand():
 
 def test_length_correlation_is_pearson_once_rewards_spread_and_a_covariance_before():
     # rewards 3, 6, 9 (std √6 > 1): Pearson's correlation, 30 / NORMS
-    assert length_correlation(3 * REWARDS, LENGTHS).item() == pytest.approx(30 / NORMS, rel=1e-6)
+    assert floored_length_correlation(3 * REWARDS, LENGTHS).item() == pytest.approx(30 / NORMS, rel=1e-6)
     # rewards 1, 2, 3 (std √(2/3) < 1, floored to 1): cov = 30 / 3 = 10 over std(L) = √(1400/9)
-    assert length_correlation(REWARDS, LENGTHS).item() == pytest.approx(10 / math.sqrt(1400 / 9), rel=1e-6)
-    assert length_correlation(REWARDS, LENGTHS, reward_scale=0.1).item() == pytest.approx(30 / NORMS, rel=1e-6)
+    assert floored_length_correlation(REWARDS, LENGTHS).item() == pytest.approx(10 / math.sqrt(1400 / 9), rel=1e-6)
+    assert floored_length_correlation(REWARDS, LENGTHS, reward_scale=0.1).item() == pytest.approx(30 / NORMS, rel=1e-6)
     # the floor bounds the gradient while rewards are nearly equal (a fresh head): Pearson's would be ~1/std
     tiny = (1e-4 * REWARDS).requires_grad_(True)
-    length_correlation(tiny, LENGTHS).backward()
+    floored_length_correlation(tiny, LENGTHS).backward()
     assert tiny.grad.abs().max() < 1
 
 

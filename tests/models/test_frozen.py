@@ -184,7 +184,7 @@ def test_a_reward_spec_component_loads_the_frozen_folder(tmp_path, tiny_bert_dir
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--frozen", "--lora-r", "4"], "--lora-r does not apply to --frozen"),
+    (["--frozen", "--lora-r", "4"], "--lora-rank does not apply to --frozen"),
     (["--frozen", "--ensemble", "2"], "--ensemble does not apply to --frozen"),
     (["--head", "mlp"], "--head mlp trains a head on frozen features: add --frozen"),
     (["--feature-layers", "1-2"], "--feature-layers trains a head on frozen features: add --frozen"),

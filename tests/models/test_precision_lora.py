@@ -66,7 +66,7 @@ def test_bf16_inference_keeps_the_head_in_fp32_and_the_order_of_rewards(varied_b
 
 
 def lora_config(tmp_path, model_dir, data, **overrides):
-    values = dict(max_steps=6, learning_rate=3e-3, lora_r=4, lora_alpha=8.0, freeze_layers=0)
+    values = dict(max_steps=6, learning_rate=3e-3, lora_rank=4, lora_alpha=8.0, freeze_layers=0)
     values.update(overrides)
     return small_config(tmp_path, model_dir, data, **values)
 
@@ -104,7 +104,7 @@ def test_lora_trains_adapters_and_head_only_and_saves_a_plain_merged_model(tmp_p
 def test_lora_decoder_scores_the_same_after_merging(tmp_path, tiny_llama_dir):
     data = write_pairs(tmp_path / "pairs.jsonl", n=64)
     trainer = RewardModelTrainer(lora_config(tmp_path, tiny_llama_dir, data, max_steps=3,
-                                             lora_target_modules="q_proj,v_proj"))
+                                             lora_targets="q_proj,v_proj"))
     trainer.train()
     # the merge is exact up to fp32 rounding: the trained (fp32 master) weights against the reload, both in fp32
     reloaded = RewardModel.from_pretrained(str(tmp_path / "out"), placement=choose_placement("cpu", "fp32"))
@@ -117,7 +117,7 @@ def test_lora_targets_that_do_not_exist_are_a_user_error(tmp_path, tiny_bert_dir
 
     data = write_pairs(tmp_path / "pairs.jsonl", n=16)
     with pytest.raises(RewardkitError, match="no such linear layer.*query"):
-        RewardModelTrainer(lora_config(tmp_path, tiny_bert_dir, data, lora_target_modules="q_proj"))
+        RewardModelTrainer(lora_config(tmp_path, tiny_bert_dir, data, lora_targets="q_proj"))
 
 
 def test_lora_resume_from_a_checkpoint_ends_with_the_same_weights(tmp_path, tiny_bert_dir):

@@ -63,7 +63,7 @@ def test_a_lora_model_trained_with_mean_pooling_scores_the_same_in_plain_transfo
     from rewardkit.models.trainer import RewardModelTrainer
 
     data = write_pairs(tmp_path / "pairs.jsonl", n=32)
-    RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, lora_r=4, pooling="mean", max_steps=2,
+    RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, lora_rank=4, pooling="mean", max_steps=2,
                                     precision="fp32")).train()
     expected = RewardModel.from_pretrained(str(tmp_path / "out"), placement=FP32).score(PROMPTS, RESPONSES)
     assert torch.allclose(plain_scores(tmp_path / "out"), expected, atol=1e-6)

@@ -379,9 +379,9 @@ def test_odin_length_head_takes_the_length_signal_and_resumes(tmp_path, tiny_ber
     saved = load_file(checkpoint / "length_head.safetensors")
     assert torch.equal(resumed.reward_model.length_head.weight, saved["weight"])
     # resuming with options that change what the checkpoint holds is a one-line error naming them
-    changed = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=40, lora_r=2, resume=True))
+    changed = RewardModelTrainer(small_config(tmp_path, tiny_bert_dir, data, max_steps=40, lora_rank=2, resume=True))
     changed.optimizer = changed._optimizer()
-    with pytest.raises(RewardkitError, match=r"step-20 was written with --lora-r 0, not 2; --length-head True, "
+    with pytest.raises(RewardkitError, match=r"step-20 was written with --lora-rank 0, not 2; --length-head True, "
                                              r"not False: resume with the options"):
         changed._load_checkpoint(checkpoint)
 

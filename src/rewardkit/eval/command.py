@@ -276,9 +276,9 @@ def dataset_figures(data: ScoredDataset, temperatures: list[float], cfg: EvalCon
         figures = view.summarize(part, model, temperatures[model], cfg)
         length_scores = part.length_scores[model] if part.length_scores else None
         if length_scores is not None:  # ODIN: the length head should follow length, the reward should not
-            from rewardkit.eval.metrics import length_correlation
+            from rewardkit.eval.metrics import length_spearman
 
-            figures["length_head_correlation"] = length_correlation(view.all_values(length_scores),
+            figures["length_head_correlation"] = length_spearman(view.all_values(length_scores),
                                                                    view.all_values(part.lengths))
         return figures
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rewardkit import kinds
 from rewardkit.runs import json_ready
 
 
@@ -54,8 +55,7 @@ def sigmoid(x: Any) -> np.ndarray:
 
 def pair_outcomes(chosen_scores: Any, rejected_scores: Any) -> np.ndarray:
     """Per-pair credit: 1 if chosen scores higher, 0.5 on an exact tie, 0 otherwise."""
-    chosen, rejected = _paired(chosen_scores, rejected_scores)
-    return np.where(chosen > rejected, 1.0, np.where(chosen == rejected, 0.5, 0.0))
+    return kinds.pair_outcomes(*_paired(chosen_scores, rejected_scores))
 
 
 def pairwise_accuracy(chosen_scores: Any, rejected_scores: Any) -> float:
@@ -152,7 +152,7 @@ def spearman(x: Any, y: Any) -> float:
     return pearson(average_ranks(x), average_ranks(y))
 
 
-def length_correlation(scores: Any, lengths: Any) -> float:
+def length_spearman(scores: Any, lengths: Any) -> float:
     """Spearman correlation between reward and response length in characters.
 
     Spearman rather than Pearson because lengths are heavy-tailed (a few very long answers would dominate Pearson) and
@@ -483,7 +483,7 @@ def summarize_pairs(chosen_scores: Any, rejected_scores: Any, chosen_lengths: An
         "debiased_accuracy": length_debiased_accuracy(chosen, rejected, chosen_lengths, rejected_lengths),
         "debiased_n": int(debiased.sum()),
         "prefers_longer": longer_preferred_rate(chosen, rejected, chosen_lengths, rejected_lengths),
-        "length_correlation": length_correlation(np.concatenate([chosen, rejected]),
+        "length_correlation": length_spearman(np.concatenate([chosen, rejected]),
                                                  np.concatenate([chosen_lengths, rejected_lengths])),
         "ece": expected_calibration_error(chosen, rejected, temperature, n_bins),
         "mean_margin": mean_margin(chosen, rejected),
@@ -524,7 +524,7 @@ def summarize_rankings(groups: Sequence[Any], group_lengths: Sequence[Any], n_re
         "mean_kendall_tau": _mean(taus),
         "kendall_tau_ci95": list(bootstrap_ci(taus, n_resamples=n_resamples, seed=seed)),
         "length_baseline_kendall_tau": _mean(np.array([ranking_kendall_tau(lengths) for _, lengths in kept])),
-        "length_correlation": length_correlation(scores, lengths),
+        "length_correlation": length_spearman(scores, lengths),
     })
 
 
@@ -551,7 +551,7 @@ def summarize_ratings(scores: Any, ratings: Any, lengths: Any, n_resamples: int 
         "ci95": list(bootstrap_statistic_ci(lambda idx: spearman(scores[idx], ratings[idx]), scores.size,
                                             n_resamples=n_resamples, seed=seed)),
         "length_baseline_spearman": spearman(lengths, ratings),
-        "length_correlation": length_correlation(scores, lengths),
+        "length_correlation": length_spearman(scores, lengths),
     })
 
 
@@ -582,7 +582,7 @@ def summarize_binary(scores: Any, labels: Any, lengths: Any, threshold: float = 
         "roc_auc_ci95": list(bootstrap_statistic_ci(lambda idx: roc_auc(scores[idx], labels[idx]), scores.size,
                                                     n_resamples=n_resamples, seed=seed)),
         "length_baseline_auc": roc_auc(lengths, labels),
-        "length_correlation": length_correlation(scores, lengths),
+        "length_correlation": length_spearman(scores, lengths),
     })
 
 

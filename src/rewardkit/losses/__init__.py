@@ -5,7 +5,7 @@ from rewardkit.losses.reward_losses import (
     bradley_terry_loss,
     center_rewards_penalty,
     head_orthogonality_loss,
-    length_correlation,
+    floored_length_correlation,
     length_decorrelation_loss,
     normalize_ratings,
     pearson_correlation,
@@ -15,6 +15,6 @@ from rewardkit.losses.reward_losses import (
 
 __all__ = [
     "binary_cross_entropy_loss", "bradley_terry_loss", "center_rewards_penalty", "head_orthogonality_loss",
-    "length_correlation", "length_decorrelation_loss", "normalize_ratings", "pearson_correlation",
+    "floored_length_correlation", "length_decorrelation_loss", "normalize_ratings", "pearson_correlation",
     "plackett_luce_loss", "rating_mse_loss",
 ]

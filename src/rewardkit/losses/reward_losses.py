@@ -77,7 +77,7 @@ def pearson_correlation(x: torch.Tensor, y: torch.Tensor, x_std_floor: float = 0
     return (x * y).mean() / (std_x * std_y)
 
 
-def length_correlation(rewards: torch.Tensor, lengths: torch.Tensor, reward_scale: float = 1.0) -> torch.Tensor:
+def floored_length_correlation(rewards: torch.Tensor, lengths: torch.Tensor, reward_scale: float = 1.0) -> torch.Tensor:
     """The correlation of rewards with lengths, with the rewards' standard deviation floored at `reward_scale`:
     cov(r, L) / (max(std(r), reward_scale) · std(L)).
 
@@ -91,13 +91,13 @@ def length_correlation(rewards: torch.Tensor, lengths: torch.Tensor, reward_scal
 def length_decorrelation_loss(rewards: torch.Tensor, lengths: torch.Tensor,
                               length_rewards: torch.Tensor | None = None, reward_scale: float = 1.0) -> torch.Tensor:
     """|ρ(r, length)| − ρ(r_length, length), over the responses of a batch (ODIN, Chen et al. 2024), with ρ the
-    correlation of `length_correlation` (rewards' spread floored at `reward_scale`).
+    correlation of `floored_length_correlation` (rewards' spread floored at `reward_scale`).
 
     The first term stops the reward from tracking response length. With a length head (`length_rewards`), the second
     pushes that head to carry the length signal instead, so the Bradley–Terry loss on r + r_length can still explain
     the labels that length explains, without the reward itself becoming a length meter. Without a length head the
     loss is the first term alone: a length regularizer on one reward."""
-    loss = length_correlation(rewards, lengths, reward_scale).abs()
+    loss = floored_length_correlation(rewards, lengths, reward_scale).abs()
     if length_rewards is not None:
         # no floor here: the length head needs only the direction of length, its scale is the preference loss's call
         # (a floor would push its rewards to spread by `reward_scale` even where length predicts no label, and the

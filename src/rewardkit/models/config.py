@@ -64,15 +64,17 @@ class TrainRMConfig(DeviceOptions):
     dropout: bool = option(False, "keep the backbone's dropout (off by default: pairwise losses train more stably)")
     freeze_layers: int = option(-1, "train neither the embeddings nor the N lowest transformer layers: their "
                                     "backward pass is skipped (half of the layers frozen: ~1/3 less compute per step). "
-                                    "-1: the lower half; 0: train everything. With --lora-r the frozen layers get no "
+                                    "-1: the lower half; 0: train everything. With --lora-rank the frozen layers get no "
                                     "adapters either: -1 adapts the upper half only, 0 every layer")
     use_margin: bool = option(True, "subtract a pair's margin inside the Bradley-Terry loss when the data has one")
-    lora_r: int = option(0, "LoRA rank: train low-rank adapters on the transformer layers and the whole reward head "
-                            "instead of every weight (0: no LoRA). The saved model is merged: a plain HF model")
+    lora_rank: int = option(0, "LoRA rank: train low-rank adapters on the transformer layers and the whole reward "
+                               "head instead of every weight (0: no LoRA). The saved model is merged: a plain HF "
+                               "model", formerly=("lora_r",))
     lora_alpha: float = option(32.0, "LoRA scaling alpha (the adapters' update is scaled by alpha / rank)")
     lora_dropout: float = option(0.0, "dropout on the LoRA adapters' input")
-    lora_target_modules: str = option("all-linear", "linear layers of the transformer layers that get adapters: "
-                                                    "all-linear, or comma-separated names such as q_proj,v_proj")
+    lora_targets: str = option("all-linear", "linear layers of the transformer layers that get adapters: "
+                                             "all-linear, or comma-separated names such as q_proj,v_proj",
+                               formerly=("lora_target_modules",))
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass instead of keeping "
                                                  "them: less memory, about a third more compute (and padded "
                                                  "instead of packed batches)")

@@ -31,7 +31,7 @@ from rewardkit.models.heads import MLP_HEAD, head_modules, keep_head_in_fp32, re
 from rewardkit.models.trainer import RewardModelTrainer, _write_summary
 
 # train-rm options that change the backbone's training, which a frozen backbone does not have: refused with --frozen
-_NOT_WITH_FROZEN = {"lora_r": 0, "length_head": False, "length_decorrelation": 0.0, "gradient_checkpointing": False,
+_NOT_WITH_FROZEN = {"lora_rank": 0, "length_head": False, "length_decorrelation": 0.0, "gradient_checkpointing": False,
                     "ensemble": 1, "resume": False}
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
+from rewardkit.kinds import pair_outcomes
 from rewardkit.losses import (binary_cross_entropy_loss, bradley_terry_loss, center_rewards_penalty,
                               normalize_ratings, plackett_luce_loss, rating_mse_loss)
 from rewardkit.models.tokenization import Encoded
@@ -37,11 +38,6 @@ class Example:
 def split_scores(scores: torch.Tensor, examples: Sequence[Example]) -> list[torch.Tensor]:
     sizes = [len(e.encoded) for e in examples]
     return list(torch.split(scores, sizes))
-
-
-def pair_outcomes(better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
-    """1 where the better text scores higher, 0 where lower, 0.5 for a tie (a constant scorer gets 0.5, not 0 or 1)."""
-    return (better > worse).float() + 0.5 * (better == worse).float()
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def _write_summary(output_dir: Path, summary: dict) -> None:
 # ------------------------------------------------------------------------------------------------ the trainer
 
 # train-rm options whose change makes a checkpoint unloadable: they decide its weights, adapters, heads and optimizer
-CHECKPOINT_OPTIONS = ("model", "feedback", "lora_r", "lora_target_modules", "length_head", "freeze_layers", "pooling")
+CHECKPOINT_OPTIONS = ("model", "feedback", "lora_rank", "lora_targets", "length_head", "freeze_layers", "pooling")
+_RENAMED_OPTIONS = {"lora_r": "lora_rank", "lora_target_modules": "lora_targets"}  # as checkpoints wrote them before
 
 
 class RewardModelTrainer:
@@ -129,8 +130,8 @@ class RewardModelTrainer:
                                                         pooling=None if cfg.pooling == "auto" else cfg.pooling)
         if cfg.length_head:
             self.reward_model.add_length_head()
-        if cfg.lora_r:
-            self.reward_model.add_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        if cfg.lora_rank:
+            self.reward_model.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
         layers = self.reward_model.model.config.num_hidden_layers
         self.reward_model.freeze_lower_layers(layers // 2 if cfg.freeze_layers < 0 else cfg.freeze_layers)
         if cfg.gradient_checkpointing:
@@ -292,6 +293,7 @@ class RewardModelTrainer:
         if "pairs_seen" in state:  # written before the key was renamed (it counts examples of every kind)
             state["examples_seen"] = state.pop("pairs_seen")
         written_with = state.pop("checkpoint_options", None)  # absent from checkpoints written before it was kept
+        written_with = {_RENAMED_OPTIONS.get(k, k): v for k, v in (written_with or {}).items()} or None
         changed = [f"--{name.replace('_', '-')} {written_with[name]!r}, not {value!r}"
                    for name, value in self._checkpoint_options().items()
                    if written_with is not None and name in written_with and written_with[name] != value]

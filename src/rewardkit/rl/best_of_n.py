@@ -51,7 +51,8 @@ class BestOfNConfig(PolicySampling):
     temperature: float = option(1.0, "Sampling temperature (must be above 0: greedy decoding gives N equal "
                                      "candidates)")
     batch_size: int = option(32, "Sequences sampled per generate call (whole prompts: at least N)")
-    bootstrap_samples: int = option(1000, "Bootstrap resamples of the prompts for the 95% intervals")
+    bootstrap_resamples: int = option(1000, "Bootstrap resamples of the prompts for the 95% intervals",
+                                      formerly=("bootstrap_samples",))
     output_dir: str = option("runs/best-of-n", "Folder for candidates.jsonl, best_of_n.json and best_of_n.png "
                                                "(replaced if it exists)")
     seed: int = option(0, "Random seed (sampling, bootstrap)")
@@ -157,8 +158,8 @@ def _check(cfg: BestOfNConfig) -> None:
                              f"got {cfg.temperature}")
     if cfg.max_prompts < 0:
         raise RewardkitError(f"--max-prompts must be 0 (all) or more, got {cfg.max_prompts}")
-    if cfg.bootstrap_samples < 1:
-        raise RewardkitError(f"--bootstrap-samples must be at least 1, got {cfg.bootstrap_samples}")
+    if cfg.bootstrap_resamples < 1:
+        raise RewardkitError(f"--bootstrap-resamples must be at least 1, got {cfg.bootstrap_resamples}")
     output_dir = Path(cfg.output_dir)
     # the folder is replaced at the end: only ever a previous best-of-n output, never a folder holding anything else
     if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "best_of_n.json").exists():
@@ -220,7 +221,7 @@ def run_best_of_n(cfg: BestOfNConfig) -> int:
             bar.close()
 
     points = best_of_n_curve(np.array(proxy_rows), np.array(gold_rows) if gold_fn is not None else None,
-                             curve_sizes(cfg.n), cfg.bootstrap_samples, cfg.seed)
+                             curve_sizes(cfg.n), cfg.bootstrap_resamples, cfg.seed)
     summary = {"prompts": len(prompts), "n": cfg.n, "policy": cfg.policy, "reward": cfg.reward, "gold": cfg.gold,
                "curve": points, "placement": placement.as_dict(), "config": dataclasses.asdict(cfg)}
     title = (f"best-of-n on {len(prompts)} prompts: {cfg.policy} picked by {Path(cfg.reward).name}"
