@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rewardkit.device import Hardware, cpu_has_bf16_units, choose_placement
+from rewardkit.device import Hardware, Placement, choose_placement, component_placement, cpu_has_bf16_units
 from rewardkit.errors import RewardkitError
 
 AMX_CPU = Hardware(cpu_bf16_units=True, cpu_name="Xeon")
@@ -122,3 +122,13 @@ def test_a_gpu_that_only_emulates_bf16_gets_fp16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     hardware = Hardware.detect()
     assert hardware.cuda_devices == 1 and not hardware.cuda_bf16
+
+
+def test_a_component_takes_the_commands_placement_for_what_its_spec_leaves_at_auto():
+    command = Placement("cpu", "bf16", "the command's reason")
+    assert component_placement("auto", "auto", command) is command  # kept whole, reason and all
+    own = component_placement("auto", "fp32", command)
+    assert (own.device, own.precision, own.reason) == ("cpu", "fp32", "as asked")
+    assert component_placement("cpu", "auto", command).precision == "bf16"  # the command's precision, as asked
+    alone = component_placement("auto", "auto", None)  # a library caller: the rule every command uses
+    assert (alone.device, alone.precision) == (choose_placement().device, choose_placement().precision)

@@ -283,6 +283,19 @@ def choose_placement(device: str = "auto", precision: str = "auto", hardware: Ha
                                      f"fp32{evidence}")
 
 
+def component_placement(device: str, precision: str, command: Placement | None) -> Placement:
+    """Where a reward component runs: its own `device`/`precision` where its spec sets them, else the command's
+    placement, resolved once per process (and kept whole, with the reason it gives). Without a command placement
+    (library callers) auto resolves as `choose_placement` does."""
+    if command is None:
+        return choose_placement(device, precision)
+    device, precision = (device or "auto").strip().lower(), (precision or "auto").strip().lower()
+    if device == "auto" and precision == "auto":
+        return command
+    return choose_placement(command.device if device == "auto" else device,
+                            command.precision if precision == "auto" else precision)
+
+
 def placement_of(options: DeviceOptions, command: str | None = None,
                  hardware: Hardware | None = None) -> Placement:
     """The placement a command's config asks for; with `command`, the choice is printed in one line."""

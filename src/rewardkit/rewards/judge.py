@@ -150,7 +150,7 @@ class LLMJudge(CallingReward):
                  device: str = "auto", precision: str = "auto", batch_size: int = 8, top_logprobs: int = 20,
                  token_env: str | None = None, concurrency: int = 8, timeout: float = 60.0, retries: int = 2,
                  backoff: float = 1.0, cache: bool | str = True, on_failure: str = "error", neutral: float = 0.0,
-                 *, lm: Any = None, tokenizer: Any = None):
+                 *, lm: Any = None, tokenizer: Any = None, placement: Any = None):
         if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
             raise RewardkitError(f"url must start with http:// or https://, got {url!r}")
         if not model and lm is None:
@@ -193,10 +193,10 @@ class LLMJudge(CallingReward):
             self.lm = None
         else:
             if lm is None:
-                from rewardkit.device import choose_placement
+                from rewardkit.device import component_placement
                 from rewardkit.models.causal_lm import load_causal_lm
 
-                self.placement = choose_placement(device, precision)
+                self.placement = component_placement(device, precision, placement)
                 lm, tokenizer = load_causal_lm(model, self.placement)
             self._use_local(lm, tokenizer)
         super().__init__(policy)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from rewardkit.device import Placement, component_placement
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import RewardFunction, at_least_one
 
@@ -24,13 +25,13 @@ class LearnedReward(RewardFunction):
     name = "reward_model"
 
     def __init__(self, path: str, max_length: int | None = None, batch_size: int = 32, calibrated: bool = False,
-                 conservative: float = 0.0, device: str = "auto", precision: str = "auto"):
-        from rewardkit.device import choose_placement
+                 conservative: float = 0.0, device: str = "auto", precision: str = "auto", *,
+                 placement: Placement | None = None):
         from rewardkit.models.ensemble import load_reward_model
 
         if max_length is not None:
             at_least_one(max_length, "max_length")
-        placement = choose_placement(device, precision)
+        placement = component_placement(device, precision, placement)
         self._use(load_reward_model(path, max_length=max_length, placement=placement), batch_size, calibrated,
                   conservative)
 

@@ -44,11 +44,12 @@ class Likelihood(RewardFunction):
 
     def __init__(self, model: str = "smollm2-135m", reduce: str = "mean", condition: bool = True,
                  chat_template: bool = False, max_length: int | None = None, batch_size: int = 8,
-                 device: str = "auto", precision: str = "auto", empty: float | None = None):
-        from rewardkit.device import choose_placement
+                 device: str = "auto", precision: str = "auto", empty: float | None = None, *,
+                 placement: Any = None):
+        from rewardkit.device import component_placement
         from rewardkit.models.causal_lm import load_causal_lm
 
-        placement = choose_placement(device, precision)
+        placement = component_placement(device, precision, placement)
         lm, tokenizer = load_causal_lm(model, placement)
         self._use(lm, tokenizer, reduce, condition, chat_template, max_length, batch_size, empty)
         self.placement = placement

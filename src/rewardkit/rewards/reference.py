@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rewardkit.device import Placement, choose_placement, on_host
+from rewardkit.device import Placement, choose_placement, component_placement, on_host
 from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import RewardFunction, at_least_one, reference_lists
 from rewardkit.rewards.words import WORD_TOKENIZERS, TokenizerWatch, space_cjk
@@ -259,8 +259,10 @@ class EmbeddingSimilarity(_ReferenceReward):
     name = "embedding_similarity"
 
     def __init__(self, model: str = "minilm-l6", batch_size: int = 64, max_length: int = 256,
-                 cache_size: int = 100_000, device: str = "auto", precision: str = "auto"):
-        self.embedder = TextEmbedder(model, batch_size, max_length, cache_size, choose_placement(device, precision))
+                 cache_size: int = 100_000, device: str = "auto", precision: str = "auto", *,
+                 placement: Placement | None = None):
+        self.embedder = TextEmbedder(model, batch_size, max_length, cache_size,
+                                     component_placement(device, precision, placement))
 
     def score_with_references(self, responses, references):
         hyps = [h for h, refs in zip(responses, references) for _ in refs]

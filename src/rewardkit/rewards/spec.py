@@ -125,10 +125,8 @@ def build_component(entry: Any, index: int, where: str, placement: Placement | N
         kwargs[key] = coerce(value, hints.get(key, Any), f"{label}: field {key!r}")
         if isinstance(kwargs[key], float):  # a nan target or an inf penalty would only fail once scoring
             finite_float(kwargs[key], f"{label}: field {key!r}")
-    if placement is not None:
-        for name, value in (("device", placement.device), ("precision", placement.precision)):
-            if name in fields and kwargs.get(name, "auto") == "auto":
-                kwargs[name] = value
+    if placement is not None and "placement" in inspect.signature(cls.__init__).parameters:
+        kwargs["placement"] = placement  # the command's, for what the spec leaves at auto (`component_placement`)
     missing = [name for name, p in fields.items() if p.default is inspect.Parameter.empty and name not in kwargs]
     if missing:
         raise RewardkitError(f"{label}: missing field {missing[0]!r}")
