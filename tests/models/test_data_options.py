@@ -28,8 +28,7 @@ def records_of(cfg: TrainRMConfig) -> tuple[list, list, list[str]]:
     logged: list[str] = []
     trainer = RewardModelTrainer.__new__(RewardModelTrainer)
     trainer.cfg, trainer.kind = cfg, kind_named(cfg.feedback)
-    trainer.accelerator = SimpleNamespace(is_main_process=True)
-    trainer._log = logged.append
+    trainer.run = SimpleNamespace(say=logged.append)
     train, val = trainer._load_records()
     return train, val, logged
 

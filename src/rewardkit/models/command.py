@@ -4,19 +4,16 @@ training itself `rewardkit.models.trainer` (fine-tuning) and `rewardkit.models.f
 
 from __future__ import annotations
 
-from rewardkit.errors import RewardkitError
 from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.trainer import RewardModelTrainer, train_ensemble
 
 
 def train_reward_model(cfg: TrainRMConfig) -> int:
     """CLI entry: train (one model or an ensemble), save to cfg.output_dir, print the validation accuracy."""
-    if cfg.ensemble < 1:
-        raise RewardkitError(f"--ensemble must be at least 1, got {cfg.ensemble}")
-    if cfg.frozen or cfg.head != "linear" or cfg.feature_layers:  # a head on a frozen backbone's cached features
-        from rewardkit.models.frozen import FrozenHeadTrainer, check_frozen_options
+    cfg.check()  # before anything loads (the trainer checks again with its process count)
+    if cfg.frozen:  # a head on a frozen backbone's cached features
+        from rewardkit.models.frozen import FrozenHeadTrainer
 
-        check_frozen_options(cfg)
         trainer = FrozenHeadTrainer(cfg)
         summary = trainer.train()
     elif cfg.ensemble > 1:

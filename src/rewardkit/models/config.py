@@ -8,9 +8,13 @@ from dataclasses import dataclass
 
 from rewardkit.config import option
 from rewardkit.device import DeviceOptions
+from rewardkit.errors import RewardkitError
 from rewardkit.kinds import KIND_SPELLINGS
-from rewardkit.runs import KEEP_CHECKPOINTS_HELP
+from rewardkit.runs import KEEP_CHECKPOINTS_HELP, check_keep_checkpoints
 
+# train-rm options that change the backbone's training, which a frozen backbone does not have: refused with --frozen
+_NOT_WITH_FROZEN = {"lora_rank": 0, "length_head": False, "length_decorrelation": 0.0, "gradient_checkpointing": False,
+                    "ensemble": 1, "resume": False}
 HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data/hh-rlhf/harmless-base.test.jsonl.gz"]
 
 
@@ -128,3 +132,38 @@ class TrainRMConfig(DeviceOptions):
     head_epochs: int = option(30, "with --frozen, passes of the head over the cached features")
     head_learning_rate: float = option(1e-3, "with --frozen, the head's AdamW learning rate (constant)")
     head_batch_size: int = option(64, "with --frozen, examples per head step (0: the whole training set at once)")
+
+    def check(self, processes: int = 1) -> None:
+        """Every option combination train-rm cannot run, as a one-line user error (before data or model load)."""
+        if self.ensemble < 1:
+            raise RewardkitError(f"--ensemble must be at least 1, got {self.ensemble}")
+        if self.batch_size % (processes * self.gradient_accumulation_steps):
+            raise RewardkitError(f"--batch-size {self.batch_size} must be divisible by processes ({processes}) x "
+                                 f"--gradient-accumulation-steps ({self.gradient_accumulation_steps})")
+        if self.length_head and self.length_decorrelation <= 0:
+            raise RewardkitError("--length-head needs --length-decorrelation > 0: without it nothing tells the two "
+                                 "heads apart (ODIN used 1.0)")
+        if self.length_decorrelation < 0:
+            raise RewardkitError(f"--length-decorrelation must be at least 0, got {self.length_decorrelation}")
+        check_keep_checkpoints(self.keep_checkpoints)
+        self._check_frozen()
+
+    def _check_frozen(self) -> None:
+        """Options that mean nothing (or something else) with, or without, --frozen."""
+        if not self.frozen:
+            if self.head != "linear" or self.feature_layers:
+                option = "--head mlp" if self.head != "linear" else "--feature-layers"
+                raise RewardkitError(f"{option} trains a head on frozen features: add --frozen")
+            return
+        for name, off in _NOT_WITH_FROZEN.items():
+            if getattr(self, name) != off:
+                raise RewardkitError(f"--{name.replace('_', '-')} does not apply to --frozen (only a head trains, in "
+                                     f"seconds, on cached features)")
+        if self.head_epochs < 1:
+            raise RewardkitError(f"--head-epochs must be at least 1, got {self.head_epochs}")
+        if self.head_batch_size < 0:
+            raise RewardkitError(f"--head-batch-size must be 0 (all at once) or more, got {self.head_batch_size}")
+        if self.head == "mlp" and self.head_width < 1:
+            raise RewardkitError(f"--head-width must be at least 1, got {self.head_width}")
+        if self.head_learning_rate <= 0:
+            raise RewardkitError(f"--head-learning-rate must be above 0, got {self.head_learning_rate}")

@@ -30,38 +30,11 @@ from rewardkit.models.checkpoint import attach_mlp_head, reward_statistics
 from rewardkit.models.heads import MLP_HEAD, head_modules, keep_head_in_fp32, reward_from_pooled
 from rewardkit.models.trainer import RewardModelTrainer, _write_summary
 
-# train-rm options that change the backbone's training, which a frozen backbone does not have: refused with --frozen
-_NOT_WITH_FROZEN = {"lora_rank": 0, "length_head": False, "length_decorrelation": 0.0, "gradient_checkpointing": False,
-                    "ensemble": 1, "resume": False}
-
-
-def check_frozen_options(cfg: TrainRMConfig) -> None:
-    """One-line errors for options that mean nothing (or something else) with, or without, --frozen."""
-    if not cfg.frozen:
-        if cfg.head != "linear" or cfg.feature_layers:
-            option = "--head mlp" if cfg.head != "linear" else "--feature-layers"
-            raise RewardkitError(f"{option} trains a head on frozen features: add --frozen")
-        return
-    for name, off in _NOT_WITH_FROZEN.items():
-        if getattr(cfg, name) != off:
-            raise RewardkitError(f"--{name.replace('_', '-')} does not apply to --frozen (only a head trains, in "
-                                 f"seconds, on cached features)")
-    if cfg.head_epochs < 1:
-        raise RewardkitError(f"--head-epochs must be at least 1, got {cfg.head_epochs}")
-    if cfg.head_batch_size < 0:
-        raise RewardkitError(f"--head-batch-size must be 0 (all at once) or more, got {cfg.head_batch_size}")
-    if cfg.head == "mlp" and cfg.head_width < 1:
-        raise RewardkitError(f"--head-width must be at least 1, got {cfg.head_width}")
-    if cfg.head_learning_rate <= 0:
-        raise RewardkitError(f"--head-learning-rate must be above 0, got {cfg.head_learning_rate}")
-
-
 class FrozenHeadTrainer(RewardModelTrainer):
     """train-rm's data, split, tokenization and task, with a frozen backbone: `train()` extracts (or reads) the
     features, trains the head on them, saves the folder and returns train-rm's summary."""
 
     def __init__(self, cfg: TrainRMConfig):
-        check_frozen_options(cfg)
         super().__init__(cfg)
         if self.world > 1:
             raise RewardkitError("--frozen runs on one process (its head trains in seconds); launch it without "

@@ -111,20 +111,13 @@ class RewardModelTrainer:
             self.placement.announce("train-rm")
         if self.placement.device_type == "cpu":
             torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // self.world))
-        if cfg.batch_size % (self.world * cfg.gradient_accumulation_steps):
-            raise RewardkitError(f"--batch-size {cfg.batch_size} must be divisible by processes ({self.world}) x "
-                                 f"--gradient-accumulation-steps ({cfg.gradient_accumulation_steps})")
+        cfg.check(self.world)
         self.run = Run("train-rm", cfg.output_dir, resume=cfg.resume, is_main=self.accelerator.is_main_process,
                        save_every=cfg.save_every, keep_checkpoints=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
         self.output_dir = self.run.output_dir
         self.resume_from = self.run.checkpoint_to_resume()  # before data and model: a refused folder fails at once
         torch.manual_seed(cfg.seed)
         records = self._load_records()  # before the model: bad data fails in seconds
-        if cfg.length_head and cfg.length_decorrelation <= 0:
-            raise RewardkitError("--length-head needs --length-decorrelation > 0: without it nothing tells the two "
-                                 "heads apart (ODIN used 1.0)")
-        if cfg.length_decorrelation < 0:
-            raise RewardkitError(f"--length-decorrelation must be at least 0, got {cfg.length_decorrelation}")
         self.reward_model = RewardModel.from_pretrained(cfg.model, max_length=cfg.max_length, dropout=cfg.dropout,
                                                         placement=self.placement, train=True,
                                                         pooling=None if cfg.pooling == "auto" else cfg.pooling)

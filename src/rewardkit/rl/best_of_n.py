@@ -59,6 +59,26 @@ class BestOfNConfig(PolicySampling):
     num_threads: int = option(0, "torch CPU threads (0: torch's default, one per core)")
     progress: bool = option(True, "Show a progress bar over the prompts")
 
+    def check(self) -> None:
+        """Every option best-of-n cannot run with, as a one-line user error (before any model loads)."""
+        super().check()
+        if self.n < 1:
+            raise RewardkitError(f"--n must be at least 1, got {self.n}")
+        if self.temperature <= 0:
+            raise RewardkitError(f"--temperature must be above 0 (greedy decoding gives {self.n} equal candidates), "
+                                 f"got {self.temperature}")
+        if self.max_prompts < 0:
+            raise RewardkitError(f"--max-prompts must be 0 (all) or more, got {self.max_prompts}")
+        if self.bootstrap_resamples < 1:
+            raise RewardkitError(f"--bootstrap-resamples must be at least 1, got {self.bootstrap_resamples}")
+        output_dir = Path(self.output_dir)
+        # the folder is replaced at the end: only ever a previous best-of-n output, never a folder holding anything
+        if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "best_of_n.json").exists():
+            raise RewardkitError(f"--output-dir {output_dir} holds files that are not a best-of-n run; it would be "
+                                 "replaced: choose another folder")
+        if output_dir.exists() and not output_dir.is_dir():
+            raise RewardkitError(f"--output-dir {output_dir} is a file")
+
 
 # ------------------------------------------------------------------------------------------------ the curve (pure)
 def curve_sizes(n_max: int) -> list[int]:
@@ -146,32 +166,10 @@ def plot_curve(points: list[dict[str, Any]], title: str) -> bytes:
     return png(fig)
 
 
-# ------------------------------------------------------------------------------------------------ checks
-def _check(cfg: BestOfNConfig) -> None:
-    from rewardkit.rl.policy import require_reward_and_prompts
-
-    require_reward_and_prompts(cfg)
-    if cfg.n < 1:
-        raise RewardkitError(f"--n must be at least 1, got {cfg.n}")
-    if cfg.temperature <= 0:
-        raise RewardkitError(f"--temperature must be above 0 (greedy decoding gives {cfg.n} equal candidates), "
-                             f"got {cfg.temperature}")
-    if cfg.max_prompts < 0:
-        raise RewardkitError(f"--max-prompts must be 0 (all) or more, got {cfg.max_prompts}")
-    if cfg.bootstrap_resamples < 1:
-        raise RewardkitError(f"--bootstrap-resamples must be at least 1, got {cfg.bootstrap_resamples}")
-    output_dir = Path(cfg.output_dir)
-    # the folder is replaced at the end: only ever a previous best-of-n output, never a folder holding anything else
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "best_of_n.json").exists():
-        raise RewardkitError(f"--output-dir {output_dir} holds files that are not a best-of-n run; it would be "
-                             "replaced: choose another folder")
-    if output_dir.exists() and not output_dir.is_dir():
-        raise RewardkitError(f"--output-dir {output_dir} is a file")
-
-
 # ------------------------------------------------------------------------------------------------ the command
 def run_best_of_n(cfg: BestOfNConfig) -> int:
-    _check(cfg)
+    cfg.require_inputs()
+    cfg.check()
     import torch
 
     from rewardkit.device import placement_of

@@ -246,17 +246,15 @@ def build_trainer(cfg: RLConfig, placement, processes, checkpoint: Path | None, 
 
 def run_rl(cfg: RLConfig) -> int:
     """Run `rewardkit rl`; returns 0 on success (user errors raise RewardkitError, which the CLI prints)."""
-    from rewardkit.rl.policy import require_reward_and_prompts
-
-    require_reward_and_prompts(cfg)
+    cfg.require_inputs()
+    cfg.check()
     import torch
 
     from rewardkit.device import placement_of
     from rewardkit.rl.distributed import launch
-    from rewardkit.rl.trainer import check_config
 
     processes, placement = launch(placement_of(cfg))
-    check_config(cfg, processes.world)
+    cfg.check(processes.world)
     if processes.is_main:
         placement.announce("rl")
     if cfg.num_threads > 0 or processes.world > 1:  # processes sharing a CPU split its cores

@@ -8,9 +8,27 @@ from dataclasses import dataclass
 
 from rewardkit.config import option
 from rewardkit.device import DeviceOptions
-from rewardkit.runs import KEEP_CHECKPOINTS_HELP
+from rewardkit.errors import RewardkitError
+from rewardkit.runs import KEEP_CHECKPOINTS_HELP, check_keep_checkpoints
 
-ALGORITHM_NAMES = ("reinforce", "actor_critic", "ppo", "grpo", "rloo")
+
+@dataclass(frozen=True)
+class AlgorithmTraits:
+    """What an algorithm's options may combine with (its advantage estimator lives with the trainer)."""
+
+    clipped: bool           # PPO's clipped surrogate (else the plain policy gradient)
+    critic: bool = False    # learns a value function
+    grouped: bool = False   # compares several samples of the same prompt
+
+
+ALGORITHM_TRAITS = {
+    "reinforce": AlgorithmTraits(clipped=False),
+    "actor_critic": AlgorithmTraits(clipped=False, critic=True),
+    "ppo": AlgorithmTraits(clipped=True, critic=True),
+    "grpo": AlgorithmTraits(clipped=True, grouped=True),
+    "rloo": AlgorithmTraits(clipped=False, grouped=True),
+}
+ALGORITHM_NAMES = tuple(ALGORITHM_TRAITS)
 
 
 @dataclass(kw_only=True)
@@ -32,6 +50,21 @@ class PolicySampling(DeviceOptions):
     temperature: float = option(1.0, "Sampling temperature")
     top_k: int = option(0, "Top-k sampling (0 disables)")
     top_p: float = option(1.0, "Nucleus sampling mass (1 disables)")
+
+    def require_inputs(self) -> None:
+        """The two options without which the commands have nothing to do (the configs leave them empty, since
+        library callers pass a reward function and prompts of their own)."""
+        if not self.reward:
+            raise RewardkitError("--reward is required: a reward spec YAML or a reward model folder/preset")
+        if not self.prompts:
+            raise RewardkitError("--prompts is required: a file of prompts")
+
+    def check(self) -> None:
+        """Sampling settings that cannot work, as one-line user errors (before any model loads)."""
+        if self.max_new_tokens < 1:
+            raise RewardkitError("--max-new-tokens must be at least 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise RewardkitError("sampling needs --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
 
 
 @dataclass
@@ -124,3 +157,37 @@ class RLConfig(PolicySampling):
     report: bool = option(True, "Write the final report (HTML and Markdown with PNG curves)")
     log_every: int = option(1, "Print a metrics line every this many steps")
     progress: bool = option(True, "Show a progress bar over the steps")
+
+    def check(self, processes: int = 1) -> None:
+        """Every option combination `rl` cannot run, as a one-line user error (before any model loads)."""
+        super().check()
+        algorithm = ALGORITHM_TRAITS[self.algorithm]
+        if self.prompts_per_step % processes:
+            raise RewardkitError(f"--prompts-per-step {self.prompts_per_step} must be divisible by the number of "
+                                 f"processes ({processes})")
+        if algorithm.grouped and self.samples_per_prompt < 2:
+            raise RewardkitError(f"--algorithm {self.algorithm} compares samples of the same prompt: set "
+                                 "--samples-per-prompt to 2 or more")
+        if self.epochs > 1 and not algorithm.clipped:
+            raise RewardkitError(f"--epochs {self.epochs} needs a clipped objective (ppo or grpo); {self.algorithm} "
+                                 "takes one pass, later passes would be off-policy")
+        batch = self.prompts_per_step * self.samples_per_prompt
+        if self.minibatch_size is not None and self.minibatch_size < batch and not algorithm.clipped:
+            raise RewardkitError(f"--minibatch-size {self.minibatch_size} below the step's {batch} samples needs a "
+                                 f"clipped objective (ppo or grpo): {self.algorithm} has no importance ratio, and every "
+                                 "update after the first would learn from samples of an older policy")
+        if self.kl_in == "loss" and self.kl_estimator == "k1":
+            raise RewardkitError("--kl-in loss needs --kl-estimator k3 or k2: the gradient of k1 = log π − log π_ref "
+                                 "is zero in expectation, so as a loss term it would not keep the policy near the "
+                                 "reference")
+        for name in ("steps", "prompts_per_step", "samples_per_prompt", "epochs", "forward_batch_size"):
+            if getattr(self, name) < 1:
+                raise RewardkitError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.watch_window < 2:  # one step per window has no spread: any opposite move of proxy and gold would warn
+            raise RewardkitError(f"--watch-window must be at least 2 (the watch compares the spread of the steps "
+                                 f"within a window with the change between windows), got {self.watch_window}")
+        if self.minibatch_size is not None and self.minibatch_size < 1:
+            raise RewardkitError("--minibatch-size must be at least 1")
+        if self.kl_target is not None and self.kl_target <= 0:
+            raise RewardkitError("--kl-target must be positive")
+        check_keep_checkpoints(self.keep_checkpoints)

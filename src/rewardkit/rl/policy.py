@@ -63,14 +63,6 @@ def load_prompt_records(path: str, prompt_field: str = "prompt",
     return prompts, references, fields, locations
 
 
-def require_reward_and_prompts(cfg) -> None:
-    """The two options without which rl and best-of-n have nothing to do (their configs leave them empty)."""
-    if not cfg.reward:
-        raise RewardkitError("--reward is required: a reward spec YAML or a reward model folder/preset")
-    if not cfg.prompts:
-        raise RewardkitError("--prompts is required: a file of prompts")
-
-
 def sample_responses(model, tokenizer, prompts: list, n: int, settings, placement, chat_template: bool,
                      max_prompt_tokens: int | None) -> tuple[list[str], list[bool]]:
     """n sampled responses per prompt, prompt by prompt in order (texts, and whether each was cut off), under the

@@ -34,11 +34,10 @@ from torch import nn
 
 from rewardkit.data.types import Prompt
 from rewardkit.device import Placement
-from rewardkit.errors import RewardkitError
 from rewardkit.rewards.base import RewardFunction
 from rewardkit.rl.advantages import (discounted_returns, gae, group_normalized_advantages, leave_one_out_advantages,
                                      per_token, reinforce_advantages)
-from rewardkit.rl.config import RLConfig
+from rewardkit.rl.config import ALGORITHM_TRAITS, RLConfig
 from rewardkit.rl.critic import ValueHead
 from rewardkit.rl.distributed import Processes, held_rows, minibatch_order
 from rewardkit.rl.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_k1
@@ -47,7 +46,7 @@ from rewardkit.rl.masked import masked_sum, masked_whiten
 from rewardkit.rl.rollout import (Rollout, SamplingSettings, decode_responses, eos_token_ids, forward_responses,
                                   left_pad, prompt_token_ids, sample)
 from rewardkit.rl.watch import RewardHackingWatch
-from rewardkit.runs import check_keep_checkpoints, derived_seed, rng_state, set_rng_state
+from rewardkit.runs import derived_seed, rng_state, set_rng_state
 
 RewardFn = Callable[..., torch.Tensor]
 
@@ -95,59 +94,11 @@ def _rloo(rewards, mask, values, cfg, group_size, processes):
     return per_token(leave_one_out_advantages(masked_sum(rewards, mask, dim=1), group_size), mask), None
 
 
-@dataclass(frozen=True)
-class Algorithm:
-    # (token_rewards, mask, values, cfg, group_size, processes) -> (advantages, returns | None); groups are local to a
-    # process, batch statistics go through `processes`
-    advantages: Callable
-    clipped: bool                   # PPO's clipped surrogate (else the plain policy gradient)
-    critic: bool = False            # learns a value function
-    grouped: bool = False           # compares several samples of the same prompt
-
-
-ALGORITHMS = {
-    "reinforce": Algorithm(_reinforce, clipped=False),
-    "actor_critic": Algorithm(_gae, clipped=False, critic=True),
-    "ppo": Algorithm(_gae, clipped=True, critic=True),
-    "grpo": Algorithm(_grpo, clipped=True, grouped=True),
-    "rloo": Algorithm(_rloo, clipped=False, grouped=True),
-}
-
-
-def check_config(cfg: RLConfig, processes: int = 1) -> None:
-    """Combinations that cannot work, as one-line user errors."""
-    algorithm = ALGORITHMS[cfg.algorithm]
-    if cfg.prompts_per_step % processes:
-        raise RewardkitError(f"--prompts-per-step {cfg.prompts_per_step} must be divisible by the number of "
-                             f"processes ({processes})")
-    if algorithm.grouped and cfg.samples_per_prompt < 2:
-        raise RewardkitError(f"--algorithm {cfg.algorithm} compares samples of the same prompt: set "
-                             "--samples-per-prompt to 2 or more")
-    if cfg.epochs > 1 and not algorithm.clipped:
-        raise RewardkitError(f"--epochs {cfg.epochs} needs a clipped objective (ppo or grpo); {cfg.algorithm} takes "
-                             "one pass, later passes would be off-policy")
-    batch = cfg.prompts_per_step * cfg.samples_per_prompt
-    if cfg.minibatch_size is not None and cfg.minibatch_size < batch and not algorithm.clipped:
-        raise RewardkitError(f"--minibatch-size {cfg.minibatch_size} below the step's {batch} samples needs a clipped "
-                             f"objective (ppo or grpo): {cfg.algorithm} has no importance ratio, and every update "
-                             "after the first would learn from samples of an older policy")
-    if cfg.kl_in == "loss" and cfg.kl_estimator == "k1":
-        raise RewardkitError("--kl-in loss needs --kl-estimator k3 or k2: the gradient of k1 = log π − log π_ref is "
-                             "zero in expectation, so as a loss term it would not keep the policy near the reference")
-    for name in ("steps", "prompts_per_step", "samples_per_prompt", "epochs", "forward_batch_size",
-                 "max_new_tokens"):
-        if getattr(cfg, name) < 1:
-            raise RewardkitError(f"--{name.replace('_', '-')} must be at least 1")
-    if cfg.watch_window < 2:  # one step per window has no spread: any opposite move of proxy and gold would warn
-        raise RewardkitError(f"--watch-window must be at least 2 (the watch compares the spread of the steps within "
-                             f"a window with the change between windows), got {cfg.watch_window}")
-    if cfg.minibatch_size is not None and cfg.minibatch_size < 1:
-        raise RewardkitError("--minibatch-size must be at least 1")
-    if cfg.temperature < 0 or not 0 < cfg.top_p <= 1 or cfg.top_k < 0:
-        raise RewardkitError("sampling needs --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
-    if cfg.kl_target is not None and cfg.kl_target <= 0:
-        raise RewardkitError("--kl-target must be positive")
-    check_keep_checkpoints(cfg.keep_checkpoints)
+# Each algorithm's advantages: (token_rewards, mask, values, cfg, group_size, processes) -> (advantages,
+# returns | None); groups are local to a process, batch statistics go through `processes`. What else an algorithm
+# is (clipped, critic, grouped) is `rl.config.ALGORITHM_TRAITS`.
+ADVANTAGES: dict[str, Callable] = {"reinforce": _reinforce, "actor_critic": _gae, "ppo": _gae, "grpo": _grpo,
+                                   "rloo": _rloo}
 
 
 def _pad_columns(tensor: torch.Tensor, width: int) -> torch.Tensor:
@@ -172,7 +123,7 @@ class RLTrainer:
                  processes: Processes | None = None):
         self.placement = placement or Placement("cpu", "fp32", "default")
         self.processes = processes or Processes()
-        check_config(cfg, self.processes.world)
+        cfg.check(self.processes.world)
         self.device = self.placement.torch_device
         self.cfg, self.policy, self.tokenizer = cfg, policy.to(self.device), tokenizer
         self.reward_fn, self.gold_fn = reward_fn, gold_fn
@@ -180,7 +131,8 @@ class RLTrainer:
         self._batch_gather = self.processes.gather_values if self.processes.world > 1 else None
         for fn in self._stateful_rewards():
             fn.share_batches(self._batch_gather)
-        self.algorithm = ALGORITHMS[cfg.algorithm]
+        self.algorithm = ALGORITHM_TRAITS[cfg.algorithm]
+        self.advantage_fn = ADVANTAGES[cfg.algorithm]
         self.is_peft = hasattr(policy, "disable_adapter")
         if reference is None and not self.is_peft:
             raise ValueError("a full fine-tuning run needs a frozen reference model (LoRA policies use their base)")
@@ -326,7 +278,7 @@ class RLTrainer:
         mask = rollout.response_mask
         kl_tokens = kl_estimate(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask
         token_rewards = self.shape_rewards(score_tokens, rollout, kl_tokens, old_logprobs)
-        advantages, returns = self.algorithm.advantages(token_rewards, mask, values, cfg, group, self.processes)
+        advantages, returns = self.advantage_fn(token_rewards, mask, values, cfg, group, self.processes)
         if cfg.whiten_advantages:  # grouped advantages are centred per prompt already: only scaled (see the option)
             advantages = masked_whiten(advantages, mask, shift_mean=not self.algorithm.grouped,
                                        moments=self.processes.moments(advantages, mask)) * mask
