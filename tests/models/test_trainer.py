@@ -309,7 +309,15 @@ def test_minilm_trains_a_few_steps_on_real_hh_pairs(tmp_path, shared_data):
     summary = trainer.train()
     assert summary["steps"] == 3 and summary["examples_seen"] == 24
     assert summary["train_examples"] + summary["val_examples"] == 2352  # 2354 minus the 2 identical pairs
-    assert summary["truncated_train_examples"] > 0  # max_length 96 truncates, but nothing is dropped
+    # max_length 96 truncates, but nothing is dropped: counted here from the tokenizer alone (a pair is truncated when
+    # either text's prompt and response tokens, plus BERT's [CLS] [SEP] [SEP], exceed 96)
+    from rewardkit.data.types import prompt_as_text
+
+    train_records, _ = trainer._load_records()
+    tokens = lambda text: len(trainer.reward_model.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    expected = sum(any(tokens(prompt_as_text(r.prompt)) + tokens(text) + 3 > 96 for text in (r.chosen, r.rejected))
+                   for r in train_records)
+    assert summary["truncated_train_examples"] == expected > 0
     from rewardkit.models import RewardModel
     reloaded = RewardModel.from_pretrained(str(tmp_path / "rm"))
     assert reloaded.max_length == 96 and reloaded.model.config.num_labels == 1

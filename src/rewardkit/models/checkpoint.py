@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Self
 
 import torch
 from torch import nn
@@ -26,9 +26,6 @@ from rewardkit.models.heads import (MLP_HEAD, head_modules, last_token_index, me
 from rewardkit.models.presets import resolve_model_path
 from rewardkit.models.remote_code import write_pooling_code
 from rewardkit.runs import write_text_atomically
-
-if TYPE_CHECKING:
-    from rewardkit.models.reward_model import RewardModel
 
 METADATA_FILE = "rewardkit.json"
 LENGTH_HEAD_FILE = "length_head.safetensors"
@@ -176,7 +173,7 @@ class Checkpointing:
     @classmethod
     def from_pretrained(cls, name_or_path: str, max_length: int | None = None, dropout: bool = True,
                         placement: Placement | None = None, train: bool = False, pooling: str | None = None,
-                        **model_kwargs) -> "RewardModel":
+                        **model_kwargs) -> Self:
         """Load a preset, a local folder (rewardkit or any HF model) or a hub id, with a one-output head.
 
         A backbone without a trained head gets a freshly initialised one, announced in one line (see
