@@ -3,6 +3,7 @@ that every command (and, with the HF class's own pooling and head, plain transfo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -209,7 +210,7 @@ def test_minilm_frozen_features_on_real_hh_pairs(tmp_path, shared_data):
     """The real minilm-l6 (mean pooling: its folder gets remote code), 96 HH pairs, features cached then re-read."""
     hh = shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz"
     cfg = frozen_config(tmp_path, "minilm-l6", hh, max_length=128, head_epochs=5, val_fraction=0.5,
-                        head_learning_rate=1e-3)
+                        head_learning_rate=1e-3, pooling="mean")
     import gzip
 
     rows = gzip.open(hh, "rt").read().splitlines()[:96]
@@ -221,5 +222,5 @@ def test_minilm_frozen_features_on_real_hh_pairs(tmp_path, shared_data):
     assert summary["features_computed"] > 150
     expected = trainer.val_scores().cpu()
     assert close(plain_scores(tmp_path / "out", trainer, remote=True), expected)
-    again = FrozenHeadTrainer(cfg)
+    again = FrozenHeadTrainer(dataclasses.replace(cfg, output_dir=str(tmp_path / "again")))
     assert again.train()["features_computed"] == 0

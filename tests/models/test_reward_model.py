@@ -228,19 +228,17 @@ def test_response_pooling_of_an_empty_response_reads_the_last_token():
         torch.testing.assert_close(rm.score([PROMPTS[0]], [""]), expected, atol=1e-5, rtol=1e-4)
 
 
-def test_a_sentence_transformers_backbone_reads_its_reward_with_the_pooling_it_was_trained_with(tmp_path):
+def test_a_plain_folder_reads_its_reward_the_hf_class_way_unless_asked_or_saved_otherwise(tmp_path):
     import json
 
     build_tiny_reward_model("bert").save_pretrained(tmp_path)
     (tmp_path / "rewardkit.json").unlink()  # a plain HF folder, as a sentence-transformers model ships
+    (tmp_path / "1_Pooling").mkdir()  # trained with mean pooling: what plain transformers computes is still CLS
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
     assert RewardModel.from_pretrained(str(tmp_path)).pooling == "cls"
-    (tmp_path / "1_Pooling").mkdir()
-    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False}))
-    assert RewardModel.from_pretrained(str(tmp_path)).pooling == "mean"
-    assert RewardModel.from_pretrained(str(tmp_path), pooling="cls").pooling == "cls"
-    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
-    assert RewardModel.from_pretrained(str(tmp_path)).pooling == "cls"  # max pooling: not one of ours
+    assert RewardModel.from_pretrained(str(tmp_path), pooling="mean").pooling == "mean"
+    (tmp_path / "rewardkit.json").write_text(json.dumps({"pooling": "last"}))
+    assert RewardModel.from_pretrained(str(tmp_path)).pooling == "last"
 
 
 def test_pooling_survives_save_and_a_decoder_refuses_cls(tmp_path):

@@ -22,9 +22,9 @@ class Adapters:
         try:
             import peft
         except ImportError:
-            raise RewardkitError("--lora-rank needs peft: pip install 'rewardkit[peft]'")
+            raise RewardkitError("LoRA needs peft: pip install 'rewardkit[peft]'")
         if r < 1:
-            raise RewardkitError(f"--lora-rank must be at least 1, got {r}")
+            raise RewardkitError(f"a LoRA rank must be at least 1, got {r}")
         prefix, blocks = self._transformer_blocks()
         wanted = None if target_modules.strip() == "all-linear" else {
             t.strip() for t in target_modules.split(",") if t.strip()}
@@ -32,7 +32,7 @@ class Adapters:
         names = [f"{prefix}.{name}" for name in linear if wanted is None or name.rsplit(".", 1)[-1] in wanted]
         if not names:
             known = sorted({name.rsplit(".", 1)[-1] for name in linear})
-            raise RewardkitError(f"--lora-targets {target_modules}: no such linear layer in the transformer "
+            raise RewardkitError(f"LoRA targets {target_modules!r}: no such linear layer in the transformer "
                                  f"layers (they have: {', '.join(known)})")
         config = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names)
         # The adapters are injected into self.model in place; the PeftModel is kept outside the module tree (not a

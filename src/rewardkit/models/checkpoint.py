@@ -54,23 +54,6 @@ def reward_statistics(count: int, total: float, total_squares: float, data: str)
     return {"mean": mean, "std": std, "count": int(count), "data": data}
 
 
-def trained_pooling(folder: Path) -> str | None:
-    """The pooling a sentence-transformers backbone was trained with (its `1_Pooling/config.json`: minilm-l6's is
-    mean), when it is one of POOLINGS; None for other folders, which then read their reward the HF class's way."""
-    path = folder / "1_Pooling" / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        modes = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    for mode, pooling in (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
-                          ("pooling_mode_lasttoken", "last")):
-        if modes.get(mode):
-            return pooling
-    return None
-
-
 def _load_head_unrounded(model: nn.Module, folder: Path) -> None:
     """Read the reward head's saved weights again at full precision, after a load in bf16/fp16 rounded them: the
     head computes in fp32, and train-rm validated it with its fp32 weights (see `rewardkit.models.precision`)."""
@@ -178,9 +161,8 @@ class Checkpointing:
 
         A backbone without a trained head gets a freshly initialised one, announced in one line (see
         `load_with_reward_head`). Only safetensors weights are read.
-        `pooling` says which tokens the reward reads; None: the saved model's, else the one a sentence-transformers
-        backbone was trained with (`trained_pooling`), else the HF class's own (an encoder's CLS, a decoder's last
-        token).
+        `pooling` says which tokens the reward reads; None: the saved model's, else the HF class's own (an encoder's
+        CLS, a decoder's last token), which is what plain transformers computes.
         `placement` says where the model runs; None resolves `--device auto --precision auto` by the rule every
         command uses (`rewardkit.device.choose_placement`), so the Python API scores a text as `score`, `serve` and
         `eval-rm` do on the same machine (bf16 where the hardware makes it the faster choice). For inference
@@ -218,7 +200,7 @@ class Checkpointing:
                      max_length=max_length or metadata.get("max_length", 512),
                      temperature=metadata.get("temperature", 1.0),
                      use_chat_template=metadata.get("use_chat_template"),
-                     pooling=pooling or metadata.get("pooling") or trained_pooling(local),
+                     pooling=pooling or metadata.get("pooling"),
                      feature_layers=metadata.get("feature_layers"))
         loaded.reward_stats = metadata.get("reward_stats")
         loaded.placement = placement

@@ -124,7 +124,10 @@ class RewardModelTrainer:
         if cfg.length_head:
             self.reward_model.add_length_head()
         if cfg.lora_rank:
-            self.reward_model.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+            try:
+                self.reward_model.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+            except RewardkitError as error:  # the model speaks of LoRA; the user set it with these flags
+                raise RewardkitError(f"--lora-rank {cfg.lora_rank} --lora-targets {cfg.lora_targets}: {error}")
         layers = self.reward_model.model.config.num_hidden_layers
         self.reward_model.freeze_lower_layers(layers // 2 if cfg.freeze_layers < 0 else cfg.freeze_layers)
         if cfg.gradient_checkpointing:
