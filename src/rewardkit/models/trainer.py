@@ -475,7 +475,8 @@ class RewardModelTrainer:
         """Train from step `state["step"]` to `total_steps`, logging, validating and checkpointing on the way;
         True when early stopping ended it."""
         cfg, run = self.cfg, self.run
-        lengths = [self.reward_model.group_length(e.encoded) for e in self.train_examples]
+        model = self.accelerator.unwrap_model(self.reward_model)  # DDP wraps it in setup_training
+        lengths = [model.group_length(e.encoded) for e in self.train_examples]
         self.reward_model.train()
         eval_every = cfg.eval_every or steps_per_epoch
         window_start, window_examples = time.perf_counter(), 0
