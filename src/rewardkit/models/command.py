@@ -10,7 +10,6 @@ from rewardkit.models.trainer import RewardModelTrainer, train_ensemble
 
 def train_reward_model(cfg: TrainRMConfig) -> int:
     """CLI entry: train (one model or an ensemble), save to cfg.output_dir, print the validation accuracy."""
-    cfg.check()  # before anything loads (the trainer checks again with its process count)
     if cfg.frozen:  # a head on a frozen backbone's cached features
         from rewardkit.models.frozen import FrozenHeadTrainer
 

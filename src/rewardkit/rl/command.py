@@ -247,7 +247,6 @@ def build_trainer(cfg: RLConfig, placement, processes, checkpoint: Path | None, 
 def run_rl(cfg: RLConfig) -> int:
     """Run `rewardkit rl`; returns 0 on success (user errors raise RewardkitError, which the CLI prints)."""
     cfg.require_inputs()
-    cfg.check()
     import torch
 
     from rewardkit.device import placement_of
