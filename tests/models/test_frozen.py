@@ -14,6 +14,7 @@ from transformers import AutoModelForSequenceClassification
 from rewardkit.device import choose_placement
 from rewardkit.errors import RewardkitError
 from rewardkit.models import RewardModel
+from rewardkit.models.config import TrainRMConfig
 from rewardkit.models.frozen import FrozenHeadTrainer
 from rewardkit.models.remote_code import MODULE_FILE
 from tests.conftest import reward_tolerance
@@ -33,8 +34,11 @@ SUMMARY_FIELDS = {"model", "feedback", "steps", "train_examples", "val_examples"
 
 
 def frozen_config(tmp_path, model_dir, data, **overrides):
+    # small_config's fine-tuning schedule back at train-rm's defaults (--frozen refuses it), the head's own instead
+    schedule = {f.name: f.default for f in dataclasses.fields(TrainRMConfig)
+                if f.name in ("batch_size", "learning_rate", "max_steps")}
     values = dict(frozen=True, precision="fp32", feature_cache=str(tmp_path / "cache"), head_epochs=20,
-                  head_batch_size=16, head_learning_rate=3e-2)
+                  head_batch_size=16, head_learning_rate=3e-2, **schedule)
     values.update(overrides)
     return small_config(tmp_path, model_dir, data, **values)
 
@@ -187,6 +191,9 @@ def test_a_reward_spec_component_loads_the_frozen_folder(tmp_path, tiny_bert_dir
 @pytest.mark.parametrize("args,message", [
     (["--frozen", "--lora-r", "4"], "--lora-rank does not apply to --frozen"),
     (["--frozen", "--ensemble", "2"], "--ensemble does not apply to --frozen"),
+    (["--frozen", "--max-steps", "5"], "--max-steps does not apply to --frozen: the head's is --head-epochs"),
+    (["--frozen", "--learning-rate", "1e-3"], "--learning-rate does not apply to --frozen: the head's is "
+                                              "--head-learning-rate"),
     (["--head", "mlp"], "--head mlp trains a head on frozen features: add --frozen"),
     (["--feature-layers", "1-2"], "--feature-layers trains a head on frozen features: add --frozen"),
     (["--frozen", "--feature-layers", "3-9"], "--feature-layers '3-9'"),

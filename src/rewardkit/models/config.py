@@ -4,7 +4,7 @@ rule every command shares."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from rewardkit.config import option
 from rewardkit.device import DeviceOptions
@@ -15,6 +15,9 @@ from rewardkit.runs import KEEP_CHECKPOINTS_HELP, check_keep_checkpoints
 # train-rm options that change the backbone's training, which a frozen backbone does not have: refused with --frozen
 _NOT_WITH_FROZEN = {"lora_rank": 0, "length_head": False, "length_decorrelation": 0.0, "gradient_checkpointing": False,
                     "ensemble": 1, "resume": False}
+# fine-tuning's schedule options, which --frozen would ignore: refused with it, naming the head's own option
+_HEAD_COUNTERPARTS = {"epochs": "--head-epochs", "max_steps": "--head-epochs", "learning_rate": "--head-learning-rate",
+                      "batch_size": "--head-batch-size"}
 HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data/hh-rlhf/harmless-base.test.jsonl.gz"]
 
 
@@ -158,6 +161,11 @@ class TrainRMConfig(DeviceOptions):
             if getattr(self, name) != off:
                 raise RewardkitError(f"--{name.replace('_', '-')} does not apply to --frozen (only a head trains, in "
                                      f"seconds, on cached features)")
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, counterpart in _HEAD_COUNTERPARTS.items():
+            if getattr(self, name) != defaults[name]:
+                raise RewardkitError(f"--{name.replace('_', '-')} does not apply to --frozen: the head's is "
+                                     f"{counterpart}")
         if self.head_epochs < 1:
             raise RewardkitError(f"--head-epochs must be at least 1, got {self.head_epochs}")
         if self.head_batch_size < 0:
