@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -81,6 +82,13 @@ VARIANTS: dict[str, dict] = {
                              "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
                              "mixture": ["1", "n=3000"]},
     "smollm2": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "batch_size": 16},
+    # Gemma 3 270M (base), read at its last token, the lower half of its layers frozen (train-rm's own defaults)
+    "gemma3": {"model": "gemma3-270m", "pooling": "auto"},
+    # frozen backbones (train-rm --frozen): features once, in inference precision, then only a head trains
+    "frozen-mlp": {"frozen": True, "head": "mlp"},
+    "smollm2-frozen": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "frozen": True},
+    "smollm2-frozen-mlp": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "frozen": True,
+                           "head": "mlp"},
     # the first half of the same data order (131 of 263 steps, the schedule compressed to them): ~40 min on AVX2
     "smollm2-half": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "batch_size": 16,
                      "max_steps": 131},
@@ -151,7 +159,15 @@ def train(name: str, overrides: dict, out: Path, common: dict) -> dict:
     if not summary_path.exists():
         if "data" in overrides:
             overrides = {**overrides, "data": [path.format(out=out) for path in overrides["data"]]}
-        cfg = TrainRMConfig(**{**common, **BASELINE, **overrides, "output_dir": str(folder), "resume": True})
+        frozen = overrides.get("frozen", False)
+        if frozen and folder.exists():  # an unfinished frozen run: its features are in the cache, its head retrains
+            shutil.rmtree(folder)
+        settings = {**common, **BASELINE, **overrides, "output_dir": str(folder)}
+        if frozen:  # no fine-tuning schedule and no checkpoint to resume: train-rm refuses both with --frozen
+            settings.pop("max_steps")
+        else:
+            settings["resume"] = True
+        cfg = TrainRMConfig(**settings)
         print(f"\n== training {name}: {overrides or 'the baseline'}", file=sys.stderr, flush=True)
         train_reward_model(cfg)
     return json.loads(summary_path.read_text())
@@ -188,8 +204,8 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="variants to run; the first is the one the others are compared with")
     parser.add_argument("--out", default="runs/study", help="where the variants' models and study.json go")
-    parser.add_argument("--max-steps", type=int, default=-1, help="train every variant for this many steps only "
-                                                                  "(quick looks; -1: train-rm's epochs)")
+    parser.add_argument("--max-steps", type=int, default=-1, help="train every fine-tuned variant for this many "
+                        "steps only (quick looks; -1: train-rm's epochs; a frozen variant's head trains its epochs)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each set")
     parser.add_argument("--bootstrap-resamples", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass when scoring")
