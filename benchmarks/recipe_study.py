@@ -84,6 +84,9 @@ VARIANTS: dict[str, dict] = {
     "smollm2": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "batch_size": 16},
     # Gemma 3 270M (base), read at its last token, the lower half of its layers frozen (train-rm's own defaults)
     "gemma3": {"model": "gemma3-270m", "pooling": "auto"},
+    "gemma3+alpaca-3k": {"model": "gemma3-270m", "pooling": "auto", "balance_length": True,
+                         "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
+                         "mixture": ["1", "n=3000"]},
     # frozen backbones (train-rm --frozen): features once, in inference precision, then only a head trains
     "frozen-mlp": {"frozen": True, "head": "mlp"},
     "smollm2-frozen": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "frozen": True},
