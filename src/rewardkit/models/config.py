@@ -12,12 +12,13 @@ from rewardkit.errors import RewardkitError
 from rewardkit.kinds import KIND_SPELLINGS
 from rewardkit.runs import KEEP_CHECKPOINTS_HELP, check_keep_checkpoints
 
-# train-rm options that change the backbone's training, which a frozen backbone does not have: refused with --frozen
-_NOT_WITH_FROZEN = {"lora_rank": 0, "length_head": False, "length_decorrelation": 0.0, "gradient_checkpointing": False,
-                    "ensemble": 1, "resume": False}
-# fine-tuning's schedule options, which --frozen would ignore: refused with it, naming the head's own option
-_HEAD_COUNTERPARTS = {"epochs": "--head-epochs", "max_steps": "--head-epochs", "learning_rate": "--head-learning-rate",
-                      "batch_size": "--head-batch-size"}
+# train-rm options refused with --frozen when set away from their defaults, with the head's own option where it has
+# one: those that change the backbone's training, which a frozen backbone does not have (None), and fine-tuning's
+# schedule, which the head would ignore
+_NOT_WITH_FROZEN = {"lora_rank": None, "length_head": None, "length_decorrelation": None,
+                    "gradient_checkpointing": None, "ensemble": None, "resume": None,
+                    "epochs": "--head-epochs", "max_steps": "--head-epochs", "learning_rate": "--head-learning-rate",
+                    "batch_size": "--head-batch-size"}
 HH_FILES = ["../shared/data/hh-rlhf/helpful-base.test.jsonl.gz", "../shared/data/hh-rlhf/harmless-base.test.jsonl.gz"]
 
 
@@ -157,15 +158,12 @@ class TrainRMConfig(DeviceOptions):
                 option = "--head mlp" if self.head != "linear" else "--feature-layers"
                 raise RewardkitError(f"{option} trains a head on frozen features: add --frozen")
             return
-        for name, off in _NOT_WITH_FROZEN.items():
-            if getattr(self, name) != off:
-                raise RewardkitError(f"--{name.replace('_', '-')} does not apply to --frozen (only a head trains, in "
-                                     f"seconds, on cached features)")
         defaults = {f.name: f.default for f in fields(self)}
-        for name, counterpart in _HEAD_COUNTERPARTS.items():
+        for name, counterpart in _NOT_WITH_FROZEN.items():
             if getattr(self, name) != defaults[name]:
-                raise RewardkitError(f"--{name.replace('_', '-')} does not apply to --frozen: the head's is "
-                                     f"{counterpart}")
+                why = (f": the head's is {counterpart}" if counterpart
+                       else " (only a head trains, in seconds, on cached features)")
+                raise RewardkitError(f"--{name.replace('_', '-')} does not apply to --frozen{why}")
         if self.head_epochs < 1:
             raise RewardkitError(f"--head-epochs must be at least 1, got {self.head_epochs}")
         if self.head_batch_size < 0:
