@@ -87,6 +87,10 @@ VARIANTS: dict[str, dict] = {
     "gemma3+alpaca-3k": {"model": "gemma3-270m", "pooling": "auto", "balance_length": True,
                          "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
                          "mixture": ["1", "n=3000"]},
+    # the same with 2,000 AlpacaEval pairs (1,000 chosen-shorter, 1,000 chosen-longer), to fit a CPU without AMX's hour
+    "gemma3+alpaca-2k": {"model": "gemma3-270m", "pooling": "auto", "balance_length": True,
+                         "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
+                         "mixture": ["1", "n=2000"]},
     # frozen backbones (train-rm --frozen): features once, in inference precision, then only a head trains
     "frozen-mlp": {"frozen": True, "head": "mlp"},
     "smollm2-frozen": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "frozen": True},
