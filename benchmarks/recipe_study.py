@@ -36,12 +36,21 @@ from common import DATA, HH, machine_text  # also sets the offline environment
 # What the variants change: train-rm's default, minilm-l6 read at the CLS token (written out, so that the study
 # keeps its meaning if the default moves; for a while the default was mean pooling, the variant pool-mean).
 BASELINE = {"pooling": "cls"}
+
+
+def hh_and_alpaca(alpaca_pairs: int | None = None) -> dict:
+    """train-rm options for HH and the AlpacaEval instructions not held out, as many pairs whose chosen answer is
+    shorter as longer ({out}: the study's folder; hh.jsonl.gz is both HH files in one, so HH splits as one source, its
+    held-out pairs inside the validation side). With alpaca_pairs, all of HH and that many AlpacaEval pairs."""
+    options = {"balance_length": True, "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"]}
+    return options if alpaca_pairs is None else {**options, "mixture": ["1", f"n={alpaca_pairs}"]}
+
+
 # name -> train-rm options changed from BASELINE (flag names as in `rewardkit train-rm --help`, with underscores)
 VARIANTS: dict[str, dict] = {
     "default": {},
     # the default on HH and 3,000 length-balanced AlpacaEval pairs (1,500 chosen-shorter, 1,500 chosen-longer)
-    "alpaca-3k": {"balance_length": True, "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
-                  "mixture": ["1", "n=3000"]},
+    "alpaca-3k": hh_and_alpaca(3000),
     "lr-3e-5": {"learning_rate": 3e-5},
     "lr-3e-4": {"learning_rate": 3e-4},
     "epochs-2": {"epochs": 2},
@@ -62,35 +71,23 @@ VARIANTS: dict[str, dict] = {
     "mean+odin": {"pooling": "mean", "length_head": True, "length_decorrelation": 1.0},
     # TRL's RewardTrainer recipe (the model's own CLS pooler, every layer trained, dropout kept, lr 5e-5)
     "trl-recipe": {"pooling": "cls", "freeze_layers": 0, "dropout": True, "learning_rate": 5e-5},
-    # HH and the AlpacaEval instructions not held out, as many pairs whose chosen answer is shorter as longer ({out}:
-    # the study's folder; hh.jsonl.gz is both HH files in one, so HH splits as one source, its held-out pairs inside
-    # the validation side)
-    "mean+alpaca-balanced": {"pooling": "mean", "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
-                             "balance_length": True},
+    # HH and every AlpacaEval pair not held out, length-balanced
+    "mean+alpaca-balanced": {"pooling": "mean", **hh_and_alpaca()},
     "trl-recipe+alpaca-balanced": {"pooling": "cls", "freeze_layers": 0, "dropout": True, "learning_rate": 5e-5,
-                                   "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
-                                   "balance_length": True},
+                                   **hh_and_alpaca()},
     # the 110M sentence encoder (minilm-l6's bigger sibling), read as it was trained: the mean of its tokens
     "mpnet-mean": {"model": "mpnet-base", "pooling": "mean"},
     # HH and 3,000 length-balanced AlpacaEval pairs (1,500 chosen-shorter, 1,500 chosen-longer). mpnet-base on them
     # ran at 0.8-1.9 pairs/s on the 2-core AMD EPYC (bf16, padded batches: MPNet's relative position bias does not
     # pack), about 1.5-2 hours for its 6,951 pairs: beyond a CPU recipe's hour, so it is left to machines with AMX
-    "mean+alpaca-3k": {"pooling": "mean", "balance_length": True,
-                       "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
-                       "mixture": ["1", "n=3000"]},
-    "mpnet-mean+alpaca-3k": {"model": "mpnet-base", "pooling": "mean", "balance_length": True,
-                             "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
-                             "mixture": ["1", "n=3000"]},
+    "mean+alpaca-3k": {"pooling": "mean", **hh_and_alpaca(3000)},
+    "mpnet-mean+alpaca-3k": {"model": "mpnet-base", "pooling": "mean", **hh_and_alpaca(3000)},
     "smollm2": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "batch_size": 16},
     # Gemma 3 270M (base), read at its last token, the lower half of its layers frozen (train-rm's own defaults)
     "gemma3": {"model": "gemma3-270m", "pooling": "auto"},
-    "gemma3+alpaca-3k": {"model": "gemma3-270m", "pooling": "auto", "balance_length": True,
-                         "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
-                         "mixture": ["1", "n=3000"]},
+    "gemma3+alpaca-3k": {"model": "gemma3-270m", "pooling": "auto", **hh_and_alpaca(3000)},
     # the same with 2,000 AlpacaEval pairs (1,000 chosen-shorter, 1,000 chosen-longer), to fit a CPU without AMX's hour
-    "gemma3+alpaca-2k": {"model": "gemma3-270m", "pooling": "auto", "balance_length": True,
-                         "data": ["{out}/data/hh.jsonl.gz", "{out}/data/alpaca_train.jsonl.gz"],
-                         "mixture": ["1", "n=2000"]},
+    "gemma3+alpaca-2k": {"model": "gemma3-270m", "pooling": "auto", **hh_and_alpaca(2000)},
     # frozen backbones (train-rm --frozen): features once, in inference precision, then only a head trains
     "frozen-mlp": {"frozen": True, "head": "mlp"},
     "smollm2-frozen": {"model": "smollm2-135m", "pooling": "last", "max_length": 384, "frozen": True},
